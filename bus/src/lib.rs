@@ -1,0 +1,85 @@
+//! NATS plumbing shared by the gateway and every worker, with no domain knowledge:
+//!
+//! - [`connect`]: connect with retry;
+//! - [`Bus`]: typed request-reply with an explicit deadline, where no responders and timeouts
+//!   become `unavailable` at once;
+//! - [`MicroService`]: register a worker as a NATS micro service and serve typed endpoints;
+//! - [`CallContext`]: `traceparent`, request id, `Authorization` and `Idempotency-Key` propagation;
+//! - [`streams`]: idempotent creation of JetStream streams;
+//! - [`outbox`]: the transactional outbox (PostgreSQL table → JetStream with `Nats-Msg-Id`);
+//! - [`auth`]: access-token verification against the identity JWKS, cached and rotated.
+
+pub mod auth;
+pub mod client;
+pub mod context;
+pub mod outbox;
+pub mod service;
+pub mod streams;
+
+pub use client::{Bus, connect};
+pub use context::CallContext;
+pub use service::{MicroService, ServiceSpec};
+
+/// Failures of the plumbing itself (as opposed to [`coursebus_contracts::ErrorBody`] replies).
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    #[error("could not connect to NATS at {url}: {reason}")]
+    Connect { url: String, reason: String },
+    #[error("NATS micro service error: {0}")]
+    Service(String),
+    #[error("JetStream error: {0}")]
+    JetStream(String),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("serialisation error: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+pub mod runtime {
+    //! What every binary does at its edge: logs and shutdown signals.
+
+    use tokio_util::sync::CancellationToken;
+
+    /// Structured logs to stderr; `RUST_LOG` filters (default `info`), `CB_LOG_FORMAT=json`
+    /// switches to one JSON object per line.
+    pub fn init_tracing() {
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new("info,sqlx=warn,async_nats=warn")
+        });
+        let builder = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr);
+        if std::env::var("CB_LOG_FORMAT").is_ok_and(|f| f == "json") {
+            builder.json().flatten_event(true).init();
+        } else {
+            builder.init();
+        }
+    }
+
+    /// A token cancelled on Ctrl-C or SIGTERM.
+    pub fn shutdown_on_signal() -> CancellationToken {
+        let token = CancellationToken::new();
+        let trigger = token.clone();
+        tokio::spawn(async move {
+            let ctrl_c = tokio::signal::ctrl_c();
+            #[cfg(unix)]
+            let term = async {
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(mut s) => {
+                        s.recv().await;
+                    }
+                    Err(_) => std::future::pending::<()>().await,
+                }
+            };
+            #[cfg(not(unix))]
+            let term = std::future::pending::<()>();
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term => {}
+            }
+            tracing::info!("shutdown requested");
+            trigger.cancel();
+        });
+        token
+    }
+}

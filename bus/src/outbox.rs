@@ -1,0 +1,235 @@
+//! The transactional outbox: a worker writes its own rows and its events in one PostgreSQL
+//! transaction ([`enqueue`]); the [`Relay`] publishes pending events to JetStream with
+//! `Nats-Msg-Id` = event id and marks them published only after JetStream acknowledged them.
+//!
+//! A relay that dies between publishing and marking re-publishes the same ids on restart, and
+//! JetStream drops them as duplicates (within [`crate::streams::DUPLICATE_WINDOW`]): an event
+//! reaches its stream exactly once. Several replicas relay concurrently (`FOR UPDATE SKIP LOCKED`).
+
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::{self, context::PublishAckFuture, message::PublishMessage};
+use coursebus_contracts::{Event, EventEnvelope, headers};
+use sqlx::postgres::PgListener;
+use sqlx::{PgConnection, PgPool};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::{BusError, CallContext};
+
+/// The channel `enqueue` notifies so relays wake at once.
+const CHANNEL: &str = "cb_outbox";
+
+/// The outbox table, owned by this module and created in each worker's own database.
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS cb_outbox (
+    seq          BIGSERIAL PRIMARY KEY,
+    id           UUID NOT NULL UNIQUE,
+    subject      TEXT NOT NULL,
+    payload      BYTEA NOT NULL,
+    headers      JSONB NOT NULL DEFAULT '{}'::jsonb,
+    created_at   TIMESTAMPTZ NOT NULL DEFAULT now(),
+    published_at TIMESTAMPTZ
+);
+CREATE INDEX IF NOT EXISTS cb_outbox_pending ON cb_outbox (seq) WHERE published_at IS NULL;
+"#;
+
+/// Create the outbox table if it does not exist (idempotent; safe with concurrent replicas).
+pub async fn install(pool: &PgPool) -> Result<(), BusError> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('cb_outbox_schema'))")
+        .execute(&mut *tx)
+        .await?;
+    sqlx::raw_sql(SCHEMA).execute(&mut *tx).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Record `event` in the caller's transaction; it is published after commit.
+pub async fn enqueue<E: Event>(
+    tx: &mut PgConnection,
+    event: &EventEnvelope<E>,
+    ctx: Option<&CallContext>,
+) -> Result<(), BusError> {
+    let payload = serde_json::to_vec(event)?;
+    let mut hdrs = serde_json::Map::new();
+    if let Some(ctx) = ctx {
+        hdrs.insert(headers::REQUEST_ID.into(), ctx.request_id.clone().into());
+        if let Some(tp) = &ctx.traceparent {
+            hdrs.insert(headers::TRACEPARENT.into(), tp.clone().into());
+        }
+    }
+    sqlx::query("INSERT INTO cb_outbox (id, subject, payload, headers) VALUES ($1, $2, $3, $4)")
+        .bind(event.id)
+        .bind(E::SUBJECT)
+        .bind(payload)
+        .bind(serde_json::Value::Object(hdrs))
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("SELECT pg_notify($1, '')")
+        .bind(CHANNEL)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
+/// Publishes pending outbox rows to JetStream.
+#[derive(Debug, Clone)]
+pub struct Relay {
+    pool: PgPool,
+    js: jetstream::Context,
+    batch: i64,
+    /// A safety net for a missed notification (e.g. while the listener reconnects).
+    fallback_poll: Duration,
+    /// Published rows are deleted after this long.
+    keep_published: Duration,
+}
+
+#[derive(sqlx::FromRow)]
+struct Pending {
+    seq: i64,
+    id: Uuid,
+    subject: String,
+    payload: Vec<u8>,
+    headers: serde_json::Value,
+}
+
+impl Relay {
+    pub fn new(pool: PgPool, js: jetstream::Context) -> Self {
+        Self {
+            pool,
+            js,
+            batch: 256,
+            fallback_poll: Duration::from_secs(5),
+            keep_published: Duration::from_secs(24 * 3600),
+        }
+    }
+
+    /// Relay until shutdown. Errors (NATS or PostgreSQL down) are logged and retried.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut listener = None;
+        let mut since_cleanup = std::time::Instant::now();
+        loop {
+            if listener.is_none() {
+                listener = match PgListener::connect_with(&self.pool).await {
+                    Ok(mut l) => match l.listen(CHANNEL).await {
+                        Ok(()) => Some(l),
+                        Err(err) => {
+                            tracing::warn!(error = %err, "outbox relay could not LISTEN");
+                            None
+                        }
+                    },
+                    Err(err) => {
+                        tracing::warn!(error = %err, "outbox relay could not connect a listener");
+                        None
+                    }
+                };
+            }
+            // Drain everything pending, batch by batch.
+            let mut failed = false;
+            loop {
+                if shutdown.is_cancelled() {
+                    return;
+                }
+                match self.publish_batch().await {
+                    Ok(n) if (n as i64) < self.batch => break,
+                    Ok(_) => continue,
+                    Err(err) => {
+                        tracing::warn!(error = %err, "outbox relay failed; will retry");
+                        failed = true;
+                        break;
+                    }
+                }
+            }
+            if since_cleanup.elapsed() > Duration::from_secs(600) {
+                since_cleanup = std::time::Instant::now();
+                if let Err(err) = self.delete_old().await {
+                    tracing::warn!(error = %err, "outbox cleanup failed");
+                }
+            }
+            let wait = if failed {
+                Duration::from_secs(1)
+            } else {
+                self.fallback_poll
+            };
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                notified = async {
+                    match listener.as_mut() {
+                        Some(l) => l.recv().await.map(|_| ()),
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    if let Err(err) = notified {
+                        tracing::warn!(error = %err, "outbox listener lost its connection");
+                        listener = None;
+                    }
+                }
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    /// Publish up to one batch; returns how many rows were published.
+    pub async fn publish_batch(&self) -> Result<usize, BusError> {
+        let mut tx = self.pool.begin().await?;
+        let rows: Vec<Pending> = sqlx::query_as(
+            "SELECT seq, id, subject, payload, headers FROM cb_outbox \
+             WHERE published_at IS NULL ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED",
+        )
+        .bind(self.batch)
+        .fetch_all(&mut *tx)
+        .await?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let mut acks: Vec<(Uuid, PublishAckFuture)> = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let mut hdrs = HeaderMap::new();
+            if let Some(map) = row.headers.as_object() {
+                for (k, v) in map {
+                    if let Some(v) = v.as_str() {
+                        hdrs.insert(k.as_str(), v);
+                    }
+                }
+            }
+            let message = PublishMessage::build()
+                .payload(row.payload.clone().into())
+                .headers(hdrs)
+                .message_id(row.id.to_string());
+            let ack = self
+                .js
+                .send_publish(row.subject.clone(), message)
+                .await
+                .map_err(|e| BusError::JetStream(e.to_string()))?;
+            acks.push((row.id, ack));
+        }
+        let mut duplicates = 0usize;
+        for (id, ack) in acks {
+            let ack = ack
+                .await
+                .map_err(|e| BusError::JetStream(format!("event {id}: {e}")))?;
+            if ack.duplicate {
+                duplicates += 1;
+            }
+        }
+        let seqs: Vec<i64> = rows.iter().map(|r| r.seq).collect();
+        sqlx::query("UPDATE cb_outbox SET published_at = now() WHERE seq = ANY($1)")
+            .bind(&seqs)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        tracing::debug!(published = rows.len(), duplicates, "outbox batch relayed");
+        Ok(rows.len())
+    }
+
+    async fn delete_old(&self) -> Result<(), BusError> {
+        let secs = self.keep_published.as_secs_f64();
+        sqlx::query("DELETE FROM cb_outbox WHERE published_at < now() - make_interval(secs => $1)")
+            .bind(secs)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,48 @@
+//! Idempotent JetStream provisioning: the code that owns a stream creates (or updates) it at
+//! start-up, so a fresh server and an existing one converge to the same configuration.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, stream};
+
+use crate::BusError;
+
+/// How long JetStream remembers a `Nats-Msg-Id` to drop duplicates. It bounds how late an outbox
+/// relay may re-publish after a crash and still be deduplicated.
+pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(30 * 60);
+
+/// How long domain events are kept.
+pub const EVENT_MAX_AGE: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// The configuration of a domain event stream `EVT_<DOMAIN>`: file storage, limits retention with
+/// a max age, a long duplicate window.
+pub fn event_stream(name: &str, subjects: &str, replicas: usize) -> stream::Config {
+    stream::Config {
+        name: name.to_owned(),
+        subjects: vec![subjects.to_owned()],
+        retention: stream::RetentionPolicy::Limits,
+        storage: stream::StorageType::File,
+        max_age: EVENT_MAX_AGE,
+        duplicate_window: DUPLICATE_WINDOW,
+        num_replicas: replicas.max(1),
+        allow_direct: true,
+        ..Default::default()
+    }
+}
+
+/// Create the stream or bring an existing one to `config`.
+pub async fn ensure_stream(
+    js: &jetstream::Context,
+    config: stream::Config,
+) -> Result<stream::Stream, BusError> {
+    let name = config.name.clone();
+    js.create_or_update_stream(config)
+        .await
+        .map_err(|e| BusError::JetStream(format!("stream {name}: {e}")))?;
+    let stream = js
+        .get_stream(&name)
+        .await
+        .map_err(|e| BusError::JetStream(format!("stream {name}: {e}")))?;
+    tracing::info!(stream = %name, "stream ready");
+    Ok(stream)
+}

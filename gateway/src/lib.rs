@@ -1,0 +1,275 @@
+//! The coursebus HTTP gateway. Thin by design: authenticate, rate-limit, check the JSON shape,
+//! turn a route into one NATS request, turn the reply or error code into HTTP. It owns no
+//! database and no business rule.
+
+pub mod error;
+pub mod extract;
+pub mod observe;
+pub mod ops;
+pub mod routes;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::response::{IntoResponse, Response};
+use coursebus_bus::Bus;
+use coursebus_bus::auth::{BusJwks, JwtVerifier};
+use coursebus_contracts::ErrorBody;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower_governor::GovernorLayer;
+use tower_governor::governor::GovernorConfigBuilder;
+use tower_governor::key_extractor::{PeerIpKeyExtractor, SmartIpKeyExtractor};
+use utoipa::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use utoipa_scalar::{Scalar, Servable};
+
+use crate::error::ApiError;
+use crate::observe::Metrics;
+
+/// Failures that stop the gateway.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error(transparent)]
+    Bus(#[from] coursebus_bus::BusError),
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("configuration: {0}")]
+    Config(String),
+}
+
+/// Per-client rate limit on the authentication endpoints (register, login, refresh).
+#[derive(Debug, Clone, Copy)]
+pub struct AuthRateLimit {
+    /// One request is replenished every `replenish`.
+    pub replenish: Duration,
+    /// Requests allowed in a burst.
+    pub burst: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub nats_url: String,
+    /// Deadline of each bus request; shorter than `http_timeout`.
+    pub bus_deadline: Duration,
+    pub http_timeout: Duration,
+    /// Largest accepted request body.
+    pub body_limit: usize,
+    pub auth_rate_limit: AuthRateLimit,
+    /// Key the rate limit by `X-Forwarded-For`/`X-Real-IP` (only behind a trusted proxy).
+    pub trust_forwarded_for: bool,
+}
+
+impl Config {
+    pub fn new(nats_url: impl Into<String>) -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            nats_url: nats_url.into(),
+            bus_deadline: Duration::from_secs(5),
+            http_timeout: Duration::from_secs(10),
+            body_limit: 1024 * 1024,
+            auth_rate_limit: AuthRateLimit {
+                replenish: Duration::from_millis(500),
+                burst: 10,
+            },
+            trust_forwarded_for: false,
+        }
+    }
+}
+
+/// What every handler can reach.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    pub bus: Bus,
+    pub verifier: Arc<JwtVerifier>,
+    pub metrics: Metrics,
+}
+
+impl axum::extract::FromRef<AppState> for Metrics {
+    fn from_ref(state: &AppState) -> Metrics {
+        state.metrics.clone()
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "coursebus", description = "The coursebus REST API. Errors are `{code, message, details}` with a stable `code`."),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "auth", description = "Registration, login, tokens"),
+        (name = "profile", description = "The caller's profile"),
+        (name = "roles", description = "Role administration"),
+        (name = "ops", description = "Health, readiness, metrics"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The router and its OpenAPI document.
+pub fn router(state: AppState, config: &Config) -> Result<Router, GatewayError> {
+    let auth = OpenApiRouter::new()
+        .routes(routes!(routes::register))
+        .routes(routes!(routes::login))
+        .routes(routes!(routes::refresh));
+    let limit = config.auth_rate_limit;
+    let auth = if config.trust_forwarded_for {
+        let governor = GovernorConfigBuilder::default()
+            .period(limit.replenish)
+            .burst_size(limit.burst)
+            .key_extractor(SmartIpKeyExtractor)
+            .finish()
+            .ok_or_else(|| GatewayError::Config("invalid rate limit".into()))?;
+        let limiter = governor.limiter().clone();
+        spawn_limiter_cleanup(move || {
+            limiter.retain_recent();
+            Arc::strong_count(&limiter) > 1
+        });
+        auth.layer(GovernorLayer::new(governor).error_handler(governor_error))
+    } else {
+        let governor = GovernorConfigBuilder::default()
+            .period(limit.replenish)
+            .burst_size(limit.burst)
+            .key_extractor(PeerIpKeyExtractor)
+            .finish()
+            .ok_or_else(|| GatewayError::Config("invalid rate limit".into()))?;
+        let limiter = governor.limiter().clone();
+        spawn_limiter_cleanup(move || {
+            limiter.retain_recent();
+            Arc::strong_count(&limiter) > 1
+        });
+        auth.layer(GovernorLayer::new(governor).error_handler(governor_error))
+    };
+
+    let (api, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(auth)
+        .routes(routes!(routes::logout))
+        .routes(routes!(routes::get_me, routes::update_me))
+        .routes(routes!(routes::grant_role, routes::revoke_role))
+        .routes(routes!(ops::healthz))
+        .routes(routes!(ops::readyz))
+        .routes(routes!(ops::metrics))
+        .routes(routes!(ops::jwks))
+        .split_for_parts();
+    let openapi_json = openapi.clone();
+    let app = api
+        .route(
+            "/openapi.json",
+            axum::routing::get(move || async move { axum::Json(openapi_json) }),
+        )
+        .merge(Router::from(Scalar::with_url("/docs", openapi)))
+        .fallback(|| async { ApiError(ErrorBody::not_found("no such route")) })
+        .method_not_allowed_fallback(|| async {
+            ApiError(ErrorBody::new(
+                coursebus_contracts::ErrorCode::NotFound,
+                "method not allowed on this route",
+            ))
+        })
+        .layer(axum::middleware::from_fn_with_state(
+            state.metrics.clone(),
+            observe::observe,
+        ))
+        .layer(DefaultBodyLimit::max(config.body_limit))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
+            tracing::error!("handler panicked");
+            ApiError(ErrorBody::internal()).into_response()
+        }))
+        .layer(axum::middleware::from_fn_with_state(
+            config.http_timeout,
+            timeout,
+        ))
+        .with_state(state);
+    Ok(app)
+}
+
+/// Answer `unavailable` instead of hanging past the HTTP deadline.
+async fn timeout(
+    axum::extract::State(limit): axum::extract::State<Duration>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => ApiError(ErrorBody::unavailable("the request took too long")).into_response(),
+    }
+}
+
+fn governor_error(err: tower_governor::GovernorError) -> Response {
+    match err {
+        tower_governor::GovernorError::TooManyRequests { wait_time, .. } => {
+            error::rate_limited(wait_time)
+        }
+        other => {
+            tracing::warn!(error = %other, "rate limiter could not identify the client");
+            ApiError(ErrorBody::invalid_input("could not identify the client")).into_response()
+        }
+    }
+}
+
+/// Every minute, forget clients not seen for a while so the limiter's memory stays bounded;
+/// `cleanup` returns false once the router is gone.
+fn spawn_limiter_cleanup(cleanup: impl Fn() -> bool + Send + 'static) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            if !cleanup() {
+                return;
+            }
+        }
+    });
+}
+
+/// Connect to NATS and serve on `listener` until `shutdown`.
+pub async fn serve(
+    config: Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), GatewayError> {
+    let client =
+        coursebus_bus::connect(&config.nats_url, "gateway", Duration::from_secs(30)).await?;
+    let bus = Bus::new(client, config.bus_deadline);
+    let metrics = Metrics::new().map_err(|e| GatewayError::Config(e.to_string()))?;
+    let state = AppState {
+        bus: bus.clone(),
+        verifier: JwtVerifier::new(BusJwks(bus)),
+        metrics,
+    };
+    let app = router(state, &config)?;
+    tracing::info!(addr = %listener.local_addr()?, "gateway listening");
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { shutdown.cancelled().await })
+    .await?;
+    tracing::info!("gateway stopped");
+    Ok(())
+}
+
+/// Bind `config.listen` and [`serve`].
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), GatewayError> {
+    let listener = TcpListener::bind(config.listen).await?;
+    serve(config, listener, shutdown).await
+}

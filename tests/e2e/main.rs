@@ -1,0 +1,102 @@
+//! End-to-end tests: the real stack (nats-server with JetStream, PostgreSQL) started by the
+//! harness, the platform driven over HTTP through the gateway.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod auth;
+mod operations;
+mod support;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+
+use coursebus_tests::Infra;
+use libtest_mimic::{Arguments, Failed, Trial};
+
+const TEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// The shared servers, or why they did not start.
+type InfraSlot = Result<Arc<Infra>, String>;
+
+type TestFn = fn(Arc<Infra>) -> Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>>;
+
+macro_rules! tests {
+    ($($module:ident :: $name:ident),* $(,)?) => {
+        vec![$((concat!(stringify!($module), "::", stringify!($name)), (|infra| Box::pin($module::$name(infra))) as TestFn)),*]
+    };
+}
+
+fn all() -> Vec<(&'static str, TestFn)> {
+    tests![
+        auth::register_login_refresh_reuse_profile_roles,
+        auth::registration_rejects_bad_input,
+        auth::wrong_credentials_are_401_without_saying_which,
+        auth::tampered_expired_and_wrong_algorithm_tokens_are_401,
+        auth::logout_revokes_the_session,
+        auth::roles_are_admin_only_and_the_last_admin_stays,
+        auth::auth_endpoints_are_rate_limited_per_client,
+        operations::replicas_share_requests_and_answer_the_micro_protocol,
+        operations::no_identity_replica_means_503_within_a_second,
+        operations::registration_event_reaches_the_stream_once_across_a_relay_restart,
+        operations::health_metrics_openapi_jwks_and_errors,
+    ]
+}
+
+fn main() -> ExitCode {
+    let args = Arguments::from_args();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_test_writer()
+        .try_init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("cannot build a runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // The servers start on first use, so `--list` starts nothing.
+    let infra: Arc<Mutex<Option<InfraSlot>>> = Arc::new(Mutex::new(None));
+    let trials = all()
+        .into_iter()
+        .map(|(name, test)| {
+            let handle = runtime.handle().clone();
+            let infra = infra.clone();
+            Trial::test(name, move || {
+                let infra = {
+                    let mut slot = infra
+                        .lock()
+                        .map_err(|_| Failed::from("infra lock poisoned"))?;
+                    slot.get_or_insert_with(|| {
+                        Infra::start().map(Arc::new).map_err(|e| format!("{e:#}"))
+                    })
+                    .clone()
+                };
+                let infra = infra
+                    .map_err(|e| Failed::from(format!("the test stack did not start: {e}")))?;
+                // A hung test fails instead of hanging the run.
+                match handle
+                    .block_on(async { tokio::time::timeout(TEST_TIMEOUT, test(infra)).await })
+                {
+                    Ok(result) => result.map_err(|e| Failed::from(format!("{e:#}"))),
+                    Err(_) => Err(Failed::from(format!("timed out after {TEST_TIMEOUT:?}"))),
+                }
+            })
+        })
+        .collect();
+    let conclusion = libtest_mimic::run(&args, trials);
+    // Stop PostgreSQL (and with it everything) before reporting.
+    if let Ok(mut slot) = infra.lock() {
+        slot.take();
+    }
+    drop(runtime);
+    conclusion.exit_code()
+}

@@ -1,0 +1,318 @@
+//! Replicas, the micro-service protocol, failure behaviour, the outbox, and the ops endpoints.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use coursebus_contracts::subjects::{identity, srv};
+use coursebus_tests::{Infra, Options, Platform, collect_replies, eventually};
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+use crate::support::{PASSWORD, call, login, register, user};
+
+pub async fn replicas_share_requests_and_answer_the_micro_protocol(
+    infra: Arc<Infra>,
+) -> Result<()> {
+    let p = Platform::start(&infra, Options::default()).await?;
+    for _ in 0..40 {
+        let reply = call(&p, Method::GET, "/.well-known/jwks.json", None, None).await?;
+        assert_eq!(reply.status, StatusCode::OK);
+    }
+    let nats = p.nats_client().await?;
+
+    let infos = collect_replies(
+        &nats,
+        &srv::info(identity::SERVICE),
+        2,
+        Duration::from_secs(2),
+    )
+    .await?;
+    assert_eq!(infos.len(), 2, "both replicas answer $SRV.INFO");
+    for info in &infos {
+        assert_eq!(info["name"], "identity");
+        assert_eq!(info["version"], env!("CARGO_PKG_VERSION"));
+        let subjects: Vec<&str> = info["endpoints"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|e| e["subject"].as_str())
+            .collect();
+        for expected in [
+            "cb.identity.user.register",
+            "cb.identity.auth.login",
+            "cb.identity.jwks.get",
+        ] {
+            assert!(subjects.contains(&expected), "{expected} in {subjects:?}");
+        }
+        assert!(
+            info["endpoints"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|e| e["queue_group"] == "q")
+        );
+    }
+    assert_ne!(infos[0]["id"], infos[1]["id"]);
+
+    let stats = collect_replies(
+        &nats,
+        &srv::stats(identity::SERVICE),
+        2,
+        Duration::from_secs(2),
+    )
+    .await?;
+    assert_eq!(stats.len(), 2);
+    let served: Vec<u64> = stats
+        .iter()
+        .map(|s| {
+            s["endpoints"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|e| e["subject"] == "cb.identity.jwks.get")
+                .and_then(|e| e["num_requests"].as_u64())
+                .unwrap_or(0)
+        })
+        .collect();
+    assert!(
+        served.iter().all(|n| *n > 0),
+        "both replicas served JWKS requests: {served:?}"
+    );
+    assert!(served.iter().sum::<u64>() >= 40, "{served:?}");
+
+    // Errors count in the stats (with the last error visible to operators).
+    login(&p, "ghost@example.com", PASSWORD).await?;
+    let stats = collect_replies(
+        &nats,
+        &srv::stats(identity::SERVICE),
+        2,
+        Duration::from_secs(2),
+    )
+    .await?;
+    let login_errors: u64 = stats
+        .iter()
+        .flat_map(|s| s["endpoints"].as_array().cloned().unwrap_or_default())
+        .filter(|e| e["subject"] == "cb.identity.auth.login")
+        .filter_map(|e| e["num_errors"].as_u64())
+        .sum();
+    assert_eq!(login_errors, 1);
+    p.shutdown().await;
+    Ok(())
+}
+
+pub async fn no_identity_replica_means_503_within_a_second(infra: Arc<Infra>) -> Result<()> {
+    let mut p = Platform::start(&infra, Options::default()).await?;
+    let (_, token) = user(&p, "patient@example.com").await?;
+    p.stop_identity_replicas().await;
+
+    for (method, path, body) in [
+        (
+            Method::POST,
+            "/v1/auth/login",
+            Some(json!({"email": "patient@example.com", "password": PASSWORD})),
+        ),
+        (Method::GET, "/v1/me", None),
+        (Method::GET, "/.well-known/jwks.json", None),
+    ] {
+        let started = Instant::now();
+        let reply = call(&p, method, path, Some(&token), body).await?;
+        let elapsed = started.elapsed();
+        assert_eq!(
+            reply.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{path}: {reply:?}"
+        );
+        assert_eq!(reply.code(), "unavailable");
+        assert!(reply.headers.contains_key("retry-after"));
+        assert!(elapsed < Duration::from_secs(1), "{path} took {elapsed:?}");
+    }
+    let ready = call(&p, Method::GET, "/readyz", None, None).await?;
+    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(ready.body["checks"]["identity"], "unavailable");
+    assert_eq!(ready.body["checks"]["nats"], "ok");
+
+    // A replica coming back is served again.
+    p.start_identity_replica();
+    p.wait_identity_replicas(1).await?;
+    assert_eq!(
+        login(&p, "patient@example.com", PASSWORD).await?.status,
+        StatusCode::OK
+    );
+    p.shutdown().await;
+    Ok(())
+}
+
+/// The `registered` events in `EVT_IDENTITY` for `user_id`.
+async fn registered_events(
+    nats: &async_nats::Client,
+    user_id: &str,
+) -> Result<Vec<serde_json::Value>> {
+    let js = async_nats::jetstream::new(nats.clone());
+    let stream = js.get_stream(identity::EVENT_STREAM).await?;
+    let state = stream.get_info().await?.state;
+    let mut found = Vec::new();
+    if state.messages == 0 {
+        return Ok(found);
+    }
+    for seq in state.first_sequence..=state.last_sequence {
+        let message = stream.get_raw_message(seq).await?;
+        if message.subject.as_str() != identity::EVT_USER_REGISTERED {
+            continue;
+        }
+        let event: serde_json::Value = serde_json::from_slice(&message.payload)?;
+        if event["data"]["user_id"] == user_id {
+            found.push(event);
+        }
+    }
+    Ok(found)
+}
+
+pub async fn registration_event_reaches_the_stream_once_across_a_relay_restart(
+    infra: Arc<Infra>,
+) -> Result<()> {
+    let mut p = Platform::start(&infra, Options::default()).await?;
+    let nats = p.nats_client().await?;
+    let reg = register(&p, "eve@example.com", PASSWORD, "Eve").await?;
+    assert_eq!(reg.status, StatusCode::CREATED);
+    let user_id = reg.body["id"].as_str().unwrap().to_owned();
+
+    let events = eventually(
+        Duration::from_secs(10),
+        "the registered event in EVT_IDENTITY",
+        || async {
+            let events = registered_events(&nats, &user_id).await?;
+            Ok((!events.is_empty()).then_some(events))
+        },
+    )
+    .await?;
+    assert_eq!(events.len(), 1);
+    let event = &events[0];
+    assert_eq!(event["type"], "identity.user.registered");
+    assert_eq!(event["data"]["email"], "eve@example.com");
+    assert_eq!(event["actor"]["kind"], "anonymous");
+    let event_id = event["id"].as_str().context("event id")?.to_owned();
+
+    // Simulate a relay that died after JetStream stored the event but before it recorded that:
+    // stop every replica, un-mark the row, start a fresh replica (whose relay re-publishes).
+    p.stop_identity_replicas().await;
+    let db = p.db().await?;
+    let unmarked = sqlx::query("UPDATE cb_outbox SET published_at = NULL WHERE id = $1::uuid")
+        .bind(&event_id)
+        .execute(&db)
+        .await?
+        .rows_affected();
+    assert_eq!(unmarked, 1);
+    p.start_identity_replica();
+    p.wait_identity_replicas(1).await?;
+    eventually(
+        Duration::from_secs(15),
+        "the relay to re-publish the event",
+        || async {
+            let published: Option<bool> = sqlx::query_scalar(
+                "SELECT published_at IS NOT NULL FROM cb_outbox WHERE id = $1::uuid",
+            )
+            .bind(&event_id)
+            .fetch_optional(&db)
+            .await?;
+            Ok(published.filter(|p| *p))
+        },
+    )
+    .await?;
+    let events = registered_events(&nats, &user_id).await?;
+    assert_eq!(
+        events.len(),
+        1,
+        "JetStream dropped the re-published duplicate (Nats-Msg-Id)"
+    );
+    assert_eq!(events[0]["id"], event_id.as_str());
+    p.shutdown().await;
+    Ok(())
+}
+
+pub async fn health_metrics_openapi_jwks_and_errors(infra: Arc<Infra>) -> Result<()> {
+    let p = Platform::start(&infra, Options::default()).await?;
+    let health = call(&p, Method::GET, "/healthz", None, None).await?;
+    assert_eq!(
+        (health.status, &health.body["status"]),
+        (StatusCode::OK, &json!("ok"))
+    );
+    let ready = call(&p, Method::GET, "/readyz", None, None).await?;
+    assert_eq!(ready.status, StatusCode::OK, "{ready:?}");
+    assert_eq!(
+        ready.body["checks"],
+        json!({"nats": "ok", "identity": "ok"})
+    );
+
+    let jwks = call(&p, Method::GET, "/.well-known/jwks.json", None, None).await?;
+    let key = &jwks.body["keys"][0];
+    assert_eq!(
+        (
+            key["kty"].as_str(),
+            key["crv"].as_str(),
+            key["alg"].as_str()
+        ),
+        (Some("OKP"), Some("Ed25519"), Some("EdDSA"))
+    );
+    assert!(key.get("d").is_none(), "no private key material");
+
+    // Request ids: ours are echoed, otherwise one is made.
+    let echoed = p
+        .http
+        .get(p.url("/healthz"))
+        .header("x-request-id", "trace-me-42")
+        .send()
+        .await?;
+    assert_eq!(echoed.headers()["x-request-id"], "trace-me-42");
+    let made = p.http.get(p.url("/healthz")).send().await?;
+    assert!(uuid::Uuid::parse_str(made.headers()["x-request-id"].to_str()?).is_ok());
+
+    let unknown = call(&p, Method::GET, "/v1/nope", None, None).await?;
+    assert_eq!(
+        (unknown.status, unknown.code()),
+        (StatusCode::NOT_FOUND, "not_found")
+    );
+
+    login(&p, "nobody@example.com", PASSWORD).await?;
+    let metrics = p.http.get(p.url("/metrics")).send().await?.text().await?;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("http_requests_total{")
+                && l.contains(r#"route="/v1/auth/login""#)
+                && l.contains(r#"status="401""#)
+                && l.ends_with(" 1")),
+        "{metrics}"
+    );
+    assert!(metrics.contains(r#"http_request_duration_seconds_bucket{method="POST",route="/v1/auth/login",status="401",le="0.5"}"#), "{metrics}");
+
+    let openapi = call(&p, Method::GET, "/openapi.json", None, None).await?;
+    assert_eq!(openapi.status, StatusCode::OK);
+    for path in [
+        "/v1/auth/register",
+        "/v1/auth/login",
+        "/v1/auth/refresh",
+        "/v1/auth/logout",
+        "/v1/me",
+        "/v1/users/{user_id}/roles/{role}",
+        "/.well-known/jwks.json",
+    ] {
+        assert!(
+            openapi.body["paths"].get(path).is_some(),
+            "{path} documented"
+        );
+    }
+    assert!(
+        openapi.body["components"]["schemas"]
+            .get("ErrorBody")
+            .is_some()
+    );
+    let docs = p.http.get(p.url("/docs")).send().await?;
+    assert_eq!(docs.status(), StatusCode::OK);
+    assert!(
+        docs.text().await?.contains("openapi"),
+        "the docs page embeds the spec"
+    );
+    p.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,302 @@
+//! The end-to-end harness: real servers, started here, torn down here.
+//!
+//! [`Infra`] is one PostgreSQL server per test run. Each test gets its own [`Platform`]: a fresh
+//! nats-server with JetStream in a temp folder, a fresh database, two identity replicas and a
+//! gateway (in-process tasks with their own NATS connections), so tests never see each other's
+//! data and can stop replicas freely.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use coursebus_contracts::subjects::srv;
+use futures::StreamExt;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use xtask::stack::{Durability, Nats, Postgres, Tools, workspace_root};
+
+/// One PostgreSQL server shared by every test of the run.
+#[derive(Debug)]
+pub struct Infra {
+    pub tools: Tools,
+    pub pg: Postgres,
+    _dir: tempfile::TempDir,
+}
+
+impl Infra {
+    pub fn start() -> Result<Self> {
+        let tools = Tools::ensure(&workspace_root())?;
+        let dir = tempfile::Builder::new()
+            .prefix("coursebus-test-")
+            .tempdir()?;
+        let pg = Postgres::start(
+            &tools,
+            &dir.path().join("pg"),
+            0,
+            Durability::Fast,
+            &dir.path().join("pg.log"),
+        )?;
+        Ok(Self {
+            tools,
+            pg,
+            _dir: dir,
+        })
+    }
+}
+
+/// How a test wants its platform.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub identity_replicas: usize,
+    pub rate_limit_burst: u32,
+    pub access_ttl: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            identity_replicas: 2,
+            rate_limit_burst: 10_000,
+            access_ttl: Duration::from_secs(900),
+        }
+    }
+}
+
+/// The bootstrap admin every platform has.
+pub const ADMIN_EMAIL: &str = "root@coursebus.test";
+pub const ADMIN_PASSWORD: &str = "bootstrap-secret-2026";
+
+struct Task {
+    shutdown: CancellationToken,
+    handle: JoinHandle<()>,
+}
+
+impl Task {
+    async fn stop(self) {
+        self.shutdown.cancel();
+        let _ = self.handle.await;
+    }
+}
+
+/// One isolated coursebus: NATS, a database, identity replicas, a gateway.
+pub struct Platform {
+    pub nats: Nats,
+    pub base_url: String,
+    pub database_url: String,
+    pub http: reqwest::Client,
+    pub options: Options,
+    identity: Vec<Task>,
+    gateway: Option<Task>,
+    _dir: tempfile::TempDir,
+}
+
+static DB_COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+impl Platform {
+    pub async fn start(infra: &Infra, options: Options) -> Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix("coursebus-platform-")
+            .tempdir()?;
+        let nats = {
+            let (tools, store, log) = (
+                infra.tools.clone(),
+                dir.path().join("nats"),
+                dir.path().join("nats.log"),
+            );
+            tokio::task::spawn_blocking(move || Nats::start(&tools, &store, 0, 0, &log)).await??
+        };
+        let db = format!(
+            "identity_{}_{}",
+            std::process::id(),
+            DB_COUNTER.fetch_add(1, Ordering::SeqCst)
+        );
+        infra.pg.create_database(&db)?;
+        let database_url = infra.pg.url(&db);
+        let mut platform = Self {
+            nats,
+            base_url: String::new(),
+            database_url,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(20))
+                .build()?,
+            options: options.clone(),
+            identity: Vec::new(),
+            gateway: None,
+            _dir: dir,
+        };
+        for _ in 0..options.identity_replicas {
+            platform.start_identity_replica();
+        }
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        platform.base_url = format!("http://{}", listener.local_addr()?);
+        let mut config = coursebus_gateway::Config::new(platform.nats.url());
+        config.bus_deadline = Duration::from_secs(3);
+        config.auth_rate_limit.burst = options.rate_limit_burst;
+        config.auth_rate_limit.replenish = Duration::from_secs(2);
+        let shutdown = CancellationToken::new();
+        let token = shutdown.clone();
+        let handle = tokio::spawn(async move {
+            if let Err(err) = coursebus_gateway::serve(config, listener, token).await {
+                tracing::error!(error = %err, "gateway failed");
+            }
+        });
+        platform.gateway = Some(Task { shutdown, handle });
+        platform
+            .wait_identity_replicas(options.identity_replicas)
+            .await?;
+        Ok(platform)
+    }
+
+    pub fn identity_config(&self) -> coursebus_worker_identity::Config {
+        let mut config =
+            coursebus_worker_identity::Config::new(self.nats.url(), self.database_url.clone());
+        config.access_ttl = self.options.access_ttl;
+        config.db_max_connections = 5;
+        config.bootstrap_admin = Some(coursebus_worker_identity::BootstrapAdmin {
+            email: ADMIN_EMAIL.into(),
+            password: ADMIN_PASSWORD.into(),
+        });
+        config
+    }
+
+    /// Start one more identity replica (returns at once; see [`Platform::wait_identity_replicas`]).
+    pub fn start_identity_replica(&mut self) {
+        let config = self.identity_config();
+        let shutdown = CancellationToken::new();
+        let token = shutdown.clone();
+        let handle = tokio::spawn(async move {
+            if let Err(err) = coursebus_worker_identity::run(config, token).await {
+                tracing::error!(error = %err, "identity replica failed");
+            }
+        });
+        self.identity.push(Task { shutdown, handle });
+    }
+
+    /// Stop every identity replica (gracefully: in-flight requests are answered).
+    pub async fn stop_identity_replicas(&mut self) {
+        for task in self.identity.drain(..) {
+            task.stop().await;
+        }
+    }
+
+    /// A plain NATS client on this platform's server.
+    pub async fn nats_client(&self) -> Result<async_nats::Client> {
+        Ok(async_nats::connect(self.nats.url()).await?)
+    }
+
+    /// Wait until `n` identity replicas answer `$SRV.PING.identity` and the gateway is ready.
+    pub async fn wait_identity_replicas(&self, n: usize) -> Result<()> {
+        let client = self.nats_client().await?;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let replies = collect_replies(
+                &client,
+                &srv::ping("identity"),
+                n,
+                Duration::from_millis(300),
+            )
+            .await?;
+            let ready = self
+                .http
+                .get(self.url("/readyz"))
+                .send()
+                .await
+                .map(|r| r.status().is_success())
+                .unwrap_or(false);
+            if replies.len() >= n && ready {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!(
+                    "{} of {n} identity replicas answered; gateway ready: {ready}",
+                    replies.len()
+                );
+            }
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+
+    /// A connection to this platform's identity database.
+    pub async fn db(&self) -> Result<sqlx::PgPool> {
+        Ok(sqlx::postgres::PgPoolOptions::new()
+            .max_connections(2)
+            .connect(&self.database_url)
+            .await?)
+    }
+
+    pub async fn shutdown(mut self) {
+        let gateway = self.gateway.take();
+        if let Some(gateway) = gateway {
+            gateway.stop().await;
+        }
+        self.stop_identity_replicas().await;
+    }
+}
+
+impl Drop for Platform {
+    /// A test that failed half-way still stops its tasks (servers stop with their `Drop`).
+    fn drop(&mut self) {
+        if let Some(gateway) = &self.gateway {
+            gateway.shutdown.cancel();
+        }
+        for task in &self.identity {
+            task.shutdown.cancel();
+        }
+    }
+}
+
+/// Send a request on `subject` and gather every reply until `want` arrived or `wait` passed
+/// (the micro protocol's `$SRV.*` subjects are answered by every replica).
+pub async fn collect_replies(
+    client: &async_nats::Client,
+    subject: &str,
+    want: usize,
+    wait: Duration,
+) -> Result<Vec<serde_json::Value>> {
+    let inbox = client.new_inbox();
+    let mut sub = client.subscribe(inbox.clone()).await?;
+    client
+        .publish_with_reply(subject.to_owned(), inbox, "".into())
+        .await?;
+    client.flush().await?;
+    let mut replies = Vec::new();
+    let deadline = tokio::time::Instant::now() + wait;
+    while replies.len() < want {
+        match tokio::time::timeout_at(deadline, sub.next()).await {
+            // An empty status message means nobody is subscribed (no responders).
+            Ok(Some(msg)) if msg.payload.is_empty() => continue,
+            Ok(Some(msg)) => {
+                replies.push(serde_json::from_slice(&msg.payload).context("a $SRV reply is JSON")?)
+            }
+            _ => break,
+        }
+    }
+    Ok(replies)
+}
+
+/// Poll `check` until it returns `Some` or `timeout` passes (for effects that happen
+/// asynchronously, like an outbox relay publishing).
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<T>>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut delay = Duration::from_millis(10);
+    loop {
+        if let Some(value) = check().await? {
+            return Ok(value);
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_millis(200));
+    }
+}

@@ -1,0 +1,5 @@
+//! Dev automation shared by `cargo xtask` and the end-to-end tests: install the pinned servers
+//! the platform needs and start them on loopback, in folders we own.
+
+pub mod process;
+pub mod stack;
