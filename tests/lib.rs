@@ -28,21 +28,9 @@ pub struct Infra {
 impl Infra {
     pub fn start() -> Result<Self> {
         let tools = Tools::ensure(&workspace_root())?;
-        let dir = tempfile::Builder::new()
-            .prefix("coursebus-test-")
-            .tempdir()?;
-        let pg = Postgres::start(
-            &tools,
-            &dir.path().join("pg"),
-            0,
-            Durability::Fast,
-            &dir.path().join("pg.log"),
-        )?;
-        Ok(Self {
-            tools,
-            pg,
-            _dir: dir,
-        })
+        let dir = tempfile::Builder::new().prefix("coursebus-test-").tempdir()?;
+        let pg = Postgres::start(&tools, &dir.path().join("pg"), 0, Durability::Fast, &dir.path().join("pg.log"))?;
+        Ok(Self { tools, pg, _dir: dir })
     }
 }
 
@@ -56,11 +44,7 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Self {
-            identity_replicas: 2,
-            rate_limit_burst: 10_000,
-            access_ttl: Duration::from_secs(900),
-        }
+        Self { identity_replicas: 2, rate_limit_burst: 10_000, access_ttl: Duration::from_secs(900) }
     }
 }
 
@@ -96,31 +80,19 @@ static DB_COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 impl Platform {
     pub async fn start(infra: &Infra, options: Options) -> Result<Self> {
-        let dir = tempfile::Builder::new()
-            .prefix("coursebus-platform-")
-            .tempdir()?;
+        let dir = tempfile::Builder::new().prefix("coursebus-platform-").tempdir()?;
         let nats = {
-            let (tools, store, log) = (
-                infra.tools.clone(),
-                dir.path().join("nats"),
-                dir.path().join("nats.log"),
-            );
+            let (tools, store, log) = (infra.tools.clone(), dir.path().join("nats"), dir.path().join("nats.log"));
             tokio::task::spawn_blocking(move || Nats::start(&tools, &store, 0, 0, &log)).await??
         };
-        let db = format!(
-            "identity_{}_{}",
-            std::process::id(),
-            DB_COUNTER.fetch_add(1, Ordering::SeqCst)
-        );
+        let db = format!("identity_{}_{}", std::process::id(), DB_COUNTER.fetch_add(1, Ordering::SeqCst));
         infra.pg.create_database(&db)?;
         let database_url = infra.pg.url(&db);
         let mut platform = Self {
             nats,
             base_url: String::new(),
             database_url,
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(20))
-                .build()?,
+            http: reqwest::Client::builder().timeout(Duration::from_secs(20)).build()?,
             options: options.clone(),
             identity: Vec::new(),
             gateway: None,
@@ -144,15 +116,12 @@ impl Platform {
             }
         });
         platform.gateway = Some(Task { shutdown, handle });
-        platform
-            .wait_identity_replicas(options.identity_replicas)
-            .await?;
+        platform.wait_identity_replicas(options.identity_replicas).await?;
         Ok(platform)
     }
 
     pub fn identity_config(&self) -> coursebus_worker_identity::Config {
-        let mut config =
-            coursebus_worker_identity::Config::new(self.nats.url(), self.database_url.clone());
+        let mut config = coursebus_worker_identity::Config::new(self.nats.url(), self.database_url.clone());
         config.access_ttl = self.options.access_ttl;
         config.db_max_connections = 5;
         config.bootstrap_admin = Some(coursebus_worker_identity::BootstrapAdmin {
@@ -192,28 +161,14 @@ impl Platform {
         let client = self.nats_client().await?;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
-            let replies = collect_replies(
-                &client,
-                &srv::ping("identity"),
-                n,
-                Duration::from_millis(300),
-            )
-            .await?;
-            let ready = self
-                .http
-                .get(self.url("/readyz"))
-                .send()
-                .await
-                .map(|r| r.status().is_success())
-                .unwrap_or(false);
+            let replies = collect_replies(&client, &srv::ping("identity"), n, Duration::from_millis(300)).await?;
+            let ready =
+                self.http.get(self.url("/readyz")).send().await.map(|r| r.status().is_success()).unwrap_or(false);
             if replies.len() >= n && ready {
                 return Ok(());
             }
             if tokio::time::Instant::now() > deadline {
-                bail!(
-                    "{} of {n} identity replicas answered; gateway ready: {ready}",
-                    replies.len()
-                );
+                bail!("{} of {n} identity replicas answered; gateway ready: {ready}", replies.len());
             }
         }
     }
@@ -224,10 +179,7 @@ impl Platform {
 
     /// A connection to this platform's identity database.
     pub async fn db(&self) -> Result<sqlx::PgPool> {
-        Ok(sqlx::postgres::PgPoolOptions::new()
-            .max_connections(2)
-            .connect(&self.database_url)
-            .await?)
+        Ok(sqlx::postgres::PgPoolOptions::new().max_connections(2).connect(&self.database_url).await?)
     }
 
     pub async fn shutdown(mut self) {
@@ -261,9 +213,7 @@ pub async fn collect_replies(
 ) -> Result<Vec<serde_json::Value>> {
     let inbox = client.new_inbox();
     let mut sub = client.subscribe(inbox.clone()).await?;
-    client
-        .publish_with_reply(subject.to_owned(), inbox, "".into())
-        .await?;
+    client.publish_with_reply(subject.to_owned(), inbox, "".into()).await?;
     client.flush().await?;
     let mut replies = Vec::new();
     let deadline = tokio::time::Instant::now() + wait;
@@ -271,9 +221,7 @@ pub async fn collect_replies(
         match tokio::time::timeout_at(deadline, sub.next()).await {
             // An empty status message means nobody is subscribed (no responders).
             Ok(Some(msg)) if msg.payload.is_empty() => continue,
-            Ok(Some(msg)) => {
-                replies.push(serde_json::from_slice(&msg.payload).context("a $SRV reply is JSON")?)
-            }
+            Ok(Some(msg)) => replies.push(serde_json::from_slice(&msg.payload).context("a $SRV reply is JSON")?),
             _ => break,
         }
     }

@@ -28,11 +28,7 @@ pub struct BusJwks(pub Bus);
 
 impl JwksSource for BusJwks {
     fn fetch(&self) -> Pin<Box<dyn Future<Output = Result<Jwks, ErrorBody>> + Send + '_>> {
-        Box::pin(async move {
-            self.0
-                .request::<GetJwks>(&CallContext::new_root(), &Empty {})
-                .await
-        })
+        Box::pin(async move { self.0.request::<GetJwks>(&CallContext::new_root(), &Empty {}).await })
     }
 }
 
@@ -46,6 +42,7 @@ pub struct JwtVerifier {
     source: Box<dyn JwksSource>,
     cache: RwLock<Cache>,
     refetch: Mutex<()>,
+    min_refetch: Duration,
     validation: Validation,
 }
 
@@ -69,49 +66,44 @@ impl JwtVerifier {
         validation.leeway = 5;
         Arc::new(Self {
             source: Box::new(source),
-            cache: RwLock::new(Cache {
-                keys: HashMap::new(),
-                fetched: None,
-            }),
+            cache: RwLock::new(Cache { keys: HashMap::new(), fetched: None }),
             refetch: Mutex::new(()),
+            min_refetch: Self::MIN_REFETCH,
             validation,
         })
     }
 
+    /// Like [`JwtVerifier::new`] with another refetch interval (tests use zero).
+    pub fn with_min_refetch(source: impl JwksSource, min_refetch: Duration) -> Arc<Self> {
+        let mut verifier = Self::new(source);
+        if let Some(v) = Arc::get_mut(&mut verifier) {
+            v.min_refetch = min_refetch;
+        }
+        verifier
+    }
+
     /// Verify the bearer token of a call; no token is `unauthenticated`.
     pub async fn verify_ctx(&self, ctx: &CallContext) -> Result<AccessClaims, ErrorBody> {
-        let token = ctx
-            .bearer()
-            .ok_or_else(|| ErrorBody::unauthenticated("a bearer token is required"))?;
+        let token = ctx.bearer().ok_or_else(|| ErrorBody::unauthenticated("a bearer token is required"))?;
         self.verify(token).await
     }
 
     pub async fn verify(&self, token: &str) -> Result<AccessClaims, ErrorBody> {
-        let header = jsonwebtoken::decode_header(token)
-            .map_err(|_| ErrorBody::unauthenticated("malformed token"))?;
+        let header = jsonwebtoken::decode_header(token).map_err(|_| ErrorBody::unauthenticated("malformed token"))?;
         if header.alg != Algorithm::EdDSA {
             return Err(ErrorBody::unauthenticated("unsupported token algorithm"));
         }
-        let kid = header
-            .kid
-            .ok_or_else(|| ErrorBody::unauthenticated("token has no key id"))?;
-        let key = self
-            .key(&kid)
-            .await?
-            .ok_or_else(|| ErrorBody::unauthenticated("token signed by an unknown key"))?;
-        jsonwebtoken::decode::<AccessClaims>(token, &key, &self.validation)
-            .map(|data| data.claims)
-            .map_err(|err| {
-                let message = match err.kind() {
-                    ErrorKind::ExpiredSignature => "token expired",
-                    ErrorKind::InvalidSignature => "token signature is invalid",
-                    ErrorKind::InvalidAudience | ErrorKind::InvalidIssuer => {
-                        "token was not issued for coursebus"
-                    }
-                    _ => "invalid token",
-                };
-                ErrorBody::unauthenticated(message)
-            })
+        let kid = header.kid.ok_or_else(|| ErrorBody::unauthenticated("token has no key id"))?;
+        let key = self.key(&kid).await?.ok_or_else(|| ErrorBody::unauthenticated("token signed by an unknown key"))?;
+        jsonwebtoken::decode::<AccessClaims>(token, &key, &self.validation).map(|data| data.claims).map_err(|err| {
+            let message = match err.kind() {
+                ErrorKind::ExpiredSignature => "token expired",
+                ErrorKind::InvalidSignature => "token signature is invalid",
+                ErrorKind::InvalidAudience | ErrorKind::InvalidIssuer => "token was not issued for coursebus",
+                _ => "invalid token",
+            };
+            ErrorBody::unauthenticated(message)
+        })
     }
 
     async fn key(&self, kid: &str) -> Result<Option<DecodingKey>, ErrorBody> {
@@ -127,13 +119,8 @@ impl JwtVerifier {
         let _single_flight = self.refetch.lock().await;
         {
             let cache = self.cache.read().await;
-            let recent = cache
-                .fetched
-                .is_some_and(|t| t.elapsed() < Self::MIN_REFETCH);
-            if recent
-                || (cache.keys.contains_key(kid)
-                    && cache.fetched.is_some_and(|t| t.elapsed() < Self::MAX_AGE))
-            {
+            let recent = cache.fetched.is_some_and(|t| t.elapsed() < self.min_refetch);
+            if recent || (cache.keys.contains_key(kid) && cache.fetched.is_some_and(|t| t.elapsed() < Self::MAX_AGE)) {
                 return Ok(cache.keys.get(kid).cloned());
             }
         }
@@ -173,4 +160,100 @@ fn parse_jwks(jwks: &Jwks) -> HashMap<String, DecodingKey> {
             DecodingKey::from_jwk(jwk).ok().map(|key| (kid, key))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use coursebus_contracts::identity::AccessClaims;
+    use jsonwebtoken::{EncodingKey, Header, jwk::Jwk};
+    use uuid::Uuid;
+
+    use super::*;
+
+    /// A key with a fixed seed (PKCS#8 prefix + 32 bytes).
+    fn key(seed: u8) -> EncodingKey {
+        let mut der =
+            vec![0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20];
+        der.extend_from_slice(&[seed; 32]);
+        EncodingKey::from_ed_der(&der)
+    }
+
+    fn jwk(kid: &str, seed: u8) -> serde_json::Value {
+        let mut jwk = Jwk::from_encoding_key(&key(seed), Algorithm::EdDSA).unwrap();
+        jwk.common.key_id = Some(kid.into());
+        serde_json::to_value(jwk).unwrap()
+    }
+
+    fn token(kid: &str, seed: u8, exp_offset: i64) -> String {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let claims = AccessClaims {
+            sub: Uuid::now_v7(),
+            roles: vec![],
+            iss: TOKEN_ISSUER.into(),
+            aud: TOKEN_AUDIENCE.into(),
+            iat: now,
+            exp: now + exp_offset,
+            jti: Uuid::now_v7(),
+        };
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(kid.into());
+        jsonwebtoken::encode(&header, &claims, &key(seed)).unwrap()
+    }
+
+    /// A JWKS that can rotate, counting fetches.
+    struct Rotating {
+        keys: std::sync::Mutex<Vec<serde_json::Value>>,
+        fetches: Arc<AtomicUsize>,
+    }
+
+    impl JwksSource for Rotating {
+        fn fetch(&self) -> Pin<Box<dyn Future<Output = Result<Jwks, ErrorBody>> + Send + '_>> {
+            self.fetches.fetch_add(1, Ordering::SeqCst);
+            let keys = self.keys.lock().unwrap().clone();
+            Box::pin(async move { Ok(Jwks { keys }) })
+        }
+    }
+
+    #[tokio::test]
+    async fn keys_are_cached_and_an_unknown_kid_refetches_at_most_every_few_seconds() {
+        let fetches = Arc::new(AtomicUsize::new(0));
+        let source = Rotating { keys: std::sync::Mutex::new(vec![jwk("k1", 1)]), fetches: fetches.clone() };
+        let verifier = JwtVerifier::new(source);
+        for _ in 0..3 {
+            verifier.verify(&token("k1", 1, 60)).await.unwrap();
+        }
+        assert_eq!(fetches.load(Ordering::SeqCst), 1, "cached after the first fetch");
+
+        // A junk kid right after a fetch does not hammer identity.
+        let err = verifier.verify(&token("nope", 9, 60)).await.unwrap_err();
+        assert_eq!(err.code, coursebus_contracts::ErrorCode::Unauthenticated);
+        assert_eq!(fetches.load(Ordering::SeqCst), 1);
+
+        // Expired and wrongly signed tokens are refused.
+        assert_eq!(verifier.verify(&token("k1", 1, -60)).await.unwrap_err().message, "token expired");
+        assert_eq!(verifier.verify(&token("k1", 2, 60)).await.unwrap_err().message, "token signature is invalid");
+    }
+
+    #[tokio::test]
+    async fn a_rotated_key_is_picked_up_without_restart() {
+        let fetches = Arc::new(AtomicUsize::new(0));
+        let source = Arc::new(Rotating { keys: std::sync::Mutex::new(vec![jwk("k1", 1)]), fetches: fetches.clone() });
+        let verifier = JwtVerifier::with_min_refetch(Shared(source.clone()), Duration::ZERO);
+        verifier.verify(&token("k1", 1, 60)).await.unwrap();
+        // Identity rotates: k2 signs from now on, k1 is still published.
+        source.keys.lock().unwrap().push(jwk("k2", 2));
+        verifier.verify(&token("k2", 2, 60)).await.unwrap();
+        verifier.verify(&token("k1", 1, 60)).await.unwrap();
+        assert_eq!(fetches.load(Ordering::SeqCst), 2, "one fetch at start, one for the new kid");
+    }
+
+    struct Shared(Arc<Rotating>);
+
+    impl JwksSource for Shared {
+        fn fetch(&self) -> Pin<Box<dyn Future<Output = Result<Jwks, ErrorBody>> + Send + '_>> {
+            self.0.fetch()
+        }
+    }
 }

@@ -11,16 +11,22 @@ use tokio::time::Instant;
 use crate::{BusError, CallContext};
 
 /// Connect to NATS, retrying with backoff until `give_up_after`; later disconnects are retried
-/// forever by the client itself.
+/// forever by the client itself. `url` may list several servers of a cluster, comma-separated
+/// (`nats://user:pw@nats-1:4222,nats://user:pw@nats-2:4222`).
 pub async fn connect(url: &str, name: &str, give_up_after: Duration) -> Result<Client, BusError> {
+    let servers: Vec<async_nats::ServerAddr> = url
+        .split(',')
+        .map(|s| s.trim().parse::<async_nats::ServerAddr>())
+        .collect::<Result<_, _>>()
+        .map_err(|e| BusError::Connect { url: redact(url), reason: e.to_string() })?;
+    let shown = redact(url);
+    let url = shown.as_str();
     let deadline = Instant::now() + give_up_after;
     let mut delay = Duration::from_millis(100);
     loop {
-        let options = ConnectOptions::new()
-            .name(name)
-            .connection_timeout(Duration::from_secs(2))
-            .max_reconnects(None::<usize>);
-        match options.connect(url).await {
+        let options =
+            ConnectOptions::new().name(name).connection_timeout(Duration::from_secs(2)).max_reconnects(None::<usize>);
+        match options.connect(servers.clone()).await {
             Ok(client) => {
                 tracing::info!(nats.url = url, client.name = name, "connected to NATS");
                 return Ok(client);
@@ -31,13 +37,21 @@ pub async fn connect(url: &str, name: &str, give_up_after: Duration) -> Result<C
                 delay = (delay * 2).min(Duration::from_secs(2));
             }
             Err(err) => {
-                return Err(BusError::Connect {
-                    url: url.to_owned(),
-                    reason: err.to_string(),
-                });
+                return Err(BusError::Connect { url: url.to_owned(), reason: err.to_string() });
             }
         }
     }
+}
+
+/// `url` without passwords, for logs and errors.
+fn redact(url: &str) -> String {
+    url.split(',')
+        .map(|server| match (server.find("://"), server.rfind('@')) {
+            (Some(scheme), Some(at)) if at > scheme => format!("{}***{}", &server[..scheme + 3], &server[at..]),
+            _ => server.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// A NATS client that speaks the platform's typed request-reply.
@@ -67,11 +81,7 @@ impl Bus {
     }
 
     /// Send `request` to `R`'s endpoint within the default deadline.
-    pub async fn request<R: Rpc>(
-        &self,
-        ctx: &CallContext,
-        request: &R::Request,
-    ) -> Result<R::Reply, ErrorBody> {
+    pub async fn request<R: Rpc>(&self, ctx: &CallContext, request: &R::Request) -> Result<R::Reply, ErrorBody> {
         self.request_within::<R>(ctx, request, self.deadline).await
     }
 
@@ -88,15 +98,8 @@ impl Bus {
             tracing::error!(error = %err, subject = endpoint.name, "could not serialise a request");
             ErrorBody::internal()
         })?;
-        let message = self
-            .raw_request(
-                &endpoint.subject(),
-                ctx.to_headers(),
-                payload,
-                deadline,
-                endpoint.service,
-            )
-            .await?;
+        let message =
+            self.raw_request(&endpoint.subject(), ctx.to_headers(), payload, deadline, endpoint.service).await?;
         decode_reply(&message)
     }
 
@@ -109,32 +112,21 @@ impl Bus {
         deadline: Duration,
         service: &str,
     ) -> Result<Message, ErrorBody> {
-        let request = async_nats::Request::new()
-            .payload(payload.into())
-            .headers(headers)
-            .timeout(Some(deadline));
-        self.client
-            .send_request(subject.to_owned(), request)
-            .await
-            .map_err(|err| match err.kind() {
-                RequestErrorKind::NoResponders => {
-                    tracing::warn!(subject, service, "no responders");
-                    ErrorBody::unavailable(format!("the {service} service is not available"))
-                }
-                RequestErrorKind::TimedOut => {
-                    tracing::warn!(
-                        subject,
-                        service,
-                        deadline_ms = deadline.as_millis() as u64,
-                        "request timed out"
-                    );
-                    ErrorBody::unavailable(format!("the {service} service did not answer in time"))
-                }
-                _ => {
-                    tracing::warn!(subject, service, error = %err, "request failed");
-                    ErrorBody::unavailable("the message bus is not reachable")
-                }
-            })
+        let request = async_nats::Request::new().payload(payload.into()).headers(headers).timeout(Some(deadline));
+        self.client.send_request(subject.to_owned(), request).await.map_err(|err| match err.kind() {
+            RequestErrorKind::NoResponders => {
+                tracing::warn!(subject, service, "no responders");
+                ErrorBody::unavailable(format!("the {service} service is not available"))
+            }
+            RequestErrorKind::TimedOut => {
+                tracing::warn!(subject, service, deadline_ms = deadline.as_millis() as u64, "request timed out");
+                ErrorBody::unavailable(format!("the {service} service did not answer in time"))
+            }
+            _ => {
+                tracing::warn!(subject, service, error = %err, "request failed");
+                ErrorBody::unavailable("the message bus is not reachable")
+            }
+        })
     }
 }
 
@@ -153,10 +145,7 @@ pub fn decode_reply<T: DeserializeOwned>(message: &Message) -> Result<T, ErrorBo
 /// standard `Nats-Service-Error` / `Nats-Service-Error-Code` pair.
 pub fn reply_error(message: &Message) -> Option<ErrorBody> {
     let headers = message.headers.as_ref()?;
-    if let Some(body) = headers
-        .get(headers::ERROR)
-        .and_then(|v| serde_json::from_str::<ErrorBody>(v.as_str()).ok())
-    {
+    if let Some(body) = headers.get(headers::ERROR).and_then(|v| serde_json::from_str::<ErrorBody>(v.as_str()).ok()) {
         return Some(body);
     }
     let status = headers.get(async_nats::service::NATS_SERVICE_ERROR)?;
@@ -186,15 +175,20 @@ pub fn status_of(code: ErrorCode) -> u16 {
 }
 
 fn code_from_status(status: u16) -> ErrorCode {
-    ErrorCode::ALL
-        .into_iter()
-        .find(|c| status_of(*c) == status)
-        .unwrap_or(ErrorCode::Internal)
+    ErrorCode::ALL.into_iter().find(|c| status_of(*c) == status).unwrap_or(ErrorCode::Internal)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn passwords_in_urls_are_not_shown() {
+        assert_eq!(
+            redact("nats://gw:secret@nats-1:4222,nats://nats-2:4222"),
+            "nats://***@nats-1:4222,nats://nats-2:4222"
+        );
+    }
 
     #[test]
     fn every_code_has_a_distinct_status() {

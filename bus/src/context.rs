@@ -30,11 +30,7 @@ impl std::fmt::Debug for CallContext {
 impl CallContext {
     /// A context for work a service starts on its own (no user, fresh trace).
     pub fn new_root() -> Self {
-        Self {
-            request_id: Uuid::now_v7().to_string(),
-            traceparent: Some(new_traceparent(None)),
-            ..Self::default()
-        }
+        Self { request_id: Uuid::now_v7().to_string(), traceparent: Some(new_traceparent(None)), ..Self::default() }
     }
 
     pub fn with_authorization(mut self, authorization: Option<String>) -> Self {
@@ -49,12 +45,8 @@ impl CallContext {
 
     /// Read the context of an incoming message; a missing request id or trace gets a fresh one.
     pub fn from_headers(headers: Option<&HeaderMap>) -> Self {
-        let get = |name: &str| {
-            headers
-                .and_then(|h| h.get(name))
-                .map(|v| v.as_str().to_owned())
-                .filter(|v| !v.is_empty())
-        };
+        let get =
+            |name: &str| headers.and_then(|h| h.get(name)).map(|v| v.as_str().to_owned()).filter(|v| !v.is_empty());
         Self {
             request_id: get(headers::REQUEST_ID).unwrap_or_else(|| Uuid::now_v7().to_string()),
             traceparent: get(headers::TRACEPARENT).filter(|t| parse_traceparent(t).is_some()),
@@ -67,10 +59,7 @@ impl CallContext {
     pub fn to_headers(&self) -> HeaderMap {
         let mut map = HeaderMap::new();
         map.insert(headers::REQUEST_ID, self.request_id.as_str());
-        map.insert(
-            headers::TRACEPARENT,
-            new_traceparent(self.traceparent.as_deref()).as_str(),
-        );
+        map.insert(headers::TRACEPARENT, new_traceparent(self.traceparent.as_deref()).as_str());
         if let Some(auth) = &self.authorization {
             map.insert(headers::AUTHORIZATION, auth.as_str());
         }
@@ -89,21 +78,14 @@ impl CallContext {
 
     /// The trace id (32 hex digits), for log fields.
     pub fn trace_id(&self) -> Option<&str> {
-        self.traceparent
-            .as_deref()
-            .and_then(parse_traceparent)
-            .map(|(trace, _)| trace)
+        self.traceparent.as_deref().and_then(parse_traceparent).map(|(trace, _)| trace)
     }
 }
 
 /// Split a valid `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`) into trace id and flags.
 fn parse_traceparent(value: &str) -> Option<(&str, &str)> {
     let parts: Vec<&str> = value.split('-').collect();
-    let hex = |s: &str, n: usize| {
-        s.len() == n
-            && s.chars()
-                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
-    };
+    let hex = |s: &str, n: usize| s.len() == n && s.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase());
     match parts.as_slice() {
         [version, trace, span, flags]
             if hex(version, 2)
@@ -147,10 +129,7 @@ mod tests {
         assert_eq!(back.authorization, ctx.authorization);
         assert_eq!(back.idempotency_key.as_deref(), Some("k1"));
         assert_eq!(back.trace_id(), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
-        assert_ne!(
-            back.traceparent, ctx.traceparent,
-            "each hop gets a new span id"
-        );
+        assert_ne!(back.traceparent, ctx.traceparent, "each hop gets a new span id");
         assert_eq!(back.bearer(), Some("abc.def.ghi"));
     }
 
@@ -162,11 +141,6 @@ mod tests {
         assert!(ctx.traceparent.is_none());
         assert!(!ctx.request_id.is_empty());
         assert!(!format!("{ctx:?}").contains("secret-token"));
-        assert_eq!(
-            CallContext::default()
-                .with_authorization(Some("Basic x".into()))
-                .bearer(),
-            None
-        );
+        assert_eq!(CallContext::default().with_authorization(Some("Basic x".into())).bearer(), None);
     }
 }

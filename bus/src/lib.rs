@@ -6,12 +6,14 @@
 //! - [`MicroService`]: register a worker as a NATS micro service and serve typed endpoints;
 //! - [`CallContext`]: `traceparent`, request id, `Authorization` and `Idempotency-Key` propagation;
 //! - [`streams`]: idempotent creation of JetStream streams;
+//! - [`idempotency`]: `Idempotency-Key` replay for creating requests;
 //! - [`outbox`]: the transactional outbox (PostgreSQL table → JetStream with `Nats-Msg-Id`);
 //! - [`auth`]: access-token verification against the identity JWKS, cached and rotated.
 
 pub mod auth;
 pub mod client;
 pub mod context;
+pub mod idempotency;
 pub mod outbox;
 pub mod service;
 pub mod streams;
@@ -19,6 +21,16 @@ pub mod streams;
 pub use client::{Bus, connect};
 pub use context::CallContext;
 pub use service::{MicroService, ServiceSpec};
+
+/// Run idempotent DDL (`CREATE ... IF NOT EXISTS`) for a table this crate owns in a worker's
+/// database, serialised by an advisory lock so concurrent replicas do not race.
+async fn install_schema(pool: &sqlx::PgPool, name: &str, ddl: &'static str) -> Result<(), BusError> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))").bind(name).execute(&mut *tx).await?;
+    sqlx::raw_sql(ddl).execute(&mut *tx).await?;
+    tx.commit().await?;
+    Ok(())
+}
 
 /// Failures of the plumbing itself (as opposed to [`coursebus_contracts::ErrorBody`] replies).
 #[derive(Debug, thiserror::Error)]
@@ -43,12 +55,9 @@ pub mod runtime {
     /// Structured logs to stderr; `RUST_LOG` filters (default `info`), `CB_LOG_FORMAT=json`
     /// switches to one JSON object per line.
     pub fn init_tracing() {
-        let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-            tracing_subscriber::EnvFilter::new("info,sqlx=warn,async_nats=warn")
-        });
-        let builder = tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_writer(std::io::stderr);
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,async_nats=warn"));
+        let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
         if std::env::var("CB_LOG_FORMAT").is_ok_and(|f| f == "json") {
             builder.json().flatten_event(true).init();
         } else {

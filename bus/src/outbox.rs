@@ -37,13 +37,7 @@ CREATE INDEX IF NOT EXISTS cb_outbox_pending ON cb_outbox (seq) WHERE published_
 
 /// Create the outbox table if it does not exist (idempotent; safe with concurrent replicas).
 pub async fn install(pool: &PgPool) -> Result<(), BusError> {
-    let mut tx = pool.begin().await?;
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('cb_outbox_schema'))")
-        .execute(&mut *tx)
-        .await?;
-    sqlx::raw_sql(SCHEMA).execute(&mut *tx).await?;
-    tx.commit().await?;
-    Ok(())
+    crate::install_schema(pool, "cb_outbox_schema", SCHEMA).await
 }
 
 /// Record `event` in the caller's transaction; it is published after commit.
@@ -67,10 +61,7 @@ pub async fn enqueue<E: Event>(
         .bind(serde_json::Value::Object(hdrs))
         .execute(&mut *tx)
         .await?;
-    sqlx::query("SELECT pg_notify($1, '')")
-        .bind(CHANNEL)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query("SELECT pg_notify($1, '')").bind(CHANNEL).execute(&mut *tx).await?;
     Ok(())
 }
 
@@ -148,11 +139,7 @@ impl Relay {
                     tracing::warn!(error = %err, "outbox cleanup failed");
                 }
             }
-            let wait = if failed {
-                Duration::from_secs(1)
-            } else {
-                self.fallback_poll
-            };
+            let wait = if failed { Duration::from_secs(1) } else { self.fallback_poll };
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 notified = async {
@@ -207,9 +194,7 @@ impl Relay {
         }
         let mut duplicates = 0usize;
         for (id, ack) in acks {
-            let ack = ack
-                .await
-                .map_err(|e| BusError::JetStream(format!("event {id}: {e}")))?;
+            let ack = ack.await.map_err(|e| BusError::JetStream(format!("event {id}: {e}")))?;
             if ack.duplicate {
                 duplicates += 1;
             }

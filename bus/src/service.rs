@@ -37,9 +37,7 @@ pub struct MicroService {
 
 impl std::fmt::Debug for MicroService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MicroService")
-            .field("spec", &self.spec)
-            .finish_non_exhaustive()
+        f.debug_struct("MicroService").field("spec", &self.spec).finish_non_exhaustive()
     }
 }
 
@@ -47,11 +45,7 @@ impl std::fmt::Debug for MicroService {
 const MAX_IN_FLIGHT: usize = 512;
 
 impl MicroService {
-    pub async fn start(
-        client: &Client,
-        spec: ServiceSpec,
-        shutdown: CancellationToken,
-    ) -> Result<Self, BusError> {
+    pub async fn start(client: &Client, spec: ServiceSpec, shutdown: CancellationToken) -> Result<Self, BusError> {
         let service = client
             .service_builder()
             .description(spec.description)
@@ -59,11 +53,7 @@ impl MicroService {
             .start(spec.name, spec.version)
             .await
             .map_err(|e| BusError::Service(e.to_string()))?;
-        tracing::info!(
-            service.name = spec.name,
-            service.version = spec.version,
-            "micro service started"
-        );
+        tracing::info!(service.name = spec.name, service.version = spec.version, "micro service started");
         Ok(Self {
             spec,
             service,
@@ -82,12 +72,8 @@ impl MicroService {
         Fut: Future<Output = Result<R::Reply, ErrorBody>> + Send + 'static,
     {
         let ep = R::ENDPOINT;
-        let mut endpoint = self
-            .service
-            .group(ep.group)
-            .endpoint(ep.name)
-            .await
-            .map_err(|e| BusError::Service(e.to_string()))?;
+        let mut endpoint =
+            self.service.group(ep.group).endpoint(ep.name).await.map_err(|e| BusError::Service(e.to_string()))?;
         let shutdown = self.shutdown.clone();
         let tracker = self.tracker.clone();
         let in_flight = self.in_flight.clone();
@@ -182,18 +168,12 @@ where
     .await
 }
 
-async fn respond_error(
-    request: &service::Request,
-    body: ErrorBody,
-) -> Result<(), async_nats::PublishError> {
+async fn respond_error(request: &service::Request, body: ErrorBody) -> Result<(), async_nats::PublishError> {
     let mut headers = HeaderMap::new();
     if let Ok(json) = serde_json::to_string(&body) {
         headers.insert(headers::ERROR, json.as_str());
     }
     let status = format!("{}: {}", body.code, body.message).replace(|c: char| c.is_control(), " ");
-    let error = service::error::Error {
-        status,
-        code: usize::from(status_of(body.code)),
-    };
+    let error = service::error::Error { status, code: usize::from(status_of(body.code)) };
     request.respond_with_headers(Err(error), headers).await
 }

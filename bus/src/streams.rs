@@ -31,18 +31,10 @@ pub fn event_stream(name: &str, subjects: &str, replicas: usize) -> stream::Conf
 }
 
 /// Create the stream or bring an existing one to `config`.
-pub async fn ensure_stream(
-    js: &jetstream::Context,
-    config: stream::Config,
-) -> Result<stream::Stream, BusError> {
+pub async fn ensure_stream(js: &jetstream::Context, config: stream::Config) -> Result<stream::Stream, BusError> {
     let name = config.name.clone();
-    js.create_or_update_stream(config)
-        .await
-        .map_err(|e| BusError::JetStream(format!("stream {name}: {e}")))?;
-    let stream = js
-        .get_stream(&name)
-        .await
-        .map_err(|e| BusError::JetStream(format!("stream {name}: {e}")))?;
+    js.create_or_update_stream(config).await.map_err(|e| BusError::JetStream(format!("stream {name}: {e}")))?;
+    let stream = js.get_stream(&name).await.map_err(|e| BusError::JetStream(format!("stream {name}: {e}")))?;
     tracing::info!(stream = %name, "stream ready");
     Ok(stream)
 }

@@ -82,11 +82,7 @@ pub struct ErrorBody {
 
 impl ErrorBody {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self {
-            code,
-            message: message.into(),
-            details: None,
-        }
+        Self { code, message: message.into(), details: None }
     }
 
     pub fn with_details(mut self, details: serde_json::Value) -> Self {
@@ -96,8 +92,7 @@ impl ErrorBody {
 
     /// `invalid_input` naming the offending field in `details.field`.
     pub fn invalid_field(field: &str, message: impl Into<String>) -> Self {
-        Self::new(ErrorCode::InvalidInput, message)
-            .with_details(serde_json::json!({ "field": field }))
+        Self::new(ErrorCode::InvalidInput, message).with_details(serde_json::json!({ "field": field }))
     }
 
     pub fn invalid_input(message: impl Into<String>) -> Self {

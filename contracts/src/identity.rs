@@ -136,12 +136,7 @@ rpc!(Login, LoginRequest, TokenResponse, subj::AUTH_LOGIN);
 rpc!(Refresh, RefreshRequest, TokenResponse, subj::AUTH_REFRESH);
 rpc!(Logout, RefreshRequest, Empty, subj::AUTH_LOGOUT);
 rpc!(GetProfile, Empty, Profile, subj::PROFILE_GET);
-rpc!(
-    UpdateProfile,
-    UpdateProfileRequest,
-    Profile,
-    subj::PROFILE_UPDATE
-);
+rpc!(UpdateProfile, UpdateProfileRequest, Profile, subj::PROFILE_UPDATE);
 rpc!(GrantRole, RoleChangeRequest, RolesReply, subj::ROLE_GRANT);
 rpc!(RevokeRole, RoleChangeRequest, RolesReply, subj::ROLE_REVOKE);
 rpc!(GetJwks, Empty, Jwks, subj::JWKS_GET);

@@ -16,11 +16,7 @@ pub mod identity {
     pub const GROUP: &str = "cb.identity";
 
     const fn ep(name: &'static str) -> Endpoint {
-        Endpoint {
-            service: SERVICE,
-            group: GROUP,
-            name,
-        }
+        Endpoint { service: SERVICE, group: GROUP, name }
     }
 
     pub const USER_REGISTER: Endpoint = ep("user.register");
@@ -67,10 +63,7 @@ mod tests {
 
     #[test]
     fn endpoint_subjects_follow_the_naming_scheme() {
-        assert_eq!(
-            identity::USER_REGISTER.subject(),
-            "cb.identity.user.register"
-        );
+        assert_eq!(identity::USER_REGISTER.subject(), "cb.identity.user.register");
         assert_eq!(identity::JWKS_GET.subject(), "cb.identity.jwks.get");
         for subject in [
             identity::EVT_USER_REGISTERED,

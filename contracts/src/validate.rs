@@ -16,10 +16,7 @@ pub struct ValidationError {
 
 impl ValidationError {
     pub fn new(field: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            field,
-            message: message.into(),
-        }
+        Self { field, message: message.into() }
     }
 }
 
@@ -52,16 +49,12 @@ impl Email {
         if local.is_empty() || local.len() > 64 || domain.contains('@') {
             return Err(err("email must look like name@example.com"));
         }
-        let local_ok = local
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~.".contains(c))
+        let local_ok = local.chars().all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~.".contains(c))
             && !local.starts_with('.')
             && !local.ends_with('.')
             && !local.contains("..");
         if !local_ok {
-            return Err(err(
-                "email has characters that are not allowed before the @",
-            ));
+            return Err(err("email has characters that are not allowed before the @"));
         }
         let labels: Vec<&str> = domain.split('.').collect();
         let labels_ok = labels.len() >= 2
@@ -72,9 +65,7 @@ impl Email {
                     && !l.starts_with('-')
                     && !l.ends_with('-')
             })
-            && labels
-                .last()
-                .is_some_and(|tld| tld.len() >= 2 && !tld.chars().all(|c| c.is_ascii_digit()));
+            && labels.last().is_some_and(|tld| tld.len() >= 2 && !tld.chars().all(|c| c.is_ascii_digit()));
         if !labels_ok {
             return Err(err("email domain is not valid"));
         }
@@ -152,24 +143,16 @@ impl Password {
         let err = |m: String| ValidationError::new(Self::FIELD, m);
         let chars = raw.chars().count();
         if chars < Self::MIN_CHARS {
-            return Err(err(format!(
-                "password must be at least {} characters",
-                Self::MIN_CHARS
-            )));
+            return Err(err(format!("password must be at least {} characters", Self::MIN_CHARS)));
         }
         if chars > Self::MAX_CHARS {
-            return Err(err(format!(
-                "password must be at most {} characters",
-                Self::MAX_CHARS
-            )));
+            return Err(err(format!("password must be at most {} characters", Self::MAX_CHARS)));
         }
         let mut distinct: Vec<char> = raw.chars().collect();
         distinct.sort_unstable();
         distinct.dedup();
         if distinct.len() < 5 {
-            return Err(err(
-                "password must use at least 5 different characters".into()
-            ));
+            return Err(err("password must use at least 5 different characters".into()));
         }
         let lower = raw.to_lowercase();
         if COMMON_PASSWORDS.contains(&lower.as_str()) {
@@ -201,25 +184,16 @@ impl DisplayName {
     pub fn parse(raw: &str) -> Result<Self, ValidationError> {
         let name = raw.trim();
         if name.is_empty() {
-            return Err(ValidationError::new(
-                Self::FIELD,
-                "display_name is required",
-            ));
+            return Err(ValidationError::new(Self::FIELD, "display_name is required"));
         }
         if name.chars().count() > Self::MAX_CHARS {
             return Err(ValidationError::new(
                 Self::FIELD,
-                format!(
-                    "display_name must be at most {} characters",
-                    Self::MAX_CHARS
-                ),
+                format!("display_name must be at most {} characters", Self::MAX_CHARS),
             ));
         }
         if name.chars().any(char::is_control) {
-            return Err(ValidationError::new(
-                Self::FIELD,
-                "display_name must not contain control characters",
-            ));
+            return Err(ValidationError::new(Self::FIELD, "display_name must not contain control characters"));
         }
         Ok(Self(name.to_owned()))
     }
@@ -246,14 +220,8 @@ impl Bio {
                 format!("bio must be at most {} characters", Self::MAX_CHARS),
             ));
         }
-        if bio
-            .chars()
-            .any(|c| c.is_control() && c != '\n' && c != '\t')
-        {
-            return Err(ValidationError::new(
-                Self::FIELD,
-                "bio must not contain control characters",
-            ));
+        if bio.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+            return Err(ValidationError::new(Self::FIELD, "bio must not contain control characters"));
         }
         Ok(Self(bio.to_owned()))
     }
@@ -264,9 +232,7 @@ impl Bio {
 }
 
 /// What a user may do on the platform.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     Student,
@@ -290,10 +256,7 @@ impl Role {
             "student" => Ok(Role::Student),
             "instructor" => Ok(Role::Instructor),
             "admin" => Ok(Role::Admin),
-            _ => Err(ValidationError::new(
-                Self::FIELD,
-                "role must be one of student, instructor, admin",
-            )),
+            _ => Err(ValidationError::new(Self::FIELD, "role must be one of student, instructor, admin")),
         }
     }
 }
@@ -310,10 +273,7 @@ mod tests {
 
     #[test]
     fn email_is_normalised_and_checked() {
-        assert_eq!(
-            Email::parse("  Ada@Example.COM ").unwrap().as_str(),
-            "ada@example.com"
-        );
+        assert_eq!(Email::parse("  Ada@Example.COM ").unwrap().as_str(), "ada@example.com");
         for bad in [
             "",
             "ada",
@@ -336,23 +296,11 @@ mod tests {
     fn password_policy() {
         let email = Email::parse("grace.hopper@example.com").unwrap();
         assert!(Password::parse("correct horse battery", Some(&email)).is_ok());
-        for bad in [
-            "short1!",
-            "aaaaaaaaaaaaaa",
-            "Password123",
-            "my grace.hopper pw",
-            &"x1".repeat(65),
-        ] {
+        for bad in ["short1!", "aaaaaaaaaaaaaa", "Password123", "my grace.hopper pw", &"x1".repeat(65)] {
             let err = Password::parse(bad, Some(&email)).unwrap_err();
             assert_eq!(err.field, "password", "{bad:?}");
         }
-        assert_eq!(
-            format!(
-                "{:?}",
-                Password::parse("correct horse battery", None).unwrap()
-            ),
-            "Password(***)"
-        );
+        assert_eq!(format!("{:?}", Password::parse("correct horse battery", None).unwrap()), "Password(***)");
     }
 
     #[test]

@@ -50,11 +50,8 @@ impl IntoResponse for ApiError {
 
 /// A JSON error response with an explicit `Retry-After` (rate limiting).
 pub fn rate_limited(wait_secs: u64) -> Response {
-    let mut response = ApiError(ErrorBody::new(
-        ErrorCode::RateLimited,
-        "too many requests; retry later",
-    ))
-    .into_response();
+    let mut response =
+        ApiError(ErrorBody::new(ErrorCode::RateLimited, "too many requests; retry later")).into_response();
     if let Ok(value) = HeaderValue::from_str(&wait_secs.max(1).to_string()) {
         response.headers_mut().insert(header::RETRY_AFTER, value);
     }
@@ -69,15 +66,9 @@ mod tests {
     fn every_code_maps_to_an_error_status() {
         for code in ErrorCode::ALL {
             let status = status_of(code);
-            assert!(
-                status.is_client_error() || status.is_server_error(),
-                "{code}"
-            );
+            assert!(status.is_client_error() || status.is_server_error(), "{code}");
         }
-        assert_eq!(
-            status_of(ErrorCode::Unavailable),
-            StatusCode::SERVICE_UNAVAILABLE
-        );
+        assert_eq!(status_of(ErrorCode::Unavailable), StatusCode::SERVICE_UNAVAILABLE);
     }
 
     #[test]

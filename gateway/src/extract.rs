@@ -25,13 +25,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Ctx {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let header = |name: &str| {
-            parts
-                .headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
-        };
+        let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
         let request_id = parts
             .extensions
             .get::<RequestId>()
@@ -63,10 +57,7 @@ pub struct Caller(pub AccessClaims);
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let Ctx(ctx) = Ctx::from_request_parts(parts, state).await?;
         Ok(Caller(state.verifier.verify_ctx(&ctx).await?))
     }
@@ -95,16 +86,10 @@ fn json_rejection(rejection: JsonRejection) -> ErrorBody {
         JsonRejection::MissingJsonContentType(_) => {
             ErrorBody::invalid_input("expected a JSON body with Content-Type: application/json")
         }
-        JsonRejection::JsonSyntaxError(_) => {
-            ErrorBody::invalid_input("request body is not valid JSON")
-        }
+        JsonRejection::JsonSyntaxError(_) => ErrorBody::invalid_input("request body is not valid JSON"),
         JsonRejection::JsonDataError(err) => {
             let text = err.body_text();
-            let detail = text
-                .split_once(": ")
-                .map(|(_, d)| d)
-                .unwrap_or(&text)
-                .to_owned();
+            let detail = text.split_once(": ").map(|(_, d)| d).unwrap_or(&text).to_owned();
             match missing_or_bad_field(&detail) {
                 Some(field) => ErrorBody::invalid_field(&field, detail),
                 None => ErrorBody::invalid_input(detail),
@@ -120,11 +105,7 @@ fn missing_or_bad_field(detail: &str) -> Option<String> {
         return rest.split('`').next().map(str::to_owned);
     }
     let (path, _) = detail.split_once(": ")?;
-    (!path.is_empty()
-        && path
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_.[]".contains(c)))
-    .then(|| path.to_owned())
+    (!path.is_empty() && path.chars().all(|c| c.is_ascii_alphanumeric() || "_.[]".contains(c))).then(|| path.to_owned())
 }
 
 #[cfg(test)]
@@ -133,13 +114,9 @@ mod tests {
 
     #[test]
     fn serde_errors_name_their_field() {
+        assert_eq!(missing_or_bad_field("missing field `email` at line 1 column 2").as_deref(), Some("email"));
         assert_eq!(
-            missing_or_bad_field("missing field `email` at line 1 column 2").as_deref(),
-            Some("email")
-        );
-        assert_eq!(
-            missing_or_bad_field("password: invalid type: integer `1`, expected a string")
-                .as_deref(),
+            missing_or_bad_field("password: invalid type: integer `1`, expected a string").as_deref(),
             Some("password")
         );
         assert_eq!(missing_or_bad_field("trailing characters at line 1"), None);

@@ -74,10 +74,7 @@ impl Config {
             bus_deadline: Duration::from_secs(5),
             http_timeout: Duration::from_secs(10),
             body_limit: 1024 * 1024,
-            auth_rate_limit: AuthRateLimit {
-                replenish: Duration::from_millis(500),
-                burst: 10,
-            },
+            auth_rate_limit: AuthRateLimit { replenish: Duration::from_millis(500), burst: 10 },
             trust_forwarded_for: false,
         }
     }
@@ -117,12 +114,7 @@ impl utoipa::Modify for BearerAuth {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("JWT")
-                    .build(),
-            ),
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
         );
     }
 }
@@ -133,33 +125,10 @@ pub fn router(state: AppState, config: &Config) -> Result<Router, GatewayError> 
         .routes(routes!(routes::register))
         .routes(routes!(routes::login))
         .routes(routes!(routes::refresh));
-    let limit = config.auth_rate_limit;
     let auth = if config.trust_forwarded_for {
-        let governor = GovernorConfigBuilder::default()
-            .period(limit.replenish)
-            .burst_size(limit.burst)
-            .key_extractor(SmartIpKeyExtractor)
-            .finish()
-            .ok_or_else(|| GatewayError::Config("invalid rate limit".into()))?;
-        let limiter = governor.limiter().clone();
-        spawn_limiter_cleanup(move || {
-            limiter.retain_recent();
-            Arc::strong_count(&limiter) > 1
-        });
-        auth.layer(GovernorLayer::new(governor).error_handler(governor_error))
+        rate_limited(auth, config.auth_rate_limit, SmartIpKeyExtractor)?
     } else {
-        let governor = GovernorConfigBuilder::default()
-            .period(limit.replenish)
-            .burst_size(limit.burst)
-            .key_extractor(PeerIpKeyExtractor)
-            .finish()
-            .ok_or_else(|| GatewayError::Config("invalid rate limit".into()))?;
-        let limiter = governor.limiter().clone();
-        spawn_limiter_cleanup(move || {
-            limiter.retain_recent();
-            Arc::strong_count(&limiter) > 1
-        });
-        auth.layer(GovernorLayer::new(governor).error_handler(governor_error))
+        rate_limited(auth, config.auth_rate_limit, PeerIpKeyExtractor)?
     };
 
     let (api, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
@@ -174,33 +143,45 @@ pub fn router(state: AppState, config: &Config) -> Result<Router, GatewayError> 
         .split_for_parts();
     let openapi_json = openapi.clone();
     let app = api
-        .route(
-            "/openapi.json",
-            axum::routing::get(move || async move { axum::Json(openapi_json) }),
-        )
+        .route("/openapi.json", axum::routing::get(move || async move { axum::Json(openapi_json) }))
         .merge(Router::from(Scalar::with_url("/docs", openapi)))
         .fallback(|| async { ApiError(ErrorBody::not_found("no such route")) })
         .method_not_allowed_fallback(|| async {
-            ApiError(ErrorBody::new(
-                coursebus_contracts::ErrorCode::NotFound,
-                "method not allowed on this route",
-            ))
+            ApiError(ErrorBody::new(coursebus_contracts::ErrorCode::NotFound, "method not allowed on this route"))
         })
-        .layer(axum::middleware::from_fn_with_state(
-            state.metrics.clone(),
-            observe::observe,
-        ))
+        .layer(axum::middleware::from_fn_with_state(state.metrics.clone(), observe::observe))
         .layer(DefaultBodyLimit::max(config.body_limit))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
             tracing::error!("handler panicked");
             ApiError(ErrorBody::internal()).into_response()
         }))
-        .layer(axum::middleware::from_fn_with_state(
-            config.http_timeout,
-            timeout,
-        ))
+        .layer(axum::middleware::from_fn_with_state(config.http_timeout, timeout))
         .with_state(state);
     Ok(app)
+}
+
+/// Limit `routes` per client, as told by `key`.
+fn rate_limited<K>(
+    routes: OpenApiRouter<AppState>,
+    limit: AuthRateLimit,
+    key: K,
+) -> Result<OpenApiRouter<AppState>, GatewayError>
+where
+    K: tower_governor::key_extractor::KeyExtractor + Send + Sync + 'static,
+    K::Key: Send + Sync + 'static,
+{
+    let governor = GovernorConfigBuilder::default()
+        .period(limit.replenish)
+        .burst_size(limit.burst)
+        .key_extractor(key)
+        .finish()
+        .ok_or_else(|| GatewayError::Config("invalid rate limit".into()))?;
+    let limiter = governor.limiter().clone();
+    spawn_limiter_cleanup(move || {
+        limiter.retain_recent();
+        Arc::strong_count(&limiter) > 1
+    });
+    Ok(routes.layer(GovernorLayer::new(governor).error_handler(governor_error)))
 }
 
 /// Answer `unavailable` instead of hanging past the HTTP deadline.
@@ -217,9 +198,7 @@ async fn timeout(
 
 fn governor_error(err: tower_governor::GovernorError) -> Response {
     match err {
-        tower_governor::GovernorError::TooManyRequests { wait_time, .. } => {
-            error::rate_limited(wait_time)
-        }
+        tower_governor::GovernorError::TooManyRequests { wait_time, .. } => error::rate_limited(wait_time),
         other => {
             tracing::warn!(error = %other, "rate limiter could not identify the client");
             ApiError(ErrorBody::invalid_input("could not identify the client")).into_response()
@@ -242,28 +221,16 @@ fn spawn_limiter_cleanup(cleanup: impl Fn() -> bool + Send + 'static) {
 }
 
 /// Connect to NATS and serve on `listener` until `shutdown`.
-pub async fn serve(
-    config: Config,
-    listener: TcpListener,
-    shutdown: CancellationToken,
-) -> Result<(), GatewayError> {
-    let client =
-        coursebus_bus::connect(&config.nats_url, "gateway", Duration::from_secs(30)).await?;
+pub async fn serve(config: Config, listener: TcpListener, shutdown: CancellationToken) -> Result<(), GatewayError> {
+    let client = coursebus_bus::connect(&config.nats_url, "gateway", Duration::from_secs(30)).await?;
     let bus = Bus::new(client, config.bus_deadline);
     let metrics = Metrics::new().map_err(|e| GatewayError::Config(e.to_string()))?;
-    let state = AppState {
-        bus: bus.clone(),
-        verifier: JwtVerifier::new(BusJwks(bus)),
-        metrics,
-    };
+    let state = AppState { bus: bus.clone(), verifier: JwtVerifier::new(BusJwks(bus)), metrics };
     let app = router(state, &config)?;
     tracing::info!(addr = %listener.local_addr()?, "gateway listening");
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move { shutdown.cancelled().await })
-    .await?;
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await?;
     tracing::info!("gateway stopped");
     Ok(())
 }

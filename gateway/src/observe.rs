@@ -16,9 +16,7 @@ use crate::extract::RequestId;
 
 const REQUESTS: &str = "http_requests_total";
 const DURATION: &str = "http_request_duration_seconds";
-const BUCKETS: &[f64] = &[
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-];
+const BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
 /// This gateway's metrics (one registry per gateway instance, not a process-global one).
 #[derive(Clone)]
@@ -36,16 +34,10 @@ impl std::fmt::Debug for Metrics {
 impl Metrics {
     pub fn new() -> Result<Self, metrics_exporter_prometheus::BuildError> {
         let recorder = PrometheusBuilder::new()
-            .set_buckets_for_metric(
-                metrics_exporter_prometheus::Matcher::Full(DURATION.into()),
-                BUCKETS,
-            )?
+            .set_buckets_for_metric(metrics_exporter_prometheus::Matcher::Full(DURATION.into()), BUCKETS)?
             .build_recorder();
         let handle = recorder.handle();
-        Ok(Self {
-            recorder: Arc::new(recorder),
-            handle,
-        })
+        Ok(Self { recorder: Arc::new(recorder), handle })
     }
 
     /// The Prometheus text exposition.
@@ -61,12 +53,8 @@ impl Metrics {
             Label::new("status", status.to_string()),
         ];
         let meta = Metadata::new(module_path!(), Level::INFO, Some(module_path!()));
-        self.recorder
-            .register_counter(&Key::from_parts(REQUESTS, labels.clone()), &meta)
-            .increment(1);
-        self.recorder
-            .register_histogram(&Key::from_parts(DURATION, labels), &meta)
-            .record(seconds);
+        self.recorder.register_counter(&Key::from_parts(REQUESTS, labels.clone()), &meta).increment(1);
+        self.recorder.register_histogram(&Key::from_parts(DURATION, labels), &meta).record(seconds);
     }
 }
 
@@ -84,11 +72,8 @@ pub async fn observe(State(metrics): State<Metrics>, mut req: Request, next: Nex
     let started = Instant::now();
     let id = request_id(&req);
     let method = req.method().as_str().to_owned();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".into());
+    let route =
+        req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "unmatched".into());
     req.extensions_mut().insert(RequestId(id.clone()));
     let span = tracing::info_span!("http", method = %method, route = %route, request_id = %id);
     let mut response = next.run(req).instrument(span.clone()).await;

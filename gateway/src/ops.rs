@@ -42,11 +42,7 @@ pub async fn readyz(State(s): State<AppState>) -> Response {
         "status": check(nats_ok && identity_ok),
         "checks": { "nats": check(nats_ok), "identity": check(identity_ok) },
     });
-    let status = if nats_ok && identity_ok {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
+    let status = if nats_ok && identity_ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, Json(body)).into_response()
 }
 
@@ -54,10 +50,9 @@ pub async fn readyz(State(s): State<AppState>) -> Response {
 #[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 pub async fn metrics(State(s): State<AppState>) -> Response {
     let mut response = s.metrics.render().into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-    );
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
     response
 }
 
@@ -66,9 +61,6 @@ pub async fn metrics(State(s): State<AppState>) -> Response {
 pub async fn jwks(State(s): State<AppState>, Ctx(ctx): Ctx) -> Result<Response, ApiError> {
     let jwks = s.bus.request::<GetJwks>(&ctx, &Empty {}).await?;
     let mut response = Json(jwks).into_response();
-    response.headers_mut().insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("public, max-age=300"),
-    );
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
     Ok(response)
 }

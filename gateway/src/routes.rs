@@ -6,9 +6,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use coursebus_contracts::ErrorBody;
 use coursebus_contracts::identity::{
-    GetProfile, GrantRole, Login, LoginRequest, Logout, Profile, Refresh, RefreshRequest, Register,
-    RegisterRequest, RevokeRole, RoleChangeRequest, RolesReply, TokenResponse, UpdateProfile,
-    UpdateProfileRequest,
+    GetProfile, GrantRole, Login, LoginRequest, Logout, Profile, Refresh, RefreshRequest, Register, RegisterRequest,
+    RevokeRole, RoleChangeRequest, RolesReply, TokenResponse, UpdateProfile, UpdateProfileRequest,
 };
 use coursebus_contracts::rpc::Empty;
 use uuid::Uuid;
@@ -85,11 +84,7 @@ pub async fn logout(
         (status = 200, description = "The caller's profile", body = Profile),
         (status = 401, description = "Missing or invalid token", body = ErrorBody),
     ))]
-pub async fn get_me(
-    State(s): State<AppState>,
-    _caller: Caller,
-    Ctx(ctx): Ctx,
-) -> ApiResult<Json<Profile>> {
+pub async fn get_me(State(s): State<AppState>, _caller: Caller, Ctx(ctx): Ctx) -> ApiResult<Json<Profile>> {
     Ok(Json(s.bus.request::<GetProfile>(&ctx, &Empty {}).await?))
 }
 
@@ -123,11 +118,7 @@ pub async fn grant_role(
     Ctx(ctx): Ctx,
     ApiPath((user_id, role)): ApiPath<(Uuid, String)>,
 ) -> ApiResult<Json<RolesReply>> {
-    Ok(Json(
-        s.bus
-            .request::<GrantRole>(&ctx, &RoleChangeRequest { user_id, role })
-            .await?,
-    ))
+    Ok(Json(s.bus.request::<GrantRole>(&ctx, &RoleChangeRequest { user_id, role }).await?))
 }
 
 /// Revoke a role (admins only; the last admin keeps theirs).
@@ -145,9 +136,5 @@ pub async fn revoke_role(
     Ctx(ctx): Ctx,
     ApiPath((user_id, role)): ApiPath<(Uuid, String)>,
 ) -> ApiResult<Json<RolesReply>> {
-    Ok(Json(
-        s.bus
-            .request::<RevokeRole>(&ctx, &RoleChangeRequest { user_id, role })
-            .await?,
-    ))
+    Ok(Json(s.bus.request::<RevokeRole>(&ctx, &RoleChangeRequest { user_id, role }).await?))
 }

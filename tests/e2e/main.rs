@@ -32,6 +32,7 @@ fn all() -> Vec<(&'static str, TestFn)> {
     tests![
         auth::register_login_refresh_reuse_profile_roles,
         auth::registration_rejects_bad_input,
+        auth::registration_honours_idempotency_keys,
         auth::wrong_credentials_are_401_without_saying_which,
         auth::tampered_expired_and_wrong_algorithm_tokens_are_401,
         auth::logout_revokes_the_session,
@@ -41,6 +42,7 @@ fn all() -> Vec<(&'static str, TestFn)> {
         operations::no_identity_replica_means_503_within_a_second,
         operations::registration_event_reaches_the_stream_once_across_a_relay_restart,
         operations::health_metrics_openapi_jwks_and_errors,
+        operations::nats_configurations_are_valid,
     ]
 }
 
@@ -53,10 +55,7 @@ fn main() -> ExitCode {
         )
         .with_test_writer()
         .try_init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(err) => {
             eprintln!("cannot build a runtime: {err}");
@@ -72,20 +71,12 @@ fn main() -> ExitCode {
             let infra = infra.clone();
             Trial::test(name, move || {
                 let infra = {
-                    let mut slot = infra
-                        .lock()
-                        .map_err(|_| Failed::from("infra lock poisoned"))?;
-                    slot.get_or_insert_with(|| {
-                        Infra::start().map(Arc::new).map_err(|e| format!("{e:#}"))
-                    })
-                    .clone()
+                    let mut slot = infra.lock().map_err(|_| Failed::from("infra lock poisoned"))?;
+                    slot.get_or_insert_with(|| Infra::start().map(Arc::new).map_err(|e| format!("{e:#}"))).clone()
                 };
-                let infra = infra
-                    .map_err(|e| Failed::from(format!("the test stack did not start: {e}")))?;
+                let infra = infra.map_err(|e| Failed::from(format!("the test stack did not start: {e}")))?;
                 // A hung test fails instead of hanging the run.
-                match handle
-                    .block_on(async { tokio::time::timeout(TEST_TIMEOUT, test(infra)).await })
-                {
+                match handle.block_on(async { tokio::time::timeout(TEST_TIMEOUT, test(infra)).await }) {
                     Ok(result) => result.map_err(|e| Failed::from(format!("{e:#}"))),
                     Err(_) => Err(Failed::from(format!("timed out after {TEST_TIMEOUT:?}"))),
                 }

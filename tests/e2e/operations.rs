@@ -11,9 +11,7 @@ use serde_json::json;
 
 use crate::support::{PASSWORD, call, login, register, user};
 
-pub async fn replicas_share_requests_and_answer_the_micro_protocol(
-    infra: Arc<Infra>,
-) -> Result<()> {
+pub async fn replicas_share_requests_and_answer_the_micro_protocol(infra: Arc<Infra>) -> Result<()> {
     let p = Platform::start(&infra, Options::default()).await?;
     for _ in 0..40 {
         let reply = call(&p, Method::GET, "/.well-known/jwks.json", None, None).await?;
@@ -21,47 +19,21 @@ pub async fn replicas_share_requests_and_answer_the_micro_protocol(
     }
     let nats = p.nats_client().await?;
 
-    let infos = collect_replies(
-        &nats,
-        &srv::info(identity::SERVICE),
-        2,
-        Duration::from_secs(2),
-    )
-    .await?;
+    let infos = collect_replies(&nats, &srv::info(identity::SERVICE), 2, Duration::from_secs(2)).await?;
     assert_eq!(infos.len(), 2, "both replicas answer $SRV.INFO");
     for info in &infos {
         assert_eq!(info["name"], "identity");
         assert_eq!(info["version"], env!("CARGO_PKG_VERSION"));
-        let subjects: Vec<&str> = info["endpoints"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter_map(|e| e["subject"].as_str())
-            .collect();
-        for expected in [
-            "cb.identity.user.register",
-            "cb.identity.auth.login",
-            "cb.identity.jwks.get",
-        ] {
+        let subjects: Vec<&str> =
+            info["endpoints"].as_array().unwrap().iter().filter_map(|e| e["subject"].as_str()).collect();
+        for expected in ["cb.identity.user.register", "cb.identity.auth.login", "cb.identity.jwks.get"] {
             assert!(subjects.contains(&expected), "{expected} in {subjects:?}");
         }
-        assert!(
-            info["endpoints"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .all(|e| e["queue_group"] == "q")
-        );
+        assert!(info["endpoints"].as_array().unwrap().iter().all(|e| e["queue_group"] == "q"));
     }
     assert_ne!(infos[0]["id"], infos[1]["id"]);
 
-    let stats = collect_replies(
-        &nats,
-        &srv::stats(identity::SERVICE),
-        2,
-        Duration::from_secs(2),
-    )
-    .await?;
+    let stats = collect_replies(&nats, &srv::stats(identity::SERVICE), 2, Duration::from_secs(2)).await?;
     assert_eq!(stats.len(), 2);
     let served: Vec<u64> = stats
         .iter()
@@ -75,21 +47,12 @@ pub async fn replicas_share_requests_and_answer_the_micro_protocol(
                 .unwrap_or(0)
         })
         .collect();
-    assert!(
-        served.iter().all(|n| *n > 0),
-        "both replicas served JWKS requests: {served:?}"
-    );
+    assert!(served.iter().all(|n| *n > 0), "both replicas served JWKS requests: {served:?}");
     assert!(served.iter().sum::<u64>() >= 40, "{served:?}");
 
     // Errors count in the stats (with the last error visible to operators).
     login(&p, "ghost@example.com", PASSWORD).await?;
-    let stats = collect_replies(
-        &nats,
-        &srv::stats(identity::SERVICE),
-        2,
-        Duration::from_secs(2),
-    )
-    .await?;
+    let stats = collect_replies(&nats, &srv::stats(identity::SERVICE), 2, Duration::from_secs(2)).await?;
     let login_errors: u64 = stats
         .iter()
         .flat_map(|s| s["endpoints"].as_array().cloned().unwrap_or_default())
@@ -107,22 +70,14 @@ pub async fn no_identity_replica_means_503_within_a_second(infra: Arc<Infra>) ->
     p.stop_identity_replicas().await;
 
     for (method, path, body) in [
-        (
-            Method::POST,
-            "/v1/auth/login",
-            Some(json!({"email": "patient@example.com", "password": PASSWORD})),
-        ),
+        (Method::POST, "/v1/auth/login", Some(json!({"email": "patient@example.com", "password": PASSWORD}))),
         (Method::GET, "/v1/me", None),
         (Method::GET, "/.well-known/jwks.json", None),
     ] {
         let started = Instant::now();
         let reply = call(&p, method, path, Some(&token), body).await?;
         let elapsed = started.elapsed();
-        assert_eq!(
-            reply.status,
-            StatusCode::SERVICE_UNAVAILABLE,
-            "{path}: {reply:?}"
-        );
+        assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE, "{path}: {reply:?}");
         assert_eq!(reply.code(), "unavailable");
         assert!(reply.headers.contains_key("retry-after"));
         assert!(elapsed < Duration::from_secs(1), "{path} took {elapsed:?}");
@@ -135,19 +90,13 @@ pub async fn no_identity_replica_means_503_within_a_second(infra: Arc<Infra>) ->
     // A replica coming back is served again.
     p.start_identity_replica();
     p.wait_identity_replicas(1).await?;
-    assert_eq!(
-        login(&p, "patient@example.com", PASSWORD).await?.status,
-        StatusCode::OK
-    );
+    assert_eq!(login(&p, "patient@example.com", PASSWORD).await?.status, StatusCode::OK);
     p.shutdown().await;
     Ok(())
 }
 
 /// The `registered` events in `EVT_IDENTITY` for `user_id`.
-async fn registered_events(
-    nats: &async_nats::Client,
-    user_id: &str,
-) -> Result<Vec<serde_json::Value>> {
+async fn registered_events(nats: &async_nats::Client, user_id: &str) -> Result<Vec<serde_json::Value>> {
     let js = async_nats::jetstream::new(nats.clone());
     let stream = js.get_stream(identity::EVENT_STREAM).await?;
     let state = stream.get_info().await?.state;
@@ -168,23 +117,17 @@ async fn registered_events(
     Ok(found)
 }
 
-pub async fn registration_event_reaches_the_stream_once_across_a_relay_restart(
-    infra: Arc<Infra>,
-) -> Result<()> {
+pub async fn registration_event_reaches_the_stream_once_across_a_relay_restart(infra: Arc<Infra>) -> Result<()> {
     let mut p = Platform::start(&infra, Options::default()).await?;
     let nats = p.nats_client().await?;
     let reg = register(&p, "eve@example.com", PASSWORD, "Eve").await?;
     assert_eq!(reg.status, StatusCode::CREATED);
     let user_id = reg.body["id"].as_str().unwrap().to_owned();
 
-    let events = eventually(
-        Duration::from_secs(10),
-        "the registered event in EVT_IDENTITY",
-        || async {
-            let events = registered_events(&nats, &user_id).await?;
-            Ok((!events.is_empty()).then_some(events))
-        },
-    )
+    let events = eventually(Duration::from_secs(10), "the registered event in EVT_IDENTITY", || async {
+        let events = registered_events(&nats, &user_id).await?;
+        Ok((!events.is_empty()).then_some(events))
+    })
     .await?;
     assert_eq!(events.len(), 1);
     let event = &events[0];
@@ -205,26 +148,17 @@ pub async fn registration_event_reaches_the_stream_once_across_a_relay_restart(
     assert_eq!(unmarked, 1);
     p.start_identity_replica();
     p.wait_identity_replicas(1).await?;
-    eventually(
-        Duration::from_secs(15),
-        "the relay to re-publish the event",
-        || async {
-            let published: Option<bool> = sqlx::query_scalar(
-                "SELECT published_at IS NOT NULL FROM cb_outbox WHERE id = $1::uuid",
-            )
-            .bind(&event_id)
-            .fetch_optional(&db)
-            .await?;
-            Ok(published.filter(|p| *p))
-        },
-    )
+    eventually(Duration::from_secs(15), "the relay to re-publish the event", || async {
+        let published: Option<bool> =
+            sqlx::query_scalar("SELECT published_at IS NOT NULL FROM cb_outbox WHERE id = $1::uuid")
+                .bind(&event_id)
+                .fetch_optional(&db)
+                .await?;
+        Ok(published.filter(|p| *p))
+    })
     .await?;
     let events = registered_events(&nats, &user_id).await?;
-    assert_eq!(
-        events.len(),
-        1,
-        "JetStream dropped the re-published duplicate (Nats-Msg-Id)"
-    );
+    assert_eq!(events.len(), 1, "JetStream dropped the re-published duplicate (Nats-Msg-Id)");
     assert_eq!(events[0]["id"], event_id.as_str());
     p.shutdown().await;
     Ok(())
@@ -233,58 +167,43 @@ pub async fn registration_event_reaches_the_stream_once_across_a_relay_restart(
 pub async fn health_metrics_openapi_jwks_and_errors(infra: Arc<Infra>) -> Result<()> {
     let p = Platform::start(&infra, Options::default()).await?;
     let health = call(&p, Method::GET, "/healthz", None, None).await?;
-    assert_eq!(
-        (health.status, &health.body["status"]),
-        (StatusCode::OK, &json!("ok"))
-    );
+    assert_eq!((health.status, &health.body["status"]), (StatusCode::OK, &json!("ok")));
     let ready = call(&p, Method::GET, "/readyz", None, None).await?;
     assert_eq!(ready.status, StatusCode::OK, "{ready:?}");
-    assert_eq!(
-        ready.body["checks"],
-        json!({"nats": "ok", "identity": "ok"})
-    );
+    assert_eq!(ready.body["checks"], json!({"nats": "ok", "identity": "ok"}));
 
     let jwks = call(&p, Method::GET, "/.well-known/jwks.json", None, None).await?;
     let key = &jwks.body["keys"][0];
     assert_eq!(
-        (
-            key["kty"].as_str(),
-            key["crv"].as_str(),
-            key["alg"].as_str()
-        ),
+        (key["kty"].as_str(), key["crv"].as_str(), key["alg"].as_str()),
         (Some("OKP"), Some("Ed25519"), Some("EdDSA"))
     );
     assert!(key.get("d").is_none(), "no private key material");
 
     // Request ids: ours are echoed, otherwise one is made.
-    let echoed = p
-        .http
-        .get(p.url("/healthz"))
-        .header("x-request-id", "trace-me-42")
-        .send()
-        .await?;
+    let echoed = p.http.get(p.url("/healthz")).header("x-request-id", "trace-me-42").send().await?;
     assert_eq!(echoed.headers()["x-request-id"], "trace-me-42");
     let made = p.http.get(p.url("/healthz")).send().await?;
     assert!(uuid::Uuid::parse_str(made.headers()["x-request-id"].to_str()?).is_ok());
 
     let unknown = call(&p, Method::GET, "/v1/nope", None, None).await?;
-    assert_eq!(
-        (unknown.status, unknown.code()),
-        (StatusCode::NOT_FOUND, "not_found")
-    );
+    assert_eq!((unknown.status, unknown.code()), (StatusCode::NOT_FOUND, "not_found"));
 
     login(&p, "nobody@example.com", PASSWORD).await?;
     let metrics = p.http.get(p.url("/metrics")).send().await?.text().await?;
     assert!(
-        metrics
-            .lines()
-            .any(|l| l.starts_with("http_requests_total{")
-                && l.contains(r#"route="/v1/auth/login""#)
-                && l.contains(r#"status="401""#)
-                && l.ends_with(" 1")),
+        metrics.lines().any(|l| l.starts_with("http_requests_total{")
+            && l.contains(r#"route="/v1/auth/login""#)
+            && l.contains(r#"status="401""#)
+            && l.ends_with(" 1")),
         "{metrics}"
     );
-    assert!(metrics.contains(r#"http_request_duration_seconds_bucket{method="POST",route="/v1/auth/login",status="401",le="0.5"}"#), "{metrics}");
+    assert!(
+        metrics.contains(
+            r#"http_request_duration_seconds_bucket{method="POST",route="/v1/auth/login",status="401",le="0.5"}"#
+        ),
+        "{metrics}"
+    );
 
     let openapi = call(&p, Method::GET, "/openapi.json", None, None).await?;
     assert_eq!(openapi.status, StatusCode::OK);
@@ -297,22 +216,31 @@ pub async fn health_metrics_openapi_jwks_and_errors(infra: Arc<Infra>) -> Result
         "/v1/users/{user_id}/roles/{role}",
         "/.well-known/jwks.json",
     ] {
-        assert!(
-            openapi.body["paths"].get(path).is_some(),
-            "{path} documented"
-        );
+        assert!(openapi.body["paths"].get(path).is_some(), "{path} documented");
     }
-    assert!(
-        openapi.body["components"]["schemas"]
-            .get("ErrorBody")
-            .is_some()
-    );
+    assert!(openapi.body["components"]["schemas"].get("ErrorBody").is_some());
     let docs = p.http.get(p.url("/docs")).send().await?;
     assert_eq!(docs.status(), StatusCode::OK);
-    assert!(
-        docs.text().await?.contains("openapi"),
-        "the docs page embeds the spec"
-    );
+    assert!(docs.text().await?.contains("openapi"), "the docs page embeds the spec");
     p.shutdown().await;
+    Ok(())
+}
+
+pub async fn nats_configurations_are_valid(infra: Arc<Infra>) -> Result<()> {
+    let root = xtask::stack::workspace_root();
+    for config in ["nats/dev.conf", "nats/cluster.conf"] {
+        let out = std::process::Command::new(&infra.tools.nats_server)
+            .current_dir(root.join("nats"))
+            .args(["-t", "-c"])
+            .arg(root.join(config))
+            .env("NATS_SERVER_NAME", "nats-1")
+            .env("NATS_CLUSTER_PASSWORD", "cluster-secret")
+            .env("NATS_OPERATOR_PASSWORD", "operator-secret")
+            .env("NATS_GATEWAY_PASSWORD", "gateway-secret")
+            .env("NATS_IDENTITY_PASSWORD", "identity-secret")
+            .output()?;
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success() && text.contains("is valid"), "{config}: {text}");
+    }
     Ok(())
 }

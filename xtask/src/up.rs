@@ -18,9 +18,7 @@ const DEMO_PASSWORD: &str = "coursebus-demo-2026";
 
 fn port(var: &str, default: u16) -> Result<u16> {
     match std::env::var(var) {
-        Ok(v) => v
-            .parse()
-            .with_context(|| format!("{var} must be a port number")),
+        Ok(v) => v.parse().with_context(|| format!("{var} must be a port number")),
         Err(_) => Ok(default),
     }
 }
@@ -32,22 +30,14 @@ pub fn run() -> Result<ExitCode> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
         .current_dir(&root)
-        .args([
-            "build",
-            "-p",
-            "coursebus-gateway",
-            "-p",
-            "coursebus-worker-identity",
-        ])
+        .args(["build", "-p", "coursebus-gateway", "-p", "coursebus-worker-identity"])
         .status()
         .context("running cargo build")?;
     if !status.success() {
         bail!("cargo build failed");
     }
-    let bin = std::env::var("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| root.join("target"))
-        .join("debug");
+    let bin =
+        std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| root.join("target")).join("debug");
 
     let data = root.join(".stack/data");
     let logs = root.join(".stack/logs");
@@ -81,13 +71,10 @@ pub fn run() -> Result<ExitCode> {
         workers.push(start(cmd, &format!("identity-{replica}"), &logs)?);
     }
     let mut cmd = Command::new(bin.join("coursebus-gateway"));
-    cmd.env("CB_NATS_URL", nats.url())
-        .env("CB_GATEWAY_LISTEN", &gateway_addr);
+    cmd.env("CB_NATS_URL", nats.url()).env("CB_GATEWAY_LISTEN", &gateway_addr);
     workers.push(start(cmd, "gateway", &logs)?);
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let base = format!("http://{gateway_addr}");
     runtime.block_on(async {
         wait_ready(&base, &mut workers).await?;
@@ -123,12 +110,7 @@ pub fn run() -> Result<ExitCode> {
             }
             for w in &mut workers {
                 if let Some(status) = w.exited() {
-                    bail!(
-                        "{} exited ({status}); last lines of {}:\n{}",
-                        w.name,
-                        w.log.display(),
-                        w.log_tail(20)
-                    );
+                    bail!("{} exited ({status}); last lines of {}:\n{}", w.name, w.log.display(), w.log_tail(20));
                 }
             }
         }
@@ -146,9 +128,7 @@ pub fn run() -> Result<ExitCode> {
 fn start(mut cmd: Command, name: &str, logs: &Path) -> Result<Server> {
     let log = logs.join(format!("{name}.log"));
     let file = std::fs::File::create(&log)?;
-    cmd.stdin(Stdio::null())
-        .stdout(file.try_clone()?)
-        .stderr(file);
+    cmd.stdin(Stdio::null()).stdout(file.try_clone()?).stderr(file);
     die_with_parent(&mut cmd);
     let child = spawn(cmd).with_context(|| format!("starting {name}"))?;
     Ok(Server::new(name, child, log, libc::SIGTERM))
@@ -158,12 +138,7 @@ async fn wait_ready(base: &str, workers: &mut [Server]) -> Result<()> {
     let http = reqwest::Client::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
-        if http
-            .get(format!("{base}/readyz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
+        if http.get(format!("{base}/readyz")).send().await.is_ok_and(|r| r.status().is_success()) {
             return Ok(());
         }
         for w in workers.iter_mut() {
@@ -181,21 +156,14 @@ async fn wait_ready(base: &str, workers: &mut [Server]) -> Result<()> {
 /// Demo users; a second `up` finds them already there.
 async fn seed(base: &str) -> Result<()> {
     let http = reqwest::Client::new();
-    for (email, name) in [
-        ("ada@coursebus.local", "Ada Lovelace"),
-        ("sam@coursebus.local", "Sam Student"),
-    ] {
+    for (email, name) in [("ada@coursebus.local", "Ada Lovelace"), ("sam@coursebus.local", "Sam Student")] {
         let resp = http
             .post(format!("{base}/v1/auth/register"))
             .json(&json!({ "email": email, "password": DEMO_PASSWORD, "display_name": name }))
             .send()
             .await?;
         if !(resp.status().is_success() || resp.status() == reqwest::StatusCode::CONFLICT) {
-            bail!(
-                "seeding {email}: {} {}",
-                resp.status(),
-                resp.text().await.unwrap_or_default()
-            );
+            bail!("seeding {email}: {} {}", resp.status(), resp.text().await.unwrap_or_default());
         }
     }
     let token = |email: &'static str| {
@@ -207,27 +175,14 @@ async fn seed(base: &str) -> Result<()> {
                 .send()
                 .await?;
             let body: serde_json::Value = resp.json().await?;
-            body["access_token"]
-                .as_str()
-                .map(str::to_owned)
-                .with_context(|| format!("login of {email}: {body}"))
+            body["access_token"].as_str().map(str::to_owned).with_context(|| format!("login of {email}: {body}"))
         }
     };
     let admin = token(ADMIN_EMAIL).await?;
     let ada = token("ada@coursebus.local").await?;
-    let me: serde_json::Value = http
-        .get(format!("{base}/v1/me"))
-        .bearer_auth(&ada)
-        .send()
-        .await?
-        .json()
-        .await?;
+    let me: serde_json::Value = http.get(format!("{base}/v1/me")).bearer_auth(&ada).send().await?.json().await?;
     let ada_id = me["id"].as_str().context("ada's id")?;
-    let resp = http
-        .put(format!("{base}/v1/users/{ada_id}/roles/instructor"))
-        .bearer_auth(&admin)
-        .send()
-        .await?;
+    let resp = http.put(format!("{base}/v1/users/{ada_id}/roles/instructor")).bearer_auth(&admin).send().await?;
     if !resp.status().is_success() {
         bail!("granting instructor to ada: {}", resp.status());
     }

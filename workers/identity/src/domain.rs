@@ -4,9 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use argon2::password_hash::{
-    PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString, rand_core::OsRng,
-};
+use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString, rand_core::OsRng};
 use argon2::{Algorithm as ArgonAlgorithm, Argon2, Params, Version};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -31,11 +29,7 @@ pub struct HashCost {
 
 impl Default for HashCost {
     fn default() -> Self {
-        Self {
-            memory_kib: 19 * 1024,
-            iterations: 2,
-            lanes: 1,
-        }
+        Self { memory_kib: 19 * 1024, iterations: 2, lanes: 1 }
     }
 }
 
@@ -66,10 +60,7 @@ impl Passwords {
             .hash_password(URL_SAFE_NO_PAD.encode(random).as_bytes(), &salt)
             .map_err(|e| IdentityError::Config(format!("argon2: {e}")))?
             .to_string();
-        Ok(Self {
-            argon,
-            decoy: decoy.into(),
-        })
+        Ok(Self { argon, decoy: decoy.into() })
     }
 
     pub async fn hash(&self, password: &Password) -> Result<String, ErrorBody> {
@@ -77,9 +68,7 @@ impl Passwords {
         let secret = password.expose().to_owned();
         tokio::task::spawn_blocking(move || {
             let salt = SaltString::generate(&mut OsRng);
-            argon
-                .hash_password(secret.as_bytes(), &salt)
-                .map(|h| h.to_string())
+            argon.hash_password(secret.as_bytes(), &salt).map(|h| h.to_string())
         })
         .await
         .map_err(|_| ErrorBody::internal())?
@@ -93,13 +82,10 @@ impl Passwords {
     pub async fn verify(&self, password: &str, hash: Option<&str>) -> bool {
         let argon = self.argon.clone();
         let known = hash.is_some();
-        let hash = hash
-            .map(str::to_owned)
-            .unwrap_or_else(|| self.decoy.to_string());
+        let hash = hash.map(str::to_owned).unwrap_or_else(|| self.decoy.to_string());
         let secret = password.to_owned();
         let verified = tokio::task::spawn_blocking(move || {
-            PasswordHash::new(&hash)
-                .is_ok_and(|parsed| argon.verify_password(secret.as_bytes(), &parsed).is_ok())
+            PasswordHash::new(&hash).is_ok_and(|parsed| argon.verify_password(secret.as_bytes(), &parsed).is_ok())
         })
         .await
         .unwrap_or(false);
@@ -116,9 +102,8 @@ pub struct SigningKey {
 }
 
 /// The PKCS#8 v1 prefix of an Ed25519 private key (RFC 8410): a fixed 16-byte header + 32-byte seed.
-const ED25519_PKCS8_PREFIX: [u8; 16] = [
-    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
-];
+const ED25519_PKCS8_PREFIX: [u8; 16] =
+    [0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20];
 
 /// A fresh Ed25519 key as PKCS#8 DER.
 pub fn generate_ed25519_pkcs8() -> Vec<u8> {
@@ -131,11 +116,7 @@ pub fn generate_ed25519_pkcs8() -> Vec<u8> {
 
 impl SigningKey {
     pub fn from_der(kid: String, der: &[u8], created_at: time::OffsetDateTime) -> Self {
-        Self {
-            kid,
-            encoding: EncodingKey::from_ed_der(der),
-            created_at,
-        }
+        Self { kid, encoding: EncodingKey::from_ed_der(der), created_at }
     }
 
     /// The public half as a JWK (`kty: OKP, crv: Ed25519`, with `kid`, `alg`, `use`).
@@ -169,12 +150,7 @@ impl std::fmt::Debug for KeyRing {
 impl KeyRing {
     /// Replace the keys: `keys` newest first; the first one signs.
     pub async fn install(&self, keys: Vec<SigningKey>) -> Result<(), IdentityError> {
-        let jwks = Jwks {
-            keys: keys
-                .iter()
-                .map(SigningKey::public_jwk)
-                .collect::<Result<_, _>>()?,
-        };
+        let jwks = Jwks { keys: keys.iter().map(SigningKey::public_jwk).collect::<Result<_, _>>()? };
         let mut state = self.state.write().await;
         state.active = keys.into_iter().next();
         state.jwks = jwks;
@@ -186,12 +162,7 @@ impl KeyRing {
     }
 
     /// Sign an access token for `user` with `roles`, valid for `ttl`.
-    pub async fn sign_access(
-        &self,
-        user: Uuid,
-        roles: Vec<Role>,
-        ttl: Duration,
-    ) -> Result<String, ErrorBody> {
+    pub async fn sign_access(&self, user: Uuid, roles: Vec<Role>, ttl: Duration) -> Result<String, ErrorBody> {
         let state = self.state.read().await;
         let key = state.active.as_ref().ok_or_else(|| {
             tracing::error!("no signing key loaded");
@@ -235,12 +206,7 @@ mod tests {
 
     #[tokio::test]
     async fn passwords_verify_only_with_the_right_secret_and_a_user() {
-        let pw = Passwords::new(HashCost {
-            memory_kib: 1024,
-            iterations: 1,
-            lanes: 1,
-        })
-        .unwrap();
+        let pw = Passwords::new(HashCost { memory_kib: 1024, iterations: 1, lanes: 1 }).unwrap();
         let secret = Password::parse("correct horse battery", None).unwrap();
         let hash = pw.hash(&secret).await.unwrap();
         assert!(hash.starts_with("$argon2id$"), "{hash}");
@@ -252,16 +218,9 @@ mod tests {
     #[tokio::test]
     async fn signed_tokens_carry_kid_and_jwks_has_the_public_key() {
         let ring = KeyRing::default();
-        let key = SigningKey::from_der(
-            "k1".into(),
-            &generate_ed25519_pkcs8(),
-            time::OffsetDateTime::now_utc(),
-        );
+        let key = SigningKey::from_der("k1".into(), &generate_ed25519_pkcs8(), time::OffsetDateTime::now_utc());
         ring.install(vec![key]).await.unwrap();
-        let token = ring
-            .sign_access(Uuid::now_v7(), vec![Role::Student], Duration::from_secs(60))
-            .await
-            .unwrap();
+        let token = ring.sign_access(Uuid::now_v7(), vec![Role::Student], Duration::from_secs(60)).await.unwrap();
         let header = jsonwebtoken::decode_header(&token).unwrap();
         assert_eq!(header.alg, Algorithm::EdDSA);
         assert_eq!(header.kid.as_deref(), Some("k1"));
@@ -270,10 +229,7 @@ mod tests {
         assert_eq!(jwks.keys[0]["kty"], "OKP");
         assert_eq!(jwks.keys[0]["crv"], "Ed25519");
         assert_eq!(jwks.keys[0]["kid"], "k1");
-        assert!(
-            jwks.keys[0].get("d").is_none(),
-            "the private part must never be published"
-        );
+        assert!(jwks.keys[0].get("d").is_none(), "the private part must never be published");
     }
 
     #[test]

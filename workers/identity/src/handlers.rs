@@ -6,15 +6,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use coursebus_bus::auth::JwtVerifier;
+use coursebus_bus::idempotency::Idempotency;
 use coursebus_bus::{CallContext, outbox};
+use coursebus_contracts::identity::Register;
 use coursebus_contracts::identity::{
-    AccessClaims, Jwks, LoginRequest, Profile, ProfileUpdated, RefreshRequest, RegisterRequest,
-    RoleChangeRequest, RoleGranted, RoleRevoked, RolesReply, TokenResponse, UpdateProfileRequest,
-    UserRegistered,
+    AccessClaims, Jwks, LoginRequest, Profile, ProfileUpdated, RefreshRequest, RegisterRequest, RoleChangeRequest,
+    RoleGranted, RoleRevoked, RolesReply, TokenResponse, UpdateProfileRequest, UserRegistered,
 };
 use coursebus_contracts::rpc::Empty;
 use coursebus_contracts::validate::{Bio, DisplayName, Email, Password, Role};
-use coursebus_contracts::{Actor, ErrorBody, Event};
+use coursebus_contracts::{Actor, ErrorBody, ErrorCode, Event, Rpc};
 use sqlx::PgPool;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -27,6 +28,12 @@ use crate::store;
 pub struct TokenPolicy {
     pub access_ttl: Duration,
     pub refresh_ttl: Duration,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Change {
+    Grant,
+    Revoke,
 }
 
 /// The identity service's state, shared by all endpoint handlers of one replica.
@@ -52,36 +59,40 @@ fn bus(err: coursebus_bus::BusError) -> ErrorBody {
 
 const BAD_CREDENTIALS: &str = "invalid email or password";
 
+fn email_taken() -> ErrorBody {
+    ErrorBody::conflict("an account with this email already exists")
+        .with_details(serde_json::json!({ "field": "email" }))
+}
+
 impl Identity {
-    pub async fn register(
-        &self,
-        ctx: CallContext,
-        req: RegisterRequest,
-    ) -> Result<Profile, ErrorBody> {
+    pub async fn register(&self, ctx: CallContext, req: RegisterRequest) -> Result<Profile, ErrorBody> {
         let email = Email::parse(&req.email)?;
         let password = Password::parse(&req.password, Some(&email))?;
         let name = DisplayName::parse(&req.display_name)?;
-        if store::email_taken(&self.pool, email.as_str())
-            .await
-            .map_err(db)?
+        // A retried registration (same key, same email and name) gets the first answer back.
+        // The password stays out of the fingerprint: it is never stored unhashed, not even there.
+        let idem = ctx
+            .idempotency_key
+            .as_deref()
+            .map(|key| Idempotency::new(<Register as Rpc>::ENDPOINT.subject(), key, &(email.as_str(), name.as_str())))
+            .transpose()?;
+        if let Some(idem) = &idem
+            && let Some(profile) = idem.replay::<Profile>(&self.pool).await?
         {
-            return Err(
-                ErrorBody::conflict("an account with this email already exists")
-                    .with_details(serde_json::json!({ "field": "email" })),
-            );
+            return Ok(profile);
+        }
+        if store::email_taken(&self.pool, email.as_str()).await.map_err(db)? {
+            return Err(email_taken());
         }
         let hash = self.passwords.hash(&password).await?;
         let id = Uuid::now_v7();
-        self.create_user(
-            &ctx,
-            id,
-            &email,
-            &hash,
-            &name,
-            &[Role::Student],
-            Actor::Anonymous,
-        )
-        .await
+        let created =
+            self.create_user(&ctx, id, &email, &hash, &name, &[Role::Student], Actor::Anonymous, idem.as_ref()).await;
+        match (created, &idem) {
+            // Two concurrent retries with the same key: the loser answers with the winner's reply.
+            (Err(err), Some(idem)) if err.code == ErrorCode::Conflict => idem.replay(&self.pool).await?.ok_or(err),
+            (result, _) => result,
+        }
     }
 
     /// Insert a user with roles and its `registered` event, in one transaction.
@@ -95,22 +106,14 @@ impl Identity {
         name: &DisplayName,
         roles: &[Role],
         actor: Actor,
+        idem: Option<&Idempotency>,
     ) -> Result<Profile, ErrorBody> {
         let mut tx = self.pool.begin().await.map_err(db)?;
         store::insert_user(&mut tx, id, email.as_str(), hash, name.as_str())
             .await
-            .map_err(|err| {
-                if store::is_unique_violation(&err) {
-                    ErrorBody::conflict("an account with this email already exists")
-                        .with_details(serde_json::json!({ "field": "email" }))
-                } else {
-                    db(err)
-                }
-            })?;
+            .map_err(|err| if store::is_unique_violation(&err) { email_taken() } else { db(err) })?;
         for role in roles {
-            store::grant_role(&mut tx, id, *role, None)
-                .await
-                .map_err(db)?;
+            store::grant_role(&mut tx, id, *role, None).await.map_err(db)?;
         }
         let event = UserRegistered {
             user_id: id,
@@ -119,37 +122,24 @@ impl Identity {
             roles: roles.to_vec(),
         }
         .envelope(actor);
-        outbox::enqueue(&mut tx, &event, Some(ctx))
-            .await
-            .map_err(bus)?;
-        let profile = store::profile(&mut tx, id)
-            .await
-            .map_err(db)?
-            .ok_or_else(ErrorBody::internal)?;
+        outbox::enqueue(&mut tx, &event, Some(ctx)).await.map_err(bus)?;
+        let profile = store::profile(&mut tx, id).await.map_err(db)?.ok_or_else(ErrorBody::internal)?;
+        if let Some(idem) = idem {
+            idem.record(&mut tx, &profile).await?;
+        }
         tx.commit().await.map_err(db)?;
         tracing::info!(user_id = %id, "user registered");
         Ok(profile)
     }
 
-    pub async fn login(
-        &self,
-        _ctx: CallContext,
-        req: LoginRequest,
-    ) -> Result<TokenResponse, ErrorBody> {
+    pub async fn login(&self, _ctx: CallContext, req: LoginRequest) -> Result<TokenResponse, ErrorBody> {
         let email = Email::parse(&req.email).ok();
         let credentials = match &email {
-            Some(email) => store::credentials(&self.pool, email.as_str())
-                .await
-                .map_err(db)?,
+            Some(email) => store::credentials(&self.pool, email.as_str()).await.map_err(db)?,
             None => None,
         };
-        let verified = self
-            .passwords
-            .verify(
-                &req.password,
-                credentials.as_ref().map(|c| c.password_hash.as_str()),
-            )
-            .await;
+        let verified =
+            self.passwords.verify(&req.password, credentials.as_ref().map(|c| c.password_hash.as_str())).await;
         let Some(user) = credentials.filter(|_| verified).map(|c| c.id) else {
             tracing::info!("login refused");
             return Err(ErrorBody::unauthenticated(BAD_CREDENTIALS));
@@ -162,28 +152,12 @@ impl Identity {
     }
 
     /// A new access token and the next refresh token of `family`.
-    async fn issue(
-        &self,
-        tx: &mut sqlx::PgConnection,
-        user: Uuid,
-        family: Uuid,
-    ) -> Result<TokenResponse, ErrorBody> {
+    async fn issue(&self, tx: &mut sqlx::PgConnection, user: Uuid, family: Uuid) -> Result<TokenResponse, ErrorBody> {
         let roles = store::roles(tx, user).await.map_err(db)?;
-        let access_token = self
-            .keys
-            .sign_access(user, roles, self.tokens.access_ttl)
-            .await?;
+        let access_token = self.keys.sign_access(user, roles, self.tokens.access_ttl).await?;
         let refresh_token = new_refresh_token();
         let expires_at = OffsetDateTime::now_utc() + self.tokens.refresh_ttl;
-        store::insert_refresh(
-            tx,
-            family,
-            user,
-            &refresh_token_hash(&refresh_token),
-            expires_at,
-        )
-        .await
-        .map_err(db)?;
+        store::insert_refresh(tx, family, user, &refresh_token_hash(&refresh_token), expires_at).await.map_err(db)?;
         Ok(TokenResponse {
             access_token,
             token_type: "Bearer".to_owned(),
@@ -192,17 +166,10 @@ impl Identity {
         })
     }
 
-    pub async fn refresh(
-        &self,
-        _ctx: CallContext,
-        req: RefreshRequest,
-    ) -> Result<TokenResponse, ErrorBody> {
+    pub async fn refresh(&self, _ctx: CallContext, req: RefreshRequest) -> Result<TokenResponse, ErrorBody> {
         let hash = refresh_token_hash(req.refresh_token.trim());
         let mut tx = self.pool.begin().await.map_err(db)?;
-        let Some(row) = store::refresh_for_update(&mut tx, &hash)
-            .await
-            .map_err(db)?
-        else {
+        let Some(row) = store::refresh_for_update(&mut tx, &hash).await.map_err(db)? else {
             return Err(ErrorBody::unauthenticated("invalid refresh token"));
         };
         if row.revoked_at.is_some() {
@@ -210,21 +177,15 @@ impl Identity {
         }
         if row.used_at.is_some() {
             // Someone replayed a rotated token: the family is compromised, end every session of it.
-            let revoked = store::revoke_family(&mut tx, row.family_id)
-                .await
-                .map_err(db)?;
+            let revoked = store::revoke_family(&mut tx, row.family_id).await.map_err(db)?;
             tx.commit().await.map_err(db)?;
             tracing::warn!(user_id = %row.user_id, family_id = %row.family_id, revoked, "refresh token reuse detected");
-            return Err(ErrorBody::unauthenticated(
-                "refresh token reuse detected; the session was revoked",
-            ));
+            return Err(ErrorBody::unauthenticated("refresh token reuse detected; the session was revoked"));
         }
         if row.expires_at <= OffsetDateTime::now_utc() {
             return Err(ErrorBody::unauthenticated("refresh token expired"));
         }
-        store::mark_refresh_used(&mut tx, row.id)
-            .await
-            .map_err(db)?;
+        store::mark_refresh_used(&mut tx, row.id).await.map_err(db)?;
         let tokens = self.issue(&mut tx, row.user_id, row.family_id).await?;
         tx.commit().await.map_err(db)?;
         Ok(tokens)
@@ -233,13 +194,8 @@ impl Identity {
     pub async fn logout(&self, _ctx: CallContext, req: RefreshRequest) -> Result<Empty, ErrorBody> {
         let hash = refresh_token_hash(req.refresh_token.trim());
         let mut tx = self.pool.begin().await.map_err(db)?;
-        if let Some(row) = store::refresh_for_update(&mut tx, &hash)
-            .await
-            .map_err(db)?
-        {
-            store::revoke_family(&mut tx, row.family_id)
-                .await
-                .map_err(db)?;
+        if let Some(row) = store::refresh_for_update(&mut tx, &hash).await.map_err(db)? {
+            store::revoke_family(&mut tx, row.family_id).await.map_err(db)?;
             tracing::info!(user_id = %row.user_id, "logged out");
         }
         tx.commit().await.map_err(db)?;
@@ -254,23 +210,12 @@ impl Identity {
     pub async fn get_profile(&self, ctx: CallContext, _req: Empty) -> Result<Profile, ErrorBody> {
         let me = self.caller(&ctx).await?;
         let mut conn = self.pool.acquire().await.map_err(db)?;
-        store::profile(&mut conn, me.sub)
-            .await
-            .map_err(db)?
-            .ok_or_else(|| ErrorBody::not_found("user not found"))
+        store::profile(&mut conn, me.sub).await.map_err(db)?.ok_or_else(|| ErrorBody::not_found("user not found"))
     }
 
-    pub async fn update_profile(
-        &self,
-        ctx: CallContext,
-        req: UpdateProfileRequest,
-    ) -> Result<Profile, ErrorBody> {
+    pub async fn update_profile(&self, ctx: CallContext, req: UpdateProfileRequest) -> Result<Profile, ErrorBody> {
         let me = self.caller(&ctx).await?;
-        let name = req
-            .display_name
-            .as_deref()
-            .map(DisplayName::parse)
-            .transpose()?;
+        let name = req.display_name.as_deref().map(DisplayName::parse).transpose()?;
         let bio = req.bio.as_deref().map(Bio::parse).transpose()?;
         let mut tx = self.pool.begin().await.map_err(db)?;
         if name.is_some() || bio.is_some() {
@@ -286,10 +231,8 @@ impl Identity {
                 return Err(ErrorBody::not_found("user not found"));
             }
         }
-        let profile = store::profile(&mut tx, me.sub)
-            .await
-            .map_err(db)?
-            .ok_or_else(|| ErrorBody::not_found("user not found"))?;
+        let profile =
+            store::profile(&mut tx, me.sub).await.map_err(db)?.ok_or_else(|| ErrorBody::not_found("user not found"))?;
         if name.is_some() || bio.is_some() {
             let event = ProfileUpdated {
                 user_id: me.sub,
@@ -297,115 +240,77 @@ impl Identity {
                 bio: profile.bio.clone(),
             }
             .envelope(Actor::User { id: me.sub });
-            outbox::enqueue(&mut tx, &event, Some(&ctx))
-                .await
-                .map_err(bus)?;
+            outbox::enqueue(&mut tx, &event, Some(&ctx)).await.map_err(bus)?;
         }
         tx.commit().await.map_err(db)?;
         Ok(profile)
     }
 
     /// The caller must be an admin by token *and* still be one in the database.
-    async fn admin(
-        &self,
-        ctx: &CallContext,
-        tx: &mut sqlx::PgConnection,
-    ) -> Result<Uuid, ErrorBody> {
+    async fn admin(&self, ctx: &CallContext, tx: &mut sqlx::PgConnection) -> Result<Uuid, ErrorBody> {
         let me = self.caller(ctx).await?;
-        let still_admin = store::roles(tx, me.sub)
-            .await
-            .map_err(db)?
-            .contains(&Role::Admin);
+        let still_admin = store::roles(tx, me.sub).await.map_err(db)?.contains(&Role::Admin);
         if !me.has_role(Role::Admin) || !still_admin {
             return Err(ErrorBody::forbidden("only admins can change roles"));
         }
         Ok(me.sub)
     }
 
-    pub async fn grant_role(
-        &self,
-        ctx: CallContext,
-        req: RoleChangeRequest,
-    ) -> Result<RolesReply, ErrorBody> {
-        let mut tx = self.pool.begin().await.map_err(db)?;
-        let admin = self.admin(&ctx, &mut tx).await?;
-        let role = Role::parse(&req.role)?;
-        if store::profile(&mut tx, req.user_id)
-            .await
-            .map_err(db)?
-            .is_none()
-        {
-            return Err(ErrorBody::not_found("user not found"));
-        }
-        if store::grant_role(&mut tx, req.user_id, role, Some(admin))
-            .await
-            .map_err(db)?
-        {
-            let event = RoleGranted {
-                user_id: req.user_id,
-                role,
-            }
-            .envelope(Actor::User { id: admin });
-            outbox::enqueue(&mut tx, &event, Some(&ctx))
-                .await
-                .map_err(bus)?;
-            tracing::info!(user_id = %req.user_id, role = %role, by = %admin, "role granted");
-        }
-        let roles = store::roles(&mut tx, req.user_id).await.map_err(db)?;
-        tx.commit().await.map_err(db)?;
-        Ok(RolesReply {
-            user_id: req.user_id,
-            roles,
-        })
+    pub async fn grant_role(&self, ctx: CallContext, req: RoleChangeRequest) -> Result<RolesReply, ErrorBody> {
+        self.change_role(ctx, req, Change::Grant).await
     }
 
-    pub async fn revoke_role(
+    pub async fn revoke_role(&self, ctx: CallContext, req: RoleChangeRequest) -> Result<RolesReply, ErrorBody> {
+        self.change_role(ctx, req, Change::Revoke).await
+    }
+
+    /// Grant or revoke one role, with its event, in one transaction. Idempotent: granting a held
+    /// role or revoking a missing one changes nothing and emits nothing.
+    async fn change_role(
         &self,
         ctx: CallContext,
         req: RoleChangeRequest,
+        change: Change,
     ) -> Result<RolesReply, ErrorBody> {
         let mut tx = self.pool.begin().await.map_err(db)?;
         let admin = self.admin(&ctx, &mut tx).await?;
         let role = Role::parse(&req.role)?;
-        if store::profile(&mut tx, req.user_id)
-            .await
-            .map_err(db)?
-            .is_none()
-        {
+        let user = req.user_id;
+        if store::profile(&mut tx, user).await.map_err(db)?.is_none() {
             return Err(ErrorBody::not_found("user not found"));
         }
-        if role == Role::Admin {
-            store::lock_admins(&mut tx).await.map_err(db)?;
-            let holds = store::roles(&mut tx, req.user_id)
-                .await
-                .map_err(db)?
-                .contains(&Role::Admin);
-            if holds && store::count_admins(&mut tx).await.map_err(db)? <= 1 {
-                return Err(ErrorBody::conflict(
-                    "the last admin cannot lose the admin role",
-                ));
+        let actor = Actor::User { id: admin };
+        let changed = match change {
+            Change::Grant => {
+                let granted = store::grant_role(&mut tx, user, role, Some(admin)).await.map_err(db)?;
+                if granted {
+                    let event = RoleGranted { user_id: user, role }.envelope(actor);
+                    outbox::enqueue(&mut tx, &event, Some(&ctx)).await.map_err(bus)?;
+                }
+                granted
             }
-        }
-        if store::revoke_role(&mut tx, req.user_id, role)
-            .await
-            .map_err(db)?
-        {
-            let event = RoleRevoked {
-                user_id: req.user_id,
-                role,
+            Change::Revoke => {
+                if role == Role::Admin {
+                    store::lock_admins(&mut tx).await.map_err(db)?;
+                    let holds = store::roles(&mut tx, user).await.map_err(db)?.contains(&Role::Admin);
+                    if holds && store::count_admins(&mut tx).await.map_err(db)? <= 1 {
+                        return Err(ErrorBody::conflict("the last admin cannot lose the admin role"));
+                    }
+                }
+                let revoked = store::revoke_role(&mut tx, user, role).await.map_err(db)?;
+                if revoked {
+                    let event = RoleRevoked { user_id: user, role }.envelope(actor);
+                    outbox::enqueue(&mut tx, &event, Some(&ctx)).await.map_err(bus)?;
+                }
+                revoked
             }
-            .envelope(Actor::User { id: admin });
-            outbox::enqueue(&mut tx, &event, Some(&ctx))
-                .await
-                .map_err(bus)?;
-            tracing::info!(user_id = %req.user_id, role = %role, by = %admin, "role revoked");
-        }
-        let roles = store::roles(&mut tx, req.user_id).await.map_err(db)?;
+        };
+        let roles = store::roles(&mut tx, user).await.map_err(db)?;
         tx.commit().await.map_err(db)?;
-        Ok(RolesReply {
-            user_id: req.user_id,
-            roles,
-        })
+        if changed {
+            tracing::info!(user_id = %user, role = %role, change = ?change, by = %admin, "role changed");
+        }
+        Ok(RolesReply { user_id: user, roles })
     }
 
     pub async fn jwks(&self, _ctx: CallContext, _req: Empty) -> Result<Jwks, ErrorBody> {

@@ -11,10 +11,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use coursebus_bus::auth::{JwksSource, JwtVerifier};
-use coursebus_bus::{CallContext, MicroService, ServiceSpec, outbox, streams};
+use coursebus_bus::{CallContext, MicroService, ServiceSpec, idempotency, outbox, streams};
 use coursebus_contracts::identity::{
-    GetJwks, GetProfile, GrantRole, Jwks, Login, Logout, Refresh, Register, RevokeRole,
-    UpdateProfile,
+    GetJwks, GetProfile, GrantRole, Jwks, Login, Logout, Refresh, Register, RevokeRole, UpdateProfile,
 };
 use coursebus_contracts::subjects::identity as subj;
 use coursebus_contracts::validate::{DisplayName, Email, Password, Role};
@@ -59,10 +58,7 @@ pub struct BootstrapAdmin {
 
 impl std::fmt::Debug for BootstrapAdmin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BootstrapAdmin")
-            .field("email", &self.email)
-            .field("password", &"***")
-            .finish()
+        f.debug_struct("BootstrapAdmin").field("email", &self.email).field("password", &"***").finish()
     }
 }
 
@@ -106,17 +102,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Iden
         .await?;
     sqlx::migrate!("./migrations").run(&pool).await?;
     outbox::install(&pool).await?;
+    idempotency::install(&pool).await?;
 
-    let client =
-        coursebus_bus::connect(&config.nats_url, "identity", Duration::from_secs(30)).await?;
+    let client = coursebus_bus::connect(&config.nats_url, "identity", Duration::from_secs(30)).await?;
     let js = async_nats::jetstream::new(client.clone());
     streams::ensure_stream(
         &js,
-        streams::event_stream(
-            subj::EVENT_STREAM,
-            subj::EVENT_SUBJECTS,
-            config.stream_replicas,
-        ),
+        streams::event_stream(subj::EVENT_STREAM, subj::EVENT_SUBJECTS, config.stream_replicas),
     )
     .await?;
 
@@ -127,10 +119,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Iden
         passwords: Passwords::new(config.hash_cost)?,
         keys: keys.clone(),
         verifier: JwtVerifier::new(LocalJwks(keys.clone())),
-        tokens: TokenPolicy {
-            access_ttl: config.access_ttl,
-            refresh_ttl: config.refresh_ttl,
-        },
+        tokens: TokenPolicy { access_ttl: config.access_ttl, refresh_ttl: config.refresh_ttl },
     });
     if let Some(admin) = &config.bootstrap_admin {
         bootstrap_admin(&identity, admin).await?;
@@ -160,9 +149,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Iden
     tracing::info!(endpoints = 9, first = %<Register as Rpc>::ENDPOINT.subject(), "identity serving");
 
     let relay = tokio::spawn(outbox::Relay::new(pool.clone(), js).run(shutdown.clone()));
-    let rotation = {
-        let (pool, keys, config, shutdown) =
-            (pool.clone(), keys.clone(), config.clone(), shutdown.clone());
+    let housekeeping = {
+        let (pool, keys, config, shutdown) = (pool.clone(), keys.clone(), config.clone(), shutdown.clone());
         tokio::spawn(async move {
             loop {
                 tokio::select! {
@@ -172,11 +160,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Iden
                 if let Err(err) = refresh_keys(&pool, &keys, &config).await {
                     tracing::warn!(error = %err, "signing keys could not be refreshed");
                 }
+                if let Err(err) = idempotency::purge(&pool).await {
+                    tracing::warn!(error = %err, "old idempotency keys could not be purged");
+                }
             }
         })
     };
     service.run().await;
-    let _ = tokio::join!(relay, rotation);
+    let _ = tokio::join!(relay, housekeeping);
     pool.close().await;
     client.flush().await.ok();
     tracing::info!("identity stopped");
@@ -189,9 +180,7 @@ async fn refresh_keys(pool: &PgPool, keys: &KeyRing, config: &Config) -> Result<
     let publish_window = config.key_rotation + config.access_ttl + Duration::from_secs(3600);
     let mut tx = pool.begin().await?;
     let mut loaded = store::recent_keys(&mut tx, publish_window).await?;
-    let fresh = |k: &domain::SigningKey| {
-        (time::OffsetDateTime::now_utc() - k.created_at) < config.key_rotation
-    };
+    let fresh = |k: &domain::SigningKey| (time::OffsetDateTime::now_utc() - k.created_at) < config.key_rotation;
     if !loaded.first().is_some_and(fresh) {
         store::lock_keys(&mut tx).await?;
         loaded = store::recent_keys(&mut tx, publish_window).await?;
@@ -215,40 +204,20 @@ async fn bootstrap_admin(identity: &Identity, admin: &BootstrapAdmin) -> Result<
             drop(conn);
             let mut tx = identity.pool.begin().await?;
             if store::grant_role(&mut tx, id, Role::Admin, None).await? {
-                let event = coursebus_contracts::identity::RoleGranted {
-                    user_id: id,
-                    role: Role::Admin,
-                };
-                outbox::enqueue(
-                    &mut tx,
-                    &coursebus_contracts::Event::envelope(event, service_actor()),
-                    Some(&ctx),
-                )
-                .await?;
+                let event = coursebus_contracts::identity::RoleGranted { user_id: id, role: Role::Admin };
+                outbox::enqueue(&mut tx, &coursebus_contracts::Event::envelope(event, service_actor()), Some(&ctx))
+                    .await?;
             }
             tx.commit().await?;
         }
         None => {
             drop(conn);
-            let password = Password::parse(&admin.password, Some(&email))
-                .map_err(|e| IdentityError::Bootstrap(e.into()))?;
-            let hash = identity
-                .passwords
-                .hash(&password)
-                .await
-                .map_err(IdentityError::Bootstrap)?;
-            let name = DisplayName::parse("Administrator")
-                .map_err(|e| IdentityError::Bootstrap(e.into()))?;
+            let password =
+                Password::parse(&admin.password, Some(&email)).map_err(|e| IdentityError::Bootstrap(e.into()))?;
+            let hash = identity.passwords.hash(&password).await.map_err(IdentityError::Bootstrap)?;
+            let name = DisplayName::parse("Administrator").map_err(|e| IdentityError::Bootstrap(e.into()))?;
             match identity
-                .create_user(
-                    &ctx,
-                    Uuid::now_v7(),
-                    &email,
-                    &hash,
-                    &name,
-                    &[Role::Admin],
-                    service_actor(),
-                )
+                .create_user(&ctx, Uuid::now_v7(), &email, &hash, &name, &[Role::Admin], service_actor(), None)
                 .await
             {
                 Ok(_) => tracing::info!(email = %email, "bootstrap admin created"),
@@ -262,9 +231,7 @@ async fn bootstrap_admin(identity: &Identity, admin: &BootstrapAdmin) -> Result<
 }
 
 fn service_actor() -> Actor {
-    Actor::Service {
-        name: subj::SERVICE.to_owned(),
-    }
+    Actor::Service { name: subj::SERVICE.to_owned() }
 }
 
 /// Identity verifies tokens with its own keys (no bus round trip to itself).

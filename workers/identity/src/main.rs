@@ -11,11 +11,7 @@ fn env(name: &str) -> Option<String> {
 
 fn secs(name: &str) -> anyhow::Result<Option<Duration>> {
     env(name)
-        .map(|v| {
-            v.parse::<u64>()
-                .map(Duration::from_secs)
-                .with_context(|| format!("{name} must be seconds"))
-        })
+        .map(|v| v.parse::<u64>().map(Duration::from_secs).with_context(|| format!("{name} must be seconds")))
         .transpose()
 }
 
@@ -23,8 +19,7 @@ fn secs(name: &str) -> anyhow::Result<Option<Duration>> {
 async fn main() -> anyhow::Result<()> {
     coursebus_bus::runtime::init_tracing();
     let nats_url = env("CB_NATS_URL").unwrap_or_else(|| "nats://127.0.0.1:4222".into());
-    let database_url =
-        env("CB_IDENTITY_DATABASE_URL").context("CB_IDENTITY_DATABASE_URL is required")?;
+    let database_url = env("CB_IDENTITY_DATABASE_URL").context("CB_IDENTITY_DATABASE_URL is required")?;
     let mut config = Config::new(nats_url, database_url);
     if let Some(ttl) = secs("CB_IDENTITY_ACCESS_TTL_SECS")? {
         config.access_ttl = ttl;
@@ -33,18 +28,13 @@ async fn main() -> anyhow::Result<()> {
         config.refresh_ttl = ttl;
     }
     if let Some(replicas) = env("CB_STREAM_REPLICAS") {
-        config.stream_replicas = replicas
-            .parse()
-            .context("CB_STREAM_REPLICAS must be a number")?;
+        config.stream_replicas = replicas.parse().context("CB_STREAM_REPLICAS must be a number")?;
     }
-    if let (Some(email), Some(password)) = (
-        env("CB_IDENTITY_BOOTSTRAP_ADMIN_EMAIL"),
-        env("CB_IDENTITY_BOOTSTRAP_ADMIN_PASSWORD"),
-    ) {
+    if let (Some(email), Some(password)) =
+        (env("CB_IDENTITY_BOOTSTRAP_ADMIN_EMAIL"), env("CB_IDENTITY_BOOTSTRAP_ADMIN_PASSWORD"))
+    {
         config.bootstrap_admin = Some(BootstrapAdmin { email, password });
     }
     let shutdown = coursebus_bus::runtime::shutdown_on_signal();
-    run(config, shutdown)
-        .await
-        .context("identity worker failed")
+    run(config, shutdown).await.context("identity worker failed")
 }

@@ -13,9 +13,7 @@ pub type Result<T> = std::result::Result<T, sqlx::Error>;
 
 /// True when `err` is a unique-constraint violation.
 pub fn is_unique_violation(err: &sqlx::Error) -> bool {
-    err.as_database_error()
-        .and_then(|e| e.code())
-        .is_some_and(|code| code == "23505")
+    err.as_database_error().and_then(|e| e.code()).is_some_and(|code| code == "23505")
 }
 
 #[derive(Debug, sqlx::FromRow)]
@@ -37,11 +35,7 @@ struct ProfileRow {
 
 impl From<ProfileRow> for Profile {
     fn from(row: ProfileRow) -> Self {
-        let mut roles: Vec<Role> = row
-            .roles
-            .iter()
-            .filter_map(|r| Role::parse(r).ok())
-            .collect();
+        let mut roles: Vec<Role> = row.roles.iter().filter_map(|r| Role::parse(r).ok()).collect();
         roles.sort();
         Profile {
             id: row.id,
@@ -62,37 +56,26 @@ pub async fn insert_user(
     password_hash: &str,
     display_name: &str,
 ) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO users (id, email, password_hash, display_name) VALUES ($1, $2, $3, $4)",
-    )
-    .bind(id)
-    .bind(email)
-    .bind(password_hash)
-    .bind(display_name)
-    .execute(conn)
-    .await?;
+    sqlx::query("INSERT INTO users (id, email, password_hash, display_name) VALUES ($1, $2, $3, $4)")
+        .bind(id)
+        .bind(email)
+        .bind(password_hash)
+        .bind(display_name)
+        .execute(conn)
+        .await?;
     Ok(())
 }
 
 pub async fn email_taken(pool: &PgPool, email: &str) -> Result<bool> {
-    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users WHERE email = $1)")
-        .bind(email)
-        .fetch_one(pool)
-        .await
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users WHERE email = $1)").bind(email).fetch_one(pool).await
 }
 
 pub async fn credentials(pool: &PgPool, email: &str) -> Result<Option<Credentials>> {
-    sqlx::query_as("SELECT id, password_hash FROM users WHERE email = $1")
-        .bind(email)
-        .fetch_optional(pool)
-        .await
+    sqlx::query_as("SELECT id, password_hash FROM users WHERE email = $1").bind(email).fetch_optional(pool).await
 }
 
 pub async fn user_id_by_email(conn: &mut PgConnection, email: &str) -> Result<Option<Uuid>> {
-    sqlx::query_scalar("SELECT id FROM users WHERE email = $1")
-        .bind(email)
-        .fetch_optional(conn)
-        .await
+    sqlx::query_scalar("SELECT id FROM users WHERE email = $1").bind(email).fetch_optional(conn).await
 }
 
 pub async fn profile(conn: &mut PgConnection, user: Uuid) -> Result<Option<Profile>> {
@@ -109,31 +92,24 @@ pub async fn profile(conn: &mut PgConnection, user: Uuid) -> Result<Option<Profi
 }
 
 pub async fn roles(conn: &mut PgConnection, user: Uuid) -> Result<Vec<Role>> {
-    let names: Vec<String> =
-        sqlx::query_scalar("SELECT role FROM user_roles WHERE user_id = $1 ORDER BY role")
-            .bind(user)
-            .fetch_all(conn)
-            .await?;
+    let names: Vec<String> = sqlx::query_scalar("SELECT role FROM user_roles WHERE user_id = $1 ORDER BY role")
+        .bind(user)
+        .fetch_all(conn)
+        .await?;
     let mut roles: Vec<Role> = names.iter().filter_map(|r| Role::parse(r).ok()).collect();
     roles.sort();
     Ok(roles)
 }
 
 /// Returns true if the role was not held before.
-pub async fn grant_role(
-    conn: &mut PgConnection,
-    user: Uuid,
-    role: Role,
-    by: Option<Uuid>,
-) -> Result<bool> {
-    let inserted = sqlx::query(
-        "INSERT INTO user_roles (user_id, role, granted_by) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-    )
-    .bind(user)
-    .bind(role.as_str())
-    .bind(by)
-    .execute(conn)
-    .await?;
+pub async fn grant_role(conn: &mut PgConnection, user: Uuid, role: Role, by: Option<Uuid>) -> Result<bool> {
+    let inserted =
+        sqlx::query("INSERT INTO user_roles (user_id, role, granted_by) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+            .bind(user)
+            .bind(role.as_str())
+            .bind(by)
+            .execute(conn)
+            .await?;
     Ok(inserted.rows_affected() == 1)
 }
 
@@ -149,16 +125,12 @@ pub async fn revoke_role(conn: &mut PgConnection, user: Uuid, role: Role) -> Res
 
 /// Serialise role changes that involve admins (so two revocations cannot remove the last two).
 pub async fn lock_admins(conn: &mut PgConnection) -> Result<()> {
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('identity_admins'))")
-        .execute(conn)
-        .await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('identity_admins'))").execute(conn).await?;
     Ok(())
 }
 
 pub async fn count_admins(conn: &mut PgConnection) -> Result<i64> {
-    sqlx::query_scalar("SELECT count(*) FROM user_roles WHERE role = 'admin'")
-        .fetch_one(conn)
-        .await
+    sqlx::query_scalar("SELECT count(*) FROM user_roles WHERE role = 'admin'").fetch_one(conn).await
 }
 
 pub async fn update_profile(
@@ -210,10 +182,7 @@ pub async fn insert_refresh(
 }
 
 /// The token row, locked for the rest of the transaction.
-pub async fn refresh_for_update(
-    conn: &mut PgConnection,
-    token_hash: &[u8],
-) -> Result<Option<RefreshRow>> {
+pub async fn refresh_for_update(conn: &mut PgConnection, token_hash: &[u8]) -> Result<Option<RefreshRow>> {
     sqlx::query_as(
         "SELECT id, family_id, user_id, expires_at, used_at, revoked_at FROM refresh_tokens \
          WHERE token_hash = $1 FOR UPDATE",
@@ -224,21 +193,16 @@ pub async fn refresh_for_update(
 }
 
 pub async fn mark_refresh_used(conn: &mut PgConnection, id: Uuid) -> Result<()> {
-    sqlx::query("UPDATE refresh_tokens SET used_at = now() WHERE id = $1")
-        .bind(id)
-        .execute(conn)
-        .await?;
+    sqlx::query("UPDATE refresh_tokens SET used_at = now() WHERE id = $1").bind(id).execute(conn).await?;
     Ok(())
 }
 
 /// Revoke every token of a family; returns how many were still live.
 pub async fn revoke_family(conn: &mut PgConnection, family: Uuid) -> Result<u64> {
-    let done = sqlx::query(
-        "UPDATE refresh_tokens SET revoked_at = now() WHERE family_id = $1 AND revoked_at IS NULL",
-    )
-    .bind(family)
-    .execute(conn)
-    .await?;
+    let done = sqlx::query("UPDATE refresh_tokens SET revoked_at = now() WHERE family_id = $1 AND revoked_at IS NULL")
+        .bind(family)
+        .execute(conn)
+        .await?;
     Ok(done.rows_affected())
 }
 
@@ -250,10 +214,7 @@ struct KeyRow {
 }
 
 /// Keys created within `window`, newest first.
-pub async fn recent_keys(
-    conn: &mut PgConnection,
-    window: std::time::Duration,
-) -> Result<Vec<SigningKey>> {
+pub async fn recent_keys(conn: &mut PgConnection, window: std::time::Duration) -> Result<Vec<SigningKey>> {
     let rows: Vec<KeyRow> = sqlx::query_as(
         "SELECT kid, private_der, created_at FROM signing_keys \
          WHERE created_at > now() - make_interval(secs => $1) ORDER BY created_at DESC",
@@ -261,16 +222,11 @@ pub async fn recent_keys(
     .bind(window.as_secs_f64())
     .fetch_all(conn)
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| SigningKey::from_der(r.kid, &r.private_der, r.created_at))
-        .collect())
+    Ok(rows.into_iter().map(|r| SigningKey::from_der(r.kid, &r.private_der, r.created_at)).collect())
 }
 
 pub async fn lock_keys(conn: &mut PgConnection) -> Result<()> {
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('identity_signing_keys'))")
-        .execute(conn)
-        .await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('identity_signing_keys'))").execute(conn).await?;
     Ok(())
 }
 
