@@ -9,7 +9,7 @@ use coursebus_tests::{Infra, Options, Platform, collect_replies, eventually};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use crate::support::{PASSWORD, call, login, register, user};
+use crate::support::{PASSWORD, call, login, user};
 
 pub async fn replicas_share_requests_and_answer_the_micro_protocol(infra: Arc<Infra>) -> Result<()> {
     let p = Platform::start(&infra, Options::default()).await?;
@@ -109,8 +109,15 @@ async fn registered_events(nats: &async_nats::Client, user_id: &str) -> Result<V
         if message.subject.as_str() != identity::EVT_USER_REGISTERED {
             continue;
         }
-        let event: serde_json::Value = serde_json::from_slice(&message.payload)?;
+        let mut event: serde_json::Value = serde_json::from_slice(&message.payload)?;
         if event["data"]["user_id"] == user_id {
+            // Keep the message headers beside the envelope, for propagation checks.
+            let headers: serde_json::Map<String, serde_json::Value> = message
+                .headers
+                .iter()
+                .filter_map(|(k, v)| Some((k.to_string(), serde_json::Value::from(v.first()?.as_str()))))
+                .collect();
+            event["_headers"] = serde_json::Value::Object(headers);
             found.push(event);
         }
     }
@@ -120,9 +127,18 @@ async fn registered_events(nats: &async_nats::Client, user_id: &str) -> Result<V
 pub async fn registration_event_reaches_the_stream_once_across_a_relay_restart(infra: Arc<Infra>) -> Result<()> {
     let mut p = Platform::start(&infra, Options::default()).await?;
     let nats = p.nats_client().await?;
-    let reg = register(&p, "eve@example.com", PASSWORD, "Eve").await?;
-    assert_eq!(reg.status, StatusCode::CREATED);
-    let user_id = reg.body["id"].as_str().unwrap().to_owned();
+    // The client's request id and trace travel gateway → identity → outbox → the event.
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let reg = p
+        .http
+        .post(p.url("/v1/auth/register"))
+        .header("x-request-id", "signup-eve-1")
+        .header("traceparent", format!("00-{trace_id}-00f067aa0ba902b7-01"))
+        .json(&json!({"email": "eve@example.com", "password": PASSWORD, "display_name": "Eve"}))
+        .send()
+        .await?;
+    assert_eq!(reg.status(), StatusCode::CREATED);
+    let user_id = reg.json::<serde_json::Value>().await?["id"].as_str().unwrap().to_owned();
 
     let events = eventually(Duration::from_secs(10), "the registered event in EVT_IDENTITY", || async {
         let events = registered_events(&nats, &user_id).await?;
@@ -134,6 +150,10 @@ pub async fn registration_event_reaches_the_stream_once_across_a_relay_restart(i
     assert_eq!(event["type"], "identity.user.registered");
     assert_eq!(event["data"]["email"], "eve@example.com");
     assert_eq!(event["actor"]["kind"], "anonymous");
+    assert_eq!(event["_headers"]["cb-request-id"], "signup-eve-1");
+    assert_eq!(event["_headers"]["Nats-Msg-Id"], event["id"]);
+    let traceparent = event["_headers"]["traceparent"].as_str().unwrap_or_default();
+    assert!(traceparent.starts_with(&format!("00-{trace_id}-")), "trace continues: {traceparent}");
     let event_id = event["id"].as_str().context("event id")?.to_owned();
 
     // Simulate a relay that died after JetStream stored the event but before it recorded that:
