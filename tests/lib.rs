@@ -39,12 +39,18 @@ impl Infra {
 pub struct Options {
     pub identity_replicas: usize,
     pub rate_limit_burst: u32,
+    pub rate_limit_replenish: Duration,
     pub access_ttl: Duration,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { identity_replicas: 2, rate_limit_burst: 10_000, access_ttl: Duration::from_secs(900) }
+        Self {
+            identity_replicas: 2,
+            rate_limit_burst: 10_000,
+            rate_limit_replenish: Duration::from_millis(500),
+            access_ttl: Duration::from_secs(900),
+        }
     }
 }
 
@@ -107,7 +113,7 @@ impl Platform {
         let mut config = coursebus_gateway::Config::new(platform.nats.url());
         config.bus_deadline = Duration::from_secs(3);
         config.auth_rate_limit.burst = options.rate_limit_burst;
-        config.auth_rate_limit.replenish = Duration::from_secs(2);
+        config.auth_rate_limit.replenish = options.rate_limit_replenish;
         let shutdown = CancellationToken::new();
         let token = shutdown.clone();
         let handle = tokio::spawn(async move {
