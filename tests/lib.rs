@@ -15,13 +15,15 @@ use coursebus_contracts::subjects::srv;
 use futures::StreamExt;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use xtask::stack::{Durability, Nats, Postgres, Tools, workspace_root};
+use xtask::stack::{Durability, Mongo, Nats, Postgres, Tools, workspace_root};
 
-/// One PostgreSQL server shared by every test of the run.
+/// One PostgreSQL and one MongoDB-wire server shared by every test of the run (each platform
+/// gets its own databases on them).
 #[derive(Debug)]
 pub struct Infra {
     pub tools: Tools,
     pub pg: Postgres,
+    pub mongo: Mongo,
     _dir: tempfile::TempDir,
 }
 
@@ -30,7 +32,8 @@ impl Infra {
         let tools = Tools::ensure(&workspace_root())?;
         let dir = tempfile::Builder::new().prefix("coursebus-test-").tempdir()?;
         let pg = Postgres::start(&tools, &dir.path().join("pg"), 0, Durability::Fast, &dir.path().join("pg.log"))?;
-        Ok(Self { tools, pg, _dir: dir })
+        let mongo = Mongo::start(&tools, &dir.path().join("mongo"), 0, &dir.path().join("mongo.log"))?;
+        Ok(Self { tools, pg, mongo, _dir: dir })
     }
 }
 
@@ -38,6 +41,9 @@ impl Infra {
 #[derive(Debug, Clone)]
 pub struct Options {
     pub identity_replicas: usize,
+    pub catalog_replicas: usize,
+    pub search_replicas: usize,
+    pub enrollment_replicas: usize,
     pub rate_limit_burst: u32,
     pub rate_limit_replenish: Duration,
     pub access_ttl: Duration,
@@ -47,6 +53,9 @@ impl Default for Options {
     fn default() -> Self {
         Self {
             identity_replicas: 2,
+            catalog_replicas: 0,
+            search_replicas: 0,
+            enrollment_replicas: 0,
             rate_limit_burst: 10_000,
             rate_limit_replenish: Duration::from_millis(500),
             access_ttl: Duration::from_secs(900),
@@ -75,9 +84,17 @@ pub struct Platform {
     pub nats: Nats,
     pub base_url: String,
     pub database_url: String,
+    pub mongodb_url: String,
+    /// This platform's catalog database on the shared MongoDB server.
+    pub catalog_db: String,
+    /// This platform's enrollment database on the shared PostgreSQL server.
+    pub enrollment_database_url: String,
     pub http: reqwest::Client,
     pub options: Options,
     identity: Vec<Task>,
+    catalog: Vec<Task>,
+    search: Vec<Task>,
+    enrollment: Vec<Task>,
     gateway: Option<Task>,
     _dir: tempfile::TempDir,
 }
@@ -94,18 +111,35 @@ impl Platform {
         let db = format!("identity_{}_{}", std::process::id(), DB_COUNTER.fetch_add(1, Ordering::SeqCst));
         infra.pg.create_database(&db)?;
         let database_url = infra.pg.url(&db);
+        let enrollment_db = db.replace("identity", "enrollment");
+        infra.pg.create_database(&enrollment_db)?;
         let mut platform = Self {
             nats,
             base_url: String::new(),
             database_url,
+            mongodb_url: infra.mongo.url(),
+            catalog_db: db.replace("identity", "catalog"),
+            enrollment_database_url: infra.pg.url(&enrollment_db),
             http: reqwest::Client::builder().timeout(Duration::from_secs(20)).build()?,
             options: options.clone(),
             identity: Vec::new(),
+            catalog: Vec::new(),
+            search: Vec::new(),
+            enrollment: Vec::new(),
             gateway: None,
             _dir: dir,
         };
         for _ in 0..options.identity_replicas {
             platform.start_identity_replica();
+        }
+        for _ in 0..options.catalog_replicas {
+            platform.start_catalog_replica();
+        }
+        for _ in 0..options.search_replicas {
+            platform.start_search_replica();
+        }
+        for _ in 0..options.enrollment_replicas {
+            platform.start_enrollment_replica();
         }
 
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -123,6 +157,9 @@ impl Platform {
         });
         platform.gateway = Some(Task { shutdown, handle });
         platform.wait_identity_replicas(options.identity_replicas).await?;
+        platform.wait_replicas("catalog", options.catalog_replicas).await?;
+        platform.wait_replicas("search", options.search_replicas).await?;
+        platform.wait_replicas("enrollment", options.enrollment_replicas).await?;
         Ok(platform)
     }
 
@@ -148,6 +185,95 @@ impl Platform {
             }
         });
         self.identity.push(Task { shutdown, handle });
+    }
+
+    /// Start one more catalog replica (returns at once; see [`Platform::wait_replicas`]).
+    pub fn start_catalog_replica(&mut self) {
+        let mut config = coursebus_worker_catalog::Config::new(self.nats.url(), self.mongodb_url.clone());
+        config.database = self.catalog_db.clone();
+        let shutdown = CancellationToken::new();
+        let token = shutdown.clone();
+        let handle = tokio::spawn(async move {
+            if let Err(err) = coursebus_worker_catalog::run(config, token).await {
+                tracing::error!(error = %err, "catalog replica failed");
+            }
+        });
+        self.catalog.push(Task { shutdown, handle });
+    }
+
+    /// The configuration a search replica of this platform starts with.
+    pub fn search_config(&self) -> coursebus_worker_search::Config {
+        coursebus_worker_search::Config::new(self.nats.url())
+    }
+
+    /// Start one more search replica (returns at once; see [`Platform::wait_replicas`]).
+    pub fn start_search_replica(&mut self) {
+        let config = self.search_config();
+        self.start_search_replica_with(config);
+    }
+
+    pub fn start_search_replica_with(&mut self, config: coursebus_worker_search::Config) {
+        let shutdown = CancellationToken::new();
+        let token = shutdown.clone();
+        let handle = tokio::spawn(async move {
+            if let Err(err) = coursebus_worker_search::run(config, token).await {
+                tracing::error!(error = %err, "search replica failed");
+            }
+        });
+        self.search.push(Task { shutdown, handle });
+    }
+
+    /// The configuration an enrollment replica of this platform starts with.
+    pub fn enrollment_config(&self) -> coursebus_worker_enrollment::Config {
+        let mut config =
+            coursebus_worker_enrollment::Config::new(self.nats.url(), self.enrollment_database_url.clone());
+        config.db_max_connections = 5;
+        config
+    }
+
+    /// Start one more enrollment replica (returns at once; see [`Platform::wait_replicas`]).
+    pub fn start_enrollment_replica(&mut self) {
+        let config = self.enrollment_config();
+        let shutdown = CancellationToken::new();
+        let token = shutdown.clone();
+        let handle = tokio::spawn(async move {
+            if let Err(err) = coursebus_worker_enrollment::run(config, token).await {
+                tracing::error!(error = %err, "enrollment replica failed");
+            }
+        });
+        self.enrollment.push(Task { shutdown, handle });
+    }
+
+    /// Stop every replica of `service` (gracefully).
+    pub async fn stop_replicas(&mut self, service: &str) {
+        let tasks = match service {
+            "identity" => &mut self.identity,
+            "catalog" => &mut self.catalog,
+            "search" => &mut self.search,
+            "enrollment" => &mut self.enrollment,
+            other => panic!("no service {other}"),
+        };
+        for task in tasks.drain(..) {
+            task.stop().await;
+        }
+    }
+
+    /// Wait until `n` replicas of `service` answer `$SRV.PING`.
+    pub async fn wait_replicas(&self, service: &str, n: usize) -> Result<()> {
+        if n == 0 {
+            return Ok(());
+        }
+        let client = self.nats_client().await?;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let replies = collect_replies(&client, &srv::ping(service), n, Duration::from_millis(300)).await?;
+            if replies.len() >= n {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!("{} of {n} {service} replicas answered", replies.len());
+            }
+        }
     }
 
     /// Stop every identity replica (gracefully: in-flight requests are answered).
@@ -193,7 +319,9 @@ impl Platform {
         if let Some(gateway) = gateway {
             gateway.stop().await;
         }
-        self.stop_identity_replicas().await;
+        for service in ["identity", "catalog", "search", "enrollment"] {
+            self.stop_replicas(service).await;
+        }
     }
 }
 
@@ -203,7 +331,7 @@ impl Drop for Platform {
         if let Some(gateway) = &self.gateway {
             gateway.shutdown.cancel();
         }
-        for task in &self.identity {
+        for task in self.identity.iter().chain(&self.catalog).chain(&self.search).chain(&self.enrollment) {
             task.shutdown.cancel();
         }
     }

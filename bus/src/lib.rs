@@ -48,13 +48,15 @@ pub enum BusError {
 }
 
 pub mod runtime {
-    //! What every binary does at its edge: logs and shutdown signals.
+    //! What every binary does at its edge: logs, the TLS crypto provider, shutdown signals.
 
     use tokio_util::sync::CancellationToken;
 
     /// Structured logs to stderr; `RUST_LOG` filters (default `info`), `CB_LOG_FORMAT=json`
-    /// switches to one JSON object per line.
+    /// switches to one JSON object per line. Also installs the process-wide TLS provider (see
+    /// [`install_crypto_provider`]).
     pub fn init_tracing() {
+        install_crypto_provider();
         let filter = tracing_subscriber::EnvFilter::try_from_default_env()
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,async_nats=warn"));
         let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
@@ -63,6 +65,14 @@ pub mod runtime {
         } else {
             builder.init();
         }
+    }
+
+    /// The dependency tree carries two rustls crypto providers (ring through async-nats,
+    /// aws-lc-rs through reqwest), and rustls refuses to pick one itself: the first TLS
+    /// connection (a `tls://` NATS URL, a MongoDB or OpenSearch over TLS) would panic. Pick ring
+    /// once per process; a second call is a no-op.
+    pub fn install_crypto_provider() {
+        let _ = async_nats::rustls::crypto::ring::default_provider().install_default();
     }
 
     /// A token cancelled on Ctrl-C or SIGTERM.

@@ -4,11 +4,14 @@
 //! validated newtypes live here and nowhere else. This crate has no database, no HTTP and no async
 //! runtime: it is plain data plus the rules that make the data valid.
 
+pub mod catalog;
+pub mod enrollment;
 pub mod error;
 pub mod event;
 pub mod headers;
 pub mod identity;
 pub mod rpc;
+pub mod search;
 pub mod subjects;
 pub mod validate;
 

@@ -39,6 +39,91 @@ pub mod identity {
     pub const EVT_ROLE_REVOKED: &str = "cb.evt.identity.user.role_revoked";
 }
 
+/// Catalog: courses, modules, lessons, the publish workflow.
+pub mod catalog {
+    use crate::rpc::Endpoint;
+
+    pub const SERVICE: &str = "catalog";
+    pub const GROUP: &str = "cb.catalog";
+
+    const fn ep(name: &'static str) -> Endpoint {
+        Endpoint { service: SERVICE, group: GROUP, name }
+    }
+
+    pub const COURSE_CREATE: Endpoint = ep("course.create");
+    pub const COURSE_UPDATE: Endpoint = ep("course.update");
+    pub const COURSE_OUTLINE: Endpoint = ep("course.outline");
+    pub const COURSE_PUBLISH: Endpoint = ep("course.publish");
+    pub const COURSE_ARCHIVE: Endpoint = ep("course.archive");
+    pub const COURSE_GET: Endpoint = ep("course.get");
+    pub const COURSE_LIST: Endpoint = ep("course.list");
+
+    pub const EVENT_STREAM: &str = "EVT_CATALOG";
+    pub const EVENT_SUBJECTS: &str = "cb.evt.catalog.>";
+    pub const EVT_COURSE_CHANGED: &str = "cb.evt.catalog.course.changed";
+    pub const EVT_COURSE_PUBLISHED: &str = "cb.evt.catalog.course.published";
+    pub const EVT_COURSE_ARCHIVED: &str = "cb.evt.catalog.course.archived";
+}
+
+/// Search: course search over the published catalog.
+pub mod search {
+    use crate::rpc::Endpoint;
+
+    pub const SERVICE: &str = "search";
+    pub const GROUP: &str = "cb.search";
+
+    const fn ep(name: &'static str) -> Endpoint {
+        Endpoint { service: SERVICE, group: GROUP, name }
+    }
+
+    pub const COURSE_SEARCH: Endpoint = ep("course.search");
+
+    /// Each replica of the embedded engine feeds its own index from `EVT_CATALOG` with its own
+    /// ordered (ephemeral) consumer, named `<prefix>_<replica id>`.
+    pub const INDEXER_CONSUMER_PREFIX: &str = "search_index";
+    /// With an external index (OpenSearch) the replicas share one durable consumer instead.
+    pub const SHARED_INDEXER_CONSUMER: &str = "search_index_shared";
+}
+
+/// Enrollment: enrolments, progress, completion, certificates.
+pub mod enrollment {
+    use crate::rpc::Endpoint;
+
+    pub const SERVICE: &str = "enrollment";
+    pub const GROUP: &str = "cb.enrollment";
+
+    const fn ep(name: &'static str) -> Endpoint {
+        Endpoint { service: SERVICE, group: GROUP, name }
+    }
+
+    pub const ENROLLMENT_CREATE: Endpoint = ep("enrollment.create");
+    pub const ENROLLMENT_GET: Endpoint = ep("enrollment.get");
+    /// Unenrol.
+    pub const ENROLLMENT_CANCEL: Endpoint = ep("enrollment.cancel");
+    /// The caller's enrolments ("my courses").
+    pub const ENROLLMENT_MINE: Endpoint = ep("enrollment.mine");
+    pub const PROGRESS_UPDATE: Endpoint = ep("progress.update");
+    /// A course's learners with their progress (its instructor and admins).
+    pub const ROSTER_LIST: Endpoint = ep("roster.list");
+    /// Public verification of a certificate code.
+    pub const CERTIFICATE_VERIFY: Endpoint = ep("certificate.verify");
+    /// Is a user enrolled in a course (and is a lesson released to them)? For other services.
+    pub const ACCESS_CHECK: Endpoint = ep("access.check");
+
+    pub const EVENT_STREAM: &str = "EVT_ENROLLMENT";
+    pub const EVENT_SUBJECTS: &str = "cb.evt.enrollment.>";
+    pub const EVT_ENROLMENT_CREATED: &str = "cb.evt.enrollment.enrolment.created";
+    pub const EVT_ENROLMENT_CANCELLED: &str = "cb.evt.enrollment.enrolment.cancelled";
+    pub const EVT_ENROLMENT_COMPLETED: &str = "cb.evt.enrollment.enrolment.completed";
+    pub const EVT_PROGRESS_UPDATED: &str = "cb.evt.enrollment.progress.updated";
+}
+
+/// `cargo xtask bench`: the request-reply ceiling's empty service.
+pub mod bench {
+    pub const ECHO_SERVICE: &str = "bench_echo";
+    pub const ECHO: &str = "cb.bench.echo";
+}
+
 /// The NATS micro-service protocol subjects (`$SRV.PING|INFO|STATS[.<name>[.<id>]]`).
 pub mod srv {
     /// `$SRV.PING.<service>`: every replica answers.

@@ -102,6 +102,9 @@ impl axum::extract::FromRef<AppState> for Metrics {
         (name = "auth", description = "Registration, login, tokens"),
         (name = "profile", description = "The caller's profile"),
         (name = "roles", description = "Role administration"),
+        (name = "catalog", description = "Courses, outlines, publishing"),
+        (name = "search", description = "Full-text course search with facets"),
+        (name = "enrollment", description = "Enrolments, progress, certificates"),
         (name = "ops", description = "Health, readiness, metrics"),
     )
 )]
@@ -122,9 +125,9 @@ impl utoipa::Modify for BearerAuth {
 /// The router and its OpenAPI document.
 pub fn router(state: AppState, config: &Config) -> Result<Router, GatewayError> {
     let auth = OpenApiRouter::new()
-        .routes(routes!(routes::register))
-        .routes(routes!(routes::login))
-        .routes(routes!(routes::refresh));
+        .routes(routes!(routes::identity::register))
+        .routes(routes!(routes::identity::login))
+        .routes(routes!(routes::identity::refresh));
     let auth = if config.trust_forwarded_for {
         rate_limited(auth, config.auth_rate_limit, SmartIpKeyExtractor)?
     } else {
@@ -133,9 +136,20 @@ pub fn router(state: AppState, config: &Config) -> Result<Router, GatewayError> 
 
     let (api, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(auth)
-        .routes(routes!(routes::logout))
-        .routes(routes!(routes::get_me, routes::update_me))
-        .routes(routes!(routes::grant_role, routes::revoke_role))
+        .routes(routes!(routes::identity::logout))
+        .routes(routes!(routes::identity::get_me, routes::identity::update_me))
+        .routes(routes!(routes::identity::grant_role, routes::identity::revoke_role))
+        .routes(routes!(routes::catalog::create_course, routes::catalog::list_courses))
+        .routes(routes!(routes::catalog::get_course, routes::catalog::update_course))
+        .routes(routes!(routes::catalog::put_outline))
+        .routes(routes!(routes::catalog::publish_course))
+        .routes(routes!(routes::catalog::archive_course))
+        .routes(routes!(routes::search::search_courses))
+        .routes(routes!(routes::enrollment::enroll, routes::enrollment::list_my_enrollments))
+        .routes(routes!(routes::enrollment::get_enrollment, routes::enrollment::cancel_enrollment))
+        .routes(routes!(routes::enrollment::update_progress))
+        .routes(routes!(routes::enrollment::course_roster))
+        .routes(routes!(routes::enrollment::verify_certificate))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics))

@@ -4,7 +4,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod auth;
+mod catalog;
+mod enrollment;
 mod operations;
+mod search;
 mod support;
 
 use std::future::Future;
@@ -38,6 +41,24 @@ fn all() -> Vec<(&'static str, TestFn)> {
         auth::logout_revokes_the_session,
         auth::roles_are_admin_only_and_the_last_admin_stays,
         auth::auth_endpoints_are_rate_limited_per_client,
+        catalog::authoring_publishing_and_visibility,
+        catalog::bad_course_input_names_the_field,
+        catalog::listing_filters_and_cursor_pagination,
+        catalog::every_change_is_an_event_on_evt_catalog,
+        catalog::cached_reads_are_invalidated_on_every_replica,
+        enrollment::enrolling_is_idempotent_and_refuses_paid_and_draft_courses,
+        enrollment::prerequisites_are_enforced_until_completed,
+        enrollment::progress_to_completion_issues_a_certificate_and_events_once,
+        enrollment::drip_locked_modules_refuse_progress_until_they_open,
+        enrollment::learners_see_only_their_own_and_rosters_are_for_instructors,
+        enrollment::unenrolling_cancels_once_and_re_enrolling_starts_afresh,
+        enrollment::enrolments_keep_their_version_across_republishing_and_restarts,
+        search::published_courses_become_searchable_and_drafts_never_do,
+        search::a_typo_finds_the_course_and_title_matches_rank_first,
+        search::facets_count_matches_and_filters_narrow_them,
+        search::archiving_removes_a_course_from_search,
+        search::a_replica_started_later_catches_up_by_itself,
+        search::bad_input_is_400_invalid_input,
         operations::replicas_share_requests_and_answer_the_micro_protocol,
         operations::no_identity_replica_means_503_within_a_second,
         operations::registration_event_reaches_the_stream_once_across_a_relay_restart,

@@ -3,6 +3,7 @@
 //! - `up`: install what is missing, start NATS, PostgreSQL, the identity worker (2 replicas) and
 //!   the gateway with demo data; Ctrl-C stops everything and keeps the data in `.stack/data`.
 //! - `test`: install what is missing, then run every test against real servers.
+//! - `bench`: measure the platform against a monolith baseline and the raw ceilings.
 //! - `stack`: only install the pinned servers (what CI caches).
 
 mod up;
@@ -12,9 +13,10 @@ use std::process::{Command, ExitCode};
 use anyhow::{Context, Result};
 use xtask::stack::{Tools, workspace_root};
 
-const USAGE: &str = "usage: cargo xtask <up|test|stack> [args]\n\
+const USAGE: &str = "usage: cargo xtask <up|test|bench|stack> [args]\n\
   up            run the platform locally with demo data (Ctrl-C stops it, data is kept)\n\
   test [args]   run the whole test suite against real servers (args go to cargo test)\n\
+  bench [opts]  measure the platform against a monolith and the raw ceilings (--runs N, --seconds S, --quick)\n\
   stack         install the pinned servers into .stack/ and print where they are";
 
 fn main() -> ExitCode {
@@ -23,6 +25,9 @@ fn main() -> ExitCode {
         Some("up") => up::run(),
         Some("test") => test(&args[1..]),
         Some("stack") => stack(),
+        Some("bench") => xtask::bench::run(&args[1..]),
+        // The bench's baseline servers, started by `bench` itself.
+        Some("__bench-serve") => xtask::bench::serve(&args[1..]).map(|()| ExitCode::SUCCESS),
         _ => {
             eprintln!("{USAGE}");
             return ExitCode::from(2);

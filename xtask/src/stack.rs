@@ -33,6 +33,8 @@ pub fn workspace_root() -> PathBuf {
 pub struct Tools {
     pub root: PathBuf,
     pub nats_server: PathBuf,
+    /// The MongoDB wire-protocol server (over SQLite).
+    pub mongo_server: PathBuf,
     /// The folder with `postgres`, `initdb`, `pg_isready`, `createdb`.
     pub pg_bin: PathBuf,
 }
@@ -68,7 +70,11 @@ impl Tools {
                 dir
             }
         };
-        Ok(Self { root: root.to_path_buf(), nats_server, pg_bin })
+        let mongo_server = venv.join("bin/nx-27017");
+        if !mongo_server.exists() {
+            bail!("nx-27017 did not install {}", mongo_server.display());
+        }
+        Ok(Self { root: root.to_path_buf(), nats_server, mongo_server, pg_bin })
     }
 }
 
@@ -229,6 +235,44 @@ fn http_ok(port: u16, path: &str) -> bool {
     }
     let mut head = [0u8; 12];
     stream.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.") && &head[9..12] == b"200"
+}
+
+/// A running MongoDB wire-protocol server (nx-27017, one SQLite file per database).
+#[derive(Debug)]
+pub struct Mongo {
+    pub server: Server,
+    pub port: u16,
+}
+
+impl Mongo {
+    /// Start it with its databases, pid and log files in `data_dir` (0 = a free port).
+    pub fn start(tools: &Tools, data_dir: &Path, port: u16, log: &Path) -> Result<Self> {
+        std::fs::create_dir_all(data_dir)?;
+        let port = if port == 0 { free_port()? } else { port };
+        let log_file = std::fs::File::create(log)?;
+        let mut cmd = Command::new(&tools.mongo_server);
+        cmd.args(["--host", "127.0.0.1", "-p", &port.to_string(), "--data-dir"])
+            .arg(data_dir)
+            .arg("--log-file")
+            .arg(data_dir.join("nx-27017.log"))
+            .arg("--pid-file")
+            .arg(data_dir.join("nx-27017.pid"))
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone()?)
+            .stderr(log_file);
+        die_with_parent(&mut cmd);
+        let child = spawn(cmd).context("starting nx-27017")?;
+        let mut server = Server::new("nx-27017", child, log.to_path_buf(), libc::SIGTERM);
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        wait_ready(&mut server, Duration::from_secs(30), || {
+            TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+        })?;
+        Ok(Self { server, port })
+    }
+
+    pub fn url(&self) -> String {
+        format!("mongodb://127.0.0.1:{}/?directConnection=true", self.port)
+    }
 }
 
 /// A running PostgreSQL server (trust authentication on 127.0.0.1 only; no Unix socket).

@@ -7,14 +7,18 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use serde_json::json;
 use xtask::process::{Server, die_with_parent, spawn};
-use xtask::stack::{Durability, Nats, Postgres, Tools, workspace_root};
+use xtask::stack::{Durability, Mongo, Nats, Postgres, Tools, workspace_root};
 
 const NATS_PORT: u16 = 4222;
 const NATS_MONITOR_PORT: u16 = 8222;
 const PG_PORT: u16 = 54329;
+const MONGO_PORT: u16 = 27018;
 const GATEWAY: &str = "127.0.0.1:8080";
 const ADMIN_EMAIL: &str = "admin@coursebus.local";
 const DEMO_PASSWORD: &str = "coursebus-demo-2026";
+
+const WORKERS: [&str; 4] =
+    ["coursebus-worker-identity", "coursebus-worker-catalog", "coursebus-worker-search", "coursebus-worker-enrollment"];
 
 fn port(var: &str, default: u16) -> Result<u16> {
     match std::env::var(var) {
@@ -26,11 +30,12 @@ fn port(var: &str, default: u16) -> Result<u16> {
 pub fn run() -> Result<ExitCode> {
     let root = workspace_root();
     let tools = Tools::ensure(&root)?;
-    eprintln!("xtask: building the gateway and the identity worker");
+    eprintln!("xtask: building the gateway and the workers");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
         .current_dir(&root)
-        .args(["build", "-p", "coursebus-gateway", "-p", "coursebus-worker-identity"])
+        .args(["build", "-p", "coursebus-gateway"])
+        .args(WORKERS.iter().flat_map(|w| ["-p", w]))
         .status()
         .context("running cargo build")?;
     if !status.success() {
@@ -58,7 +63,11 @@ pub fn run() -> Result<ExitCode> {
         &logs.join("postgres.log"),
     )
     .context("starting PostgreSQL (set CB_UP_PG_PORT to use another port)")?;
+    let mongo =
+        Mongo::start(&tools, &data.join("mongo"), port("CB_UP_MONGO_PORT", MONGO_PORT)?, &logs.join("mongo.log"))
+            .context("starting the MongoDB-wire server (set CB_UP_MONGO_PORT to use another port)")?;
     pg.create_database("identity")?;
+    pg.create_database("enrollment")?;
     let gateway_addr = std::env::var("CB_UP_GATEWAY").unwrap_or_else(|_| GATEWAY.into());
 
     let mut workers = Vec::new();
@@ -69,6 +78,15 @@ pub fn run() -> Result<ExitCode> {
             .env("CB_IDENTITY_BOOTSTRAP_ADMIN_EMAIL", ADMIN_EMAIL)
             .env("CB_IDENTITY_BOOTSTRAP_ADMIN_PASSWORD", DEMO_PASSWORD);
         workers.push(start(cmd, &format!("identity-{replica}"), &logs)?);
+        let mut cmd = Command::new(bin.join("coursebus-worker-catalog"));
+        cmd.env("CB_NATS_URL", nats.url()).env("CB_CATALOG_MONGODB_URL", mongo.url());
+        workers.push(start(cmd, &format!("catalog-{replica}"), &logs)?);
+        let mut cmd = Command::new(bin.join("coursebus-worker-search"));
+        cmd.env("CB_NATS_URL", nats.url());
+        workers.push(start(cmd, &format!("search-{replica}"), &logs)?);
+        let mut cmd = Command::new(bin.join("coursebus-worker-enrollment"));
+        cmd.env("CB_NATS_URL", nats.url()).env("CB_ENROLLMENT_DATABASE_URL", pg.url("enrollment"));
+        workers.push(start(cmd, &format!("enrollment-{replica}"), &logs)?);
     }
     let mut cmd = Command::new(bin.join("coursebus-gateway"));
     cmd.env("CB_NATS_URL", nats.url()).env("CB_GATEWAY_LISTEN", &gateway_addr);
@@ -89,15 +107,18 @@ pub fn run() -> Result<ExitCode> {
          \n  Health        {base}/healthz  {base}/readyz\
          \n  NATS          {}   (monitoring: http://127.0.0.1:{}/)\
          \n  PostgreSQL    {}\
+         \n  MongoDB wire  {}\
          \n  Logs          {}\
          \n\n  Demo users (password {DEMO_PASSWORD}):\
          \n    {ADMIN_EMAIL}  admin\
          \n    ada@coursebus.local    instructor\
-         \n    sam@coursebus.local    student\
+         \n    sam@coursebus.local    student (enrolled in rust-from-scratch)\
+         \n\n  Try: curl '{base}/v1/search/courses?q=rsut'   (typo-tolerant search)\
          \n\nCtrl-C stops everything; data stays in {}.",
         nats.url(),
         nats.monitor_port,
         pg.url("identity"),
+        mongo.url(),
         logs.display(),
         data.display(),
     );
@@ -120,6 +141,7 @@ pub fn run() -> Result<ExitCode> {
         w.stop(Duration::from_secs(10));
     }
     drop(nats);
+    drop(mongo);
     drop(pg);
     outcome?;
     Ok(ExitCode::SUCCESS)
@@ -186,5 +208,106 @@ async fn seed(base: &str) -> Result<()> {
     if !resp.status().is_success() {
         bail!("granting instructor to ada: {}", resp.status());
     }
+    // A fresh token carries the new role.
+    let ada = token("ada@coursebus.local").await?;
+    wait_answering(&http, &format!("{base}/v1/courses?mine=true"), &ada, "catalog").await?;
+    let mut first = None;
+    for course in demo_courses() {
+        let slug = course["slug"].as_str().unwrap_or_default().to_owned();
+        let existing = http.get(format!("{base}/v1/courses/{slug}")).send().await?;
+        let id = if existing.status().is_success() {
+            existing.json::<serde_json::Value>().await?["id"].as_str().unwrap_or_default().to_owned()
+        } else {
+            publish_demo(&http, base, &ada, course).await?
+        };
+        first.get_or_insert(id);
+    }
+    // Sam enrols in the first one (a second `up` finds the enrolment and gets it back).
+    let sam = token("sam@coursebus.local").await?;
+    wait_answering(&http, &format!("{base}/v1/enrollments"), &sam, "enrollment").await?;
+    if let Some(course) = first {
+        let resp = http
+            .post(format!("{base}/v1/enrollments"))
+            .bearer_auth(&sam)
+            .json(&json!({"course_id": course}))
+            .send()
+            .await?;
+        if !resp.status().is_success() {
+            bail!("enrolling sam: {} {}", resp.status(), resp.text().await.unwrap_or_default());
+        }
+    }
     Ok(())
+}
+
+/// Poll `GET url` as the holder of `token` until it succeeds (the worker behind it is serving),
+/// for up to 60 s.
+async fn wait_answering(http: &reqwest::Client, url: &str, token: &str, what: &str) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if http.get(url).bearer_auth(token).send().await.is_ok_and(|r| r.status().is_success()) {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("the {what} worker did not answer within 60 s; see .stack/logs");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn demo_courses() -> Vec<serde_json::Value> {
+    let lessons = |titles: &[&str]| -> Vec<serde_json::Value> {
+        titles.iter().map(|t| json!({"title": t, "kind": "video", "duration_secs": 600})).collect()
+    };
+    vec![
+        json!({"course": {"title": "Rust from Scratch", "slug": "rust-from-scratch", "language": "en", "level": "beginner",
+            "summary": "Ownership, borrowing and the type system, one small program at a time.",
+            "description": "A hands-on introduction to Rust for programmers coming from other languages.",
+            "tags": ["rust", "programming"], "price": {"amount_minor": 0, "currency": "EUR"}},
+          "modules": [{"title": "Getting started", "lessons": lessons(&["Installing Rust", "Hello, cargo"])},
+                      {"title": "Ownership", "release_after_days": 7, "lessons": lessons(&["Moves", "Borrows"])}],
+          "slug": "rust-from-scratch"}),
+        json!({"course": {"title": "Async Rust with Tokio", "slug": "async-rust-with-tokio", "language": "en", "level": "advanced",
+            "summary": "Futures, tasks and channels for network services.",
+            "description": "Build a chat server and learn how async executors schedule work.",
+            "tags": ["rust", "async"], "price": {"amount_minor": 4900, "currency": "EUR"}},
+          "modules": [{"title": "Futures", "lessons": lessons(&["What a future is", "Pinning"])}],
+          "slug": "async-rust-with-tokio"}),
+        json!({"course": {"title": "SQL for Analysts", "slug": "sql-for-analysts", "language": "en", "level": "intermediate",
+            "summary": "Joins, window functions and query plans.", "description": "Answer real questions with PostgreSQL.",
+            "tags": ["sql", "data"], "price": {"amount_minor": 0, "currency": "EUR"}},
+          "modules": [{"title": "Queries", "lessons": lessons(&["SELECT", "JOIN", "Window functions"])}],
+          "slug": "sql-for-analysts"}),
+    ]
+}
+
+/// Create, outline and publish one demo course; its id.
+async fn publish_demo(http: &reqwest::Client, base: &str, token: &str, demo: serde_json::Value) -> Result<String> {
+    async fn send(req: reqwest::RequestBuilder, what: &str) -> Result<serde_json::Value> {
+        let resp = req.send().await?;
+        if !resp.status().is_success() {
+            bail!("{what}: {} {}", resp.status(), resp.text().await.unwrap_or_default());
+        }
+        Ok(resp.json().await?)
+    }
+    let course = send(
+        http.post(format!("{base}/v1/courses")).bearer_auth(token).json(&demo["course"]),
+        "creating a demo course",
+    )
+    .await?;
+    let id = course["id"].as_str().context("course id")?.to_owned();
+    let outlined = send(
+        http.put(format!("{base}/v1/courses/{id}/outline"))
+            .bearer_auth(token)
+            .json(&json!({"version": course["version"], "modules": demo["modules"]})),
+        "outlining a demo course",
+    )
+    .await?;
+    send(
+        http.post(format!("{base}/v1/courses/{id}/publish"))
+            .bearer_auth(token)
+            .json(&json!({"version": outlined["version"]})),
+        "publishing a demo course",
+    )
+    .await?;
+    Ok(id)
 }

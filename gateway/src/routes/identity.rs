@@ -1,4 +1,4 @@
-//! `/v1` routes: each maps one REST call to one bus request and the reply to HTTP.
+//! Identity routes: registration, tokens, profile, roles.
 
 use axum::Json;
 use axum::extract::State;
@@ -12,11 +12,9 @@ use coursebus_contracts::identity::{
 use coursebus_contracts::rpc::Empty;
 use uuid::Uuid;
 
+use super::ApiResult;
 use crate::AppState;
-use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, Caller, Ctx};
-
-pub type ApiResult<T> = Result<T, ApiError>;
 
 /// Create an account (role `student`).
 #[utoipa::path(post, path = "/v1/auth/register", tag = "auth", request_body = RegisterRequest,

@@ -1,0 +1,178 @@
+//! The catalog worker: courses, modules and lessons, the publish workflow and listing, served as
+//! the NATS micro service `catalog` over MongoDB. Reads of published courses come from a
+//! per-replica cache that catalog events invalidate.
+
+pub mod domain;
+pub mod handlers;
+pub mod store;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream;
+use async_nats::jetstream::message::PublishMessage;
+use coursebus_bus::auth::{BusJwks, JwtVerifier};
+use coursebus_bus::{Bus, MicroService, ServiceSpec, streams};
+use coursebus_contracts::catalog::{
+    ArchiveCourse, CreateCourse, GetCourse, ListCourses, PublishCourse, PutOutline, UpdateCourse,
+};
+use coursebus_contracts::subjects::catalog as subj;
+use futures::StreamExt;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::handlers::{Cache, Catalog};
+use crate::store::Store;
+
+pub const SPEC: ServiceSpec = ServiceSpec {
+    name: subj::SERVICE,
+    version: env!("CARGO_PKG_VERSION"),
+    description: "Courses, modules, lessons and the publish workflow",
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("store: {0}")]
+    Store(#[from] store::StoreError),
+    #[error(transparent)]
+    Bus(#[from] coursebus_bus::BusError),
+    #[error("nats: {0}")]
+    Nats(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub nats_url: String,
+    pub mongodb_url: String,
+    pub database: String,
+    pub stream_replicas: usize,
+}
+
+impl Config {
+    pub fn new(nats_url: impl Into<String>, mongodb_url: impl Into<String>) -> Self {
+        Self {
+            nats_url: nats_url.into(),
+            mongodb_url: mongodb_url.into(),
+            database: "catalog".into(),
+            stream_replicas: 1,
+        }
+    }
+}
+
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), CatalogError> {
+    let store = Store::connect(&config.mongodb_url, &config.database).await?;
+    let client = coursebus_bus::connect(&config.nats_url, "catalog", Duration::from_secs(30)).await?;
+    let js = jetstream::new(client.clone());
+    streams::ensure_stream(
+        &js,
+        streams::event_stream(subj::EVENT_STREAM, subj::EVENT_SUBJECTS, config.stream_replicas),
+    )
+    .await?;
+    let bus = Bus::new(client.clone(), Duration::from_secs(3));
+    let catalog = Arc::new(Catalog {
+        store: store.clone(),
+        verifier: JwtVerifier::new(BusJwks(bus)),
+        cache: Cache::default(),
+        relay: Arc::new(Notify::new()),
+    });
+
+    // Every replica drops cached snapshots when any replica changes a course.
+    let mut events = client.subscribe(subj::EVENT_SUBJECTS).await.map_err(|e| CatalogError::Nats(e.to_string()))?;
+    let invalidation = {
+        let (catalog, shutdown) = (catalog.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            loop {
+                let message = tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    m = events.next() => match m { Some(m) => m, None => return },
+                };
+                match course_of(&message.payload) {
+                    Some(id) => catalog.cache.invalidate(id).await,
+                    None => catalog.cache.clear().await,
+                }
+            }
+        })
+    };
+
+    let mut service = MicroService::start(&client, SPEC, shutdown.clone()).await?;
+    macro_rules! serve {
+        ($rpc:ty, $method:ident) => {{
+            let catalog = catalog.clone();
+            service
+                .serve::<$rpc, _, _>(move |ctx, req| {
+                    let catalog = catalog.clone();
+                    async move { catalog.$method(ctx, req).await }
+                })
+                .await?;
+        }};
+    }
+    serve!(CreateCourse, create);
+    serve!(UpdateCourse, update);
+    serve!(PutOutline, put_outline);
+    serve!(PublishCourse, publish);
+    serve!(ArchiveCourse, archive);
+    serve!(GetCourse, get);
+    serve!(ListCourses, list);
+
+    let relay = tokio::spawn(relay(store, js, catalog.relay.clone(), shutdown.clone()));
+    service.run().await;
+    let _ = tokio::join!(relay, invalidation);
+    client.flush().await.ok();
+    tracing::info!("catalog stopped");
+    Ok(())
+}
+
+/// The course an event is about (`data.course.id` or `data.course_id`).
+fn course_of(payload: &[u8]) -> Option<uuid::Uuid> {
+    let event: serde_json::Value = serde_json::from_slice(payload).ok()?;
+    let data = &event["data"];
+    data["course"]["id"].as_str().or_else(|| data["course_id"].as_str()).and_then(|s| s.parse().ok())
+}
+
+/// Publish outbox documents to JetStream (`Nats-Msg-Id` = event id, so a re-publish after a
+/// crash is dropped as a duplicate), then mark them. Woken after each commit; sweeps every 2 s
+/// for what another replica left behind.
+async fn relay(store: Store, js: jetstream::Context, wake: Arc<Notify>, shutdown: CancellationToken) {
+    let mut since_purge = std::time::Instant::now();
+    loop {
+        match relay_batch(&store, &js).await {
+            Ok(n) if n > 0 => continue,
+            Ok(_) => {}
+            Err(err) => tracing::warn!(error = %err, "catalog outbox relay failed; will retry"),
+        }
+        if since_purge.elapsed() > Duration::from_secs(600) {
+            since_purge = std::time::Instant::now();
+            let day_ago = time::OffsetDateTime::now_utc() - time::Duration::days(1);
+            if let Err(err) = store.purge_published(day_ago.unix_timestamp_nanos() as i64).await {
+                tracing::warn!(error = %err, "outbox purge failed");
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+        }
+    }
+}
+
+async fn relay_batch(store: &Store, js: &jetstream::Context) -> Result<usize, CatalogError> {
+    let pending = store.pending(100).await?;
+    if pending.is_empty() {
+        return Ok(0);
+    }
+    let mut acks = Vec::with_capacity(pending.len());
+    for p in &pending {
+        let mut headers = async_nats::HeaderMap::new();
+        for (k, v) in &p.headers {
+            headers.insert(k.as_str(), v.as_str());
+        }
+        let message = PublishMessage::build().payload(p.payload.clone().into()).headers(headers).message_id(&p.id);
+        acks.push(js.send_publish(p.subject.clone(), message).await.map_err(|e| CatalogError::Nats(e.to_string()))?);
+    }
+    for ack in acks {
+        ack.await.map_err(|e| CatalogError::Nats(e.to_string()))?;
+    }
+    let ids: Vec<String> = pending.iter().map(|p| p.id.clone()).collect();
+    store.mark_published(&ids).await?;
+    Ok(ids.len())
+}

@@ -1,0 +1,379 @@
+//! One method per endpoint. Every method verifies the caller's token itself, checks ownership
+//! (a learner sees only their own enrolments: another's is "not found"), and writes events
+//! through the outbox in the same transaction as the data.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use coursebus_bus::auth::JwtVerifier;
+use coursebus_bus::idempotency::Idempotency;
+use coursebus_bus::{Bus, CallContext, outbox};
+use coursebus_contracts::catalog::{Course, CourseStatus, GetCourse, GetCourseRequest};
+use coursebus_contracts::enrollment::{
+    AccessCheckRequest, AccessReply, Certificate, CreateEnrollmentRequest, Enroll, EnrollReply, Enrollment,
+    EnrollmentCancelled, EnrollmentCompleted, EnrollmentCreated, EnrollmentDetail, EnrollmentIdRequest, EnrollmentPage,
+    EnrollmentStatus, ListEnrollmentsRequest, ProgressReply, ProgressUpdated, RosterPage, RosterRequest,
+    UpdateProgressRequest, VerifyCertificateRequest,
+};
+use coursebus_contracts::identity::AccessClaims;
+use coursebus_contracts::validate::Role;
+use coursebus_contracts::{Actor, ErrorBody, Event, Rpc};
+use sqlx::PgPool;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use uuid::Uuid;
+
+use crate::domain::{self, PinnedOutline, Report};
+use crate::store::{self, EnrollmentRow, PinnedCourse};
+
+/// The enrollment service's state, shared by all endpoint handlers of one replica.
+#[derive(Debug)]
+pub struct Enrollments {
+    pub pool: PgPool,
+    pub verifier: Arc<JwtVerifier>,
+    /// For calls to the catalog.
+    pub bus: Bus,
+    /// Deadline of a catalog call (shorter than the gateway's own deadline).
+    pub catalog_deadline: Duration,
+}
+
+/// Log a database error and answer `internal` (the client never sees database details).
+fn db(err: sqlx::Error) -> ErrorBody {
+    tracing::error!(error = %err, "database error");
+    ErrorBody::internal()
+}
+
+fn bus(err: coursebus_bus::BusError) -> ErrorBody {
+    tracing::error!(error = %err, "outbox error");
+    ErrorBody::internal()
+}
+
+fn no_enrollment() -> ErrorBody {
+    ErrorBody::not_found("no such enrolment")
+}
+
+fn no_course() -> ErrorBody {
+    ErrorBody::not_found("no such course")
+}
+
+fn rfc3339(at: OffsetDateTime) -> String {
+    at.format(&Rfc3339).unwrap_or_else(|_| at.to_string())
+}
+
+fn user_actor(me: &AccessClaims) -> Actor {
+    Actor::User { id: me.sub }
+}
+
+impl Enrollments {
+    async fn caller(&self, ctx: &CallContext) -> Result<AccessClaims, ErrorBody> {
+        self.verifier.verify_ctx(ctx).await
+    }
+
+    /// A course from the catalog. `as_caller: false` asks anonymously, which yields only a
+    /// published snapshot (never an instructor's working copy).
+    async fn course(&self, ctx: &CallContext, id_or_slug: String, as_caller: bool) -> Result<Course, ErrorBody> {
+        let call = CallContext {
+            request_id: ctx.request_id.clone(),
+            traceparent: ctx.traceparent.clone(),
+            authorization: if as_caller { ctx.authorization.clone() } else { None },
+            idempotency_key: None,
+        };
+        let req = GetCourseRequest { id_or_slug, draft: false };
+        self.bus.request_within::<GetCourse>(&call, &req, self.catalog_deadline).await
+    }
+
+    async fn pinned_outline(
+        &self,
+        conn: &mut sqlx::PgConnection,
+        row: &EnrollmentRow,
+    ) -> Result<PinnedOutline, ErrorBody> {
+        store::outline(conn, row.course_id, row.course_version).await.map_err(db)?.ok_or_else(|| {
+            tracing::error!(enrollment_id = %row.id, "enrolment without its pinned course version");
+            ErrorBody::internal()
+        })
+    }
+
+    pub async fn enroll(&self, ctx: CallContext, req: CreateEnrollmentRequest) -> Result<EnrollReply, ErrorBody> {
+        let me = self.caller(&ctx).await?;
+        // A retry with the same key gets the first answer (the key is the caller's own).
+        let idem = ctx
+            .idempotency_key
+            .as_deref()
+            .map(|key| {
+                Idempotency::new(format!("{}:{}", <Enroll as Rpc>::ENDPOINT.subject(), me.sub), key, &req.course_id)
+            })
+            .transpose()?;
+        if let Some(idem) = &idem
+            && let Some(reply) = idem.replay::<EnrollReply>(&self.pool).await?
+        {
+            return Ok(reply);
+        }
+        let mut conn = self.pool.acquire().await.map_err(db)?;
+        if let Some(existing) = store::live_enrollment(&mut conn, me.sub, req.course_id).await.map_err(db)? {
+            return Ok(EnrollReply { created: false, enrollment: existing.to_enrollment().map_err(db)? });
+        }
+
+        let course = self.course(&ctx, req.course_id.to_string(), false).await?;
+        if course.id != req.course_id || course.status != CourseStatus::Published {
+            return Err(no_course());
+        }
+        if !course.price.is_free() {
+            return Err(ErrorBody::new(
+                coursebus_contracts::ErrorCode::PaymentRequired,
+                "this course must be bought before enrolling",
+            )
+            .with_details(serde_json::json!({
+                "course_id": course.id,
+                "price": { "amount_minor": course.price.amount_minor, "currency": course.price.currency },
+            })));
+        }
+        if !course.prerequisites.is_empty() {
+            let met = store::completed_courses(&mut conn, me.sub, &course.prerequisites).await.map_err(db)?;
+            let missing: Vec<Uuid> = course.prerequisites.iter().filter(|p| !met.contains(p)).copied().collect();
+            if !missing.is_empty() {
+                return Err(ErrorBody::conflict("complete the prerequisite courses first")
+                    .with_details(serde_json::json!({ "missing_prerequisites": missing })));
+            }
+        }
+        drop(conn);
+
+        let outline = domain::pin(&course);
+        let version = course.published_version.unwrap_or(course.version);
+        let now = OffsetDateTime::now_utc();
+        let id = Uuid::now_v7();
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let pinned = PinnedCourse {
+            course_id: course.id,
+            version,
+            instructor_id: course.instructor_id,
+            title: &course.title,
+            slug: &course.slug,
+            outline: &outline,
+        };
+        store::pin_version(&mut tx, &pinned).await.map_err(db)?;
+        let created = store::insert_enrollment(&mut tx, id, me.sub, course.id, version, outline.required_total(), now)
+            .await
+            .map_err(db)?;
+        if !created {
+            // A concurrent request enrolled first: answer with its enrolment.
+            let existing = store::live_enrollment(&mut tx, me.sub, course.id).await.map_err(db)?.ok_or_else(|| {
+                tracing::error!(course_id = %course.id, "enrolment conflict without a live enrolment");
+                ErrorBody::internal()
+            })?;
+            tx.commit().await.map_err(db)?;
+            return Ok(EnrollReply { created: false, enrollment: existing.to_enrollment().map_err(db)? });
+        }
+        let event = EnrollmentCreated {
+            enrollment_id: id,
+            user_id: me.sub,
+            course_id: course.id,
+            course_version: version,
+            enrolled_at: now,
+        }
+        .envelope(user_actor(&me));
+        outbox::enqueue(&mut tx, &event, Some(&ctx)).await.map_err(bus)?;
+        let row = store::enrollment(&mut tx, id).await.map_err(db)?.ok_or_else(ErrorBody::internal)?;
+        let reply = EnrollReply { created: true, enrollment: row.to_enrollment().map_err(db)? };
+        if let Some(idem) = &idem {
+            idem.record(&mut tx, &reply).await?;
+        }
+        tx.commit().await.map_err(db)?;
+        tracing::info!(enrollment_id = %id, user_id = %me.sub, course_id = %course.id, course_version = version, "enrolled");
+        Ok(reply)
+    }
+
+    /// The enrolment if the caller may read it (its learner, or an admin); else not found.
+    fn readable(me: &AccessClaims, row: Option<EnrollmentRow>) -> Result<EnrollmentRow, ErrorBody> {
+        row.filter(|r| r.user_id == me.sub || me.has_role(Role::Admin)).ok_or_else(no_enrollment)
+    }
+
+    pub async fn get(&self, ctx: CallContext, req: EnrollmentIdRequest) -> Result<EnrollmentDetail, ErrorBody> {
+        let me = self.caller(&ctx).await?;
+        let mut conn = self.pool.acquire().await.map_err(db)?;
+        let row = Self::readable(&me, store::enrollment(&mut conn, req.id).await.map_err(db)?)?;
+        let outline = self.pinned_outline(&mut conn, &row).await?;
+        let progress = store::progress(&mut conn, row.id).await.map_err(db)?;
+        let enrollment = row.to_enrollment().map_err(db)?;
+        Ok(domain::detail(enrollment, &outline, &progress, OffsetDateTime::now_utc()))
+    }
+
+    /// Unenrol. Cancelling twice answers the cancelled enrolment; a completed one stays.
+    pub async fn cancel(&self, ctx: CallContext, req: EnrollmentIdRequest) -> Result<Enrollment, ErrorBody> {
+        let me = self.caller(&ctx).await?;
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let row = store::enrollment_for_update(&mut tx, req.id).await.map_err(db)?;
+        let row = row.filter(|r| r.user_id == me.sub).ok_or_else(no_enrollment)?;
+        match row.status().map_err(db)? {
+            EnrollmentStatus::Cancelled => return row.to_enrollment().map_err(db),
+            EnrollmentStatus::Completed => {
+                return Err(ErrorBody::conflict(
+                    "a completed course cannot be unenrolled; its certificate stays valid",
+                ));
+            }
+            EnrollmentStatus::Active => {}
+        }
+        store::cancel(&mut tx, row.id, OffsetDateTime::now_utc()).await.map_err(db)?;
+        let event = EnrollmentCancelled { enrollment_id: row.id, user_id: row.user_id, course_id: row.course_id }
+            .envelope(user_actor(&me));
+        outbox::enqueue(&mut tx, &event, Some(&ctx)).await.map_err(bus)?;
+        let row = store::enrollment(&mut tx, row.id).await.map_err(db)?.ok_or_else(ErrorBody::internal)?;
+        tx.commit().await.map_err(db)?;
+        tracing::info!(enrollment_id = %row.id, user_id = %me.sub, course_id = %row.course_id, "unenrolled");
+        row.to_enrollment().map_err(db)
+    }
+
+    pub async fn mine(&self, ctx: CallContext, req: ListEnrollmentsRequest) -> Result<EnrollmentPage, ErrorBody> {
+        let me = self.caller(&ctx).await?;
+        let limit = domain::page_limit(req.limit, 20)?;
+        let before = req.cursor.as_deref().map(domain::decode_cursor).transpose()?;
+        let mut conn = self.pool.acquire().await.map_err(db)?;
+        let mut rows = store::list_mine(&mut conn, me.sub, req.status, before, limit + 1).await.map_err(db)?;
+        let more = rows.len() > limit as usize;
+        rows.truncate(limit as usize);
+        let next_cursor = if more { rows.last().map(|r| domain::encode_cursor(r.id)) } else { None };
+        let items = rows.iter().map(EnrollmentRow::to_enrollment).collect::<Result<_, _>>().map_err(db)?;
+        Ok(EnrollmentPage { items, next_cursor })
+    }
+
+    /// Record progress in one lesson. Monotonic; completing the last required lesson completes
+    /// the enrolment, issues its certificate and emits `completed`, all in this transaction.
+    pub async fn update_progress(
+        &self,
+        ctx: CallContext,
+        req: UpdateProgressRequest,
+    ) -> Result<ProgressReply, ErrorBody> {
+        let me = self.caller(&ctx).await?;
+        let report = Report::parse(req.state, req.percent, req.position_secs)?;
+        let now = OffsetDateTime::now_utc();
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let row = store::enrollment_for_update(&mut tx, req.enrollment_id).await.map_err(db)?;
+        let row = row.filter(|r| r.user_id == me.sub).ok_or_else(no_enrollment)?;
+        if row.status().map_err(db)? == EnrollmentStatus::Cancelled {
+            return Err(ErrorBody::conflict("this enrolment was cancelled; enrol again to continue"));
+        }
+        let outline = self.pinned_outline(&mut tx, &row).await?;
+        let Some((module, lesson)) = outline.find_lesson(req.lesson_id) else {
+            return Err(ErrorBody::not_found("no such lesson in this course")
+                .with_details(serde_json::json!({ "field": "lesson_id" })));
+        };
+        let opens = domain::available_at(row.enrolled_at, module.release_after_days);
+        if now < opens {
+            return Err(ErrorBody::forbidden(format!(
+                "module \"{}\" opens on {} ({} days after enrolment)",
+                module.title,
+                rfc3339(opens),
+                module.release_after_days
+            ))
+            .with_details(serde_json::json!({ "module_id": module.id, "available_at": rfc3339(opens) })));
+        }
+
+        let old = store::lesson_progress(&mut tx, row.id, lesson.id).await.map_err(db)?;
+        let merged = domain::merge(old.as_ref(), report, now);
+        let mut required_done = u32::try_from(row.required_done).unwrap_or(0);
+        if merged.changed {
+            store::save_progress(&mut tx, row.id, lesson.id, &merged.record, now).await.map_err(db)?;
+            if merged.newly_completed && lesson.required {
+                required_done =
+                    store::count_completed(&mut tx, row.id, &outline.required_lessons()).await.map_err(db)?;
+            }
+            store::touch(&mut tx, row.id, required_done, now).await.map_err(db)?;
+        }
+        let progress = domain::course_progress(required_done, u32::try_from(row.required_total).unwrap_or(0));
+        if merged.progressed {
+            let event = ProgressUpdated {
+                enrollment_id: row.id,
+                user_id: row.user_id,
+                course_id: row.course_id,
+                lesson_id: lesson.id,
+                state: merged.record.state,
+                percent: merged.record.percent,
+                progress,
+            }
+            .envelope(user_actor(&me));
+            outbox::enqueue(&mut tx, &event, Some(&ctx)).await.map_err(bus)?;
+        }
+        if row.status().map_err(db)? == EnrollmentStatus::Active && domain::is_complete(&progress) {
+            let code = domain::certificate_code();
+            if store::complete(&mut tx, &row, &code, now).await.map_err(db)? {
+                let event = EnrollmentCompleted {
+                    enrollment_id: row.id,
+                    user_id: row.user_id,
+                    course_id: row.course_id,
+                    certificate_code: code,
+                    completed_at: now,
+                }
+                .envelope(user_actor(&me));
+                outbox::enqueue(&mut tx, &event, Some(&ctx)).await.map_err(bus)?;
+                tracing::info!(enrollment_id = %row.id, user_id = %row.user_id, course_id = %row.course_id, "course completed");
+            }
+        }
+        let after = store::enrollment(&mut tx, row.id).await.map_err(db)?.ok_or_else(ErrorBody::internal)?;
+        tx.commit().await.map_err(db)?;
+        Ok(ProgressReply {
+            lesson: domain::lesson_view(lesson, &merged.record),
+            enrollment: after.to_enrollment().map_err(db)?,
+        })
+    }
+
+    /// A course's learners with their progress: its instructor and admins only.
+    pub async fn roster(&self, ctx: CallContext, req: RosterRequest) -> Result<RosterPage, ErrorBody> {
+        let me = self.caller(&ctx).await?;
+        let limit = domain::page_limit(req.limit, 50)?;
+        let after = req.cursor.as_deref().map(domain::decode_cursor).transpose()?;
+        // Asked as the caller, so an instructor also finds a course that is not published (any more).
+        let course = self.course(&ctx, req.course.clone(), true).await?;
+        if course.instructor_id != me.sub && !me.has_role(Role::Admin) {
+            return Err(ErrorBody::forbidden("only the course's instructor or an admin can see its roster"));
+        }
+        let mut conn = self.pool.acquire().await.map_err(db)?;
+        let mut rows = store::roster(&mut conn, course.id, req.status, after, limit + 1).await.map_err(db)?;
+        let more = rows.len() > limit as usize;
+        rows.truncate(limit as usize);
+        let next_cursor = if more { rows.last().map(|r| domain::encode_cursor(r.id)) } else { None };
+        let items = rows.iter().map(EnrollmentRow::to_roster_entry).collect::<Result<_, _>>().map_err(db)?;
+        Ok(RosterPage { course_id: course.id, items, next_cursor })
+    }
+
+    /// Public: anyone holding a code can check the certificate behind it.
+    pub async fn verify_certificate(
+        &self,
+        _ctx: CallContext,
+        req: VerifyCertificateRequest,
+    ) -> Result<Certificate, ErrorBody> {
+        let not_found = || ErrorBody::not_found("no certificate with this code");
+        let code = domain::normalize_code(&req.code).ok_or_else(not_found)?;
+        let mut conn = self.pool.acquire().await.map_err(db)?;
+        store::certificate(&mut conn, &code).await.map_err(db)?.ok_or_else(not_found)
+    }
+
+    /// For other services acting for a user: is the user enrolled, and is a lesson released?
+    pub async fn check_access(&self, ctx: CallContext, req: AccessCheckRequest) -> Result<AccessReply, ErrorBody> {
+        let me = self.caller(&ctx).await?;
+        if me.sub != req.user_id && !me.has_role(Role::Admin) {
+            return Err(ErrorBody::forbidden("only the user themself or an admin can check this access"));
+        }
+        let mut conn = self.pool.acquire().await.map_err(db)?;
+        let Some(row) = store::live_enrollment(&mut conn, req.user_id, req.course_id).await.map_err(db)? else {
+            return Ok(AccessReply {
+                enrolled: false,
+                enrollment_id: None,
+                lesson_available: None,
+                available_at: None,
+            });
+        };
+        let (lesson_available, available_at) = match req.lesson_id {
+            None => (None, None),
+            Some(lesson) => {
+                let outline = self.pinned_outline(&mut conn, &row).await?;
+                match outline.find_lesson(lesson) {
+                    None => (Some(false), None),
+                    Some((module, _)) => {
+                        let opens = domain::available_at(row.enrolled_at, module.release_after_days);
+                        (Some(OffsetDateTime::now_utc() >= opens), Some(opens))
+                    }
+                }
+            }
+        };
+        Ok(AccessReply { enrolled: true, enrollment_id: Some(row.id), lesson_available, available_at })
+    }
+}

@@ -1,0 +1,143 @@
+//! The enrollment worker: enrolments in free published courses, lesson and course progress,
+//! completion with a certificate, rosters and access checks, served as the NATS micro service
+//! `enrollment` over PostgreSQL.
+//!
+//! Rules (see also `domain.rs`):
+//! - one live (active or completed) enrolment per learner and course, enforced by a partial
+//!   unique index; unenrolling keeps the cancelled row as history and enrolling again makes a
+//!   fresh enrolment (new id, progress from zero, drip clock restarted);
+//! - an enrolment is pinned to the published version it was made against (outline, required
+//!   lessons, drip schedule); a later publish changes nothing for it;
+//! - progress on a lesson whose module has not opened yet is `forbidden`, with `available_at`.
+
+pub mod domain;
+pub mod handlers;
+pub mod store;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use coursebus_bus::auth::{BusJwks, JwtVerifier};
+use coursebus_bus::{Bus, MicroService, ServiceSpec, idempotency, outbox, streams};
+use coursebus_contracts::Rpc;
+use coursebus_contracts::enrollment::{
+    CancelEnrollment, CheckAccess, Enroll, GetEnrollment, ListMyEnrollments, ListRoster, UpdateProgress,
+    VerifyCertificate,
+};
+use coursebus_contracts::subjects::enrollment as subj;
+use sqlx::postgres::PgPoolOptions;
+use tokio_util::sync::CancellationToken;
+
+use crate::handlers::Enrollments;
+
+pub const SPEC: ServiceSpec = ServiceSpec {
+    name: subj::SERVICE,
+    version: env!("CARGO_PKG_VERSION"),
+    description: "Enrolments, progress, completion and certificates",
+};
+
+/// Failures that stop the worker (as opposed to refused requests).
+#[derive(Debug, thiserror::Error)]
+pub enum EnrollmentError {
+    #[error(transparent)]
+    Bus(#[from] coursebus_bus::BusError),
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub nats_url: String,
+    pub database_url: String,
+    /// JetStream replicas for the streams this worker owns (1 on a single node, 3 on a cluster).
+    pub stream_replicas: usize,
+    pub db_max_connections: u32,
+    /// Deadline of each call to another service (the catalog); shorter than the gateway's.
+    pub call_deadline: Duration,
+}
+
+impl Config {
+    pub fn new(nats_url: impl Into<String>, database_url: impl Into<String>) -> Self {
+        Self {
+            nats_url: nats_url.into(),
+            database_url: database_url.into(),
+            stream_replicas: 1,
+            db_max_connections: 10,
+            call_deadline: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Connect, migrate, provision `EVT_ENROLLMENT`, serve until `shutdown`.
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), EnrollmentError> {
+    let pool = PgPoolOptions::new()
+        .max_connections(config.db_max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect(&config.database_url)
+        .await?;
+    sqlx::migrate!("./migrations").run(&pool).await?;
+    outbox::install(&pool).await?;
+    idempotency::install(&pool).await?;
+
+    let client = coursebus_bus::connect(&config.nats_url, subj::SERVICE, Duration::from_secs(30)).await?;
+    let js = async_nats::jetstream::new(client.clone());
+    streams::ensure_stream(
+        &js,
+        streams::event_stream(subj::EVENT_STREAM, subj::EVENT_SUBJECTS, config.stream_replicas),
+    )
+    .await?;
+
+    let bus = Bus::new(client.clone(), config.call_deadline);
+    let enrollments = Arc::new(Enrollments {
+        pool: pool.clone(),
+        verifier: JwtVerifier::new(BusJwks(bus.clone())),
+        bus,
+        catalog_deadline: config.call_deadline,
+    });
+
+    let mut service = MicroService::start(&client, SPEC, shutdown.clone()).await?;
+    macro_rules! serve {
+        ($rpc:ty, $method:ident) => {{
+            let enrollments = enrollments.clone();
+            service
+                .serve::<$rpc, _, _>(move |ctx, req| {
+                    let enrollments = enrollments.clone();
+                    async move { enrollments.$method(ctx, req).await }
+                })
+                .await?;
+        }};
+    }
+    serve!(Enroll, enroll);
+    serve!(GetEnrollment, get);
+    serve!(CancelEnrollment, cancel);
+    serve!(ListMyEnrollments, mine);
+    serve!(UpdateProgress, update_progress);
+    serve!(ListRoster, roster);
+    serve!(VerifyCertificate, verify_certificate);
+    serve!(CheckAccess, check_access);
+    tracing::info!(endpoints = 8, first = %<Enroll as Rpc>::ENDPOINT.subject(), "enrollment serving");
+
+    let relay = tokio::spawn(outbox::Relay::new(pool.clone(), js).run(shutdown.clone()));
+    let housekeeping = {
+        let (pool, shutdown) = (pool.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(600)) => {}
+                }
+                if let Err(err) = idempotency::purge(&pool).await {
+                    tracing::warn!(error = %err, "old idempotency keys could not be purged");
+                }
+            }
+        })
+    };
+    service.run().await;
+    let _ = tokio::join!(relay, housekeeping);
+    pool.close().await;
+    client.flush().await.ok();
+    tracing::info!("enrollment stopped");
+    Ok(())
+}

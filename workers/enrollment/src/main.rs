@@ -1,0 +1,21 @@
+//! `coursebus-worker-enrollment`: configuration from the environment, logs, run until a signal.
+
+use anyhow::Context as _;
+use coursebus_worker_enrollment::{Config, run};
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    coursebus_bus::runtime::init_tracing();
+    let nats_url = env("CB_NATS_URL").unwrap_or_else(|| "nats://127.0.0.1:4222".into());
+    let database_url = env("CB_ENROLLMENT_DATABASE_URL").context("CB_ENROLLMENT_DATABASE_URL is required")?;
+    let mut config = Config::new(nats_url, database_url);
+    if let Some(replicas) = env("CB_STREAM_REPLICAS") {
+        config.stream_replicas = replicas.parse().context("CB_STREAM_REPLICAS must be a number")?;
+    }
+    let shutdown = coursebus_bus::runtime::shutdown_on_signal();
+    run(config, shutdown).await.context("enrollment worker failed")
+}

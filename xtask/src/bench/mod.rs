@@ -1,0 +1,498 @@
+//! `cargo xtask bench`: the platform against a monolith baseline and the raw ceilings, measured
+//! in one run on this machine.
+//!
+//! Everything runs from release builds as separate processes on loopback: NATS, PostgreSQL, the
+//! MongoDB-wire server, two replicas each of identity, catalog and enrollment, one gateway, the
+//! monolith baseline (axum + sqlx), an axum hello-world and two NATS echo services. The load
+//! generator (this process) keeps 64 requests in flight, one per connection, and records
+//! every latency. Each scenario runs `--runs` times (default 3), interleaved, and the run with
+//! the median throughput is reported.
+
+mod baseline;
+pub mod load;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail, ensure};
+use futures::StreamExt;
+use serde_json::{Value, json};
+
+use crate::process::{Server, die_with_parent, spawn};
+use crate::stack::{Durability, Mongo, Nats, Postgres, Tools, free_port, workspace_root};
+use load::{Sample, closed_loop, median};
+
+pub use baseline::serve;
+
+const CONCURRENCY: usize = 64;
+const COURSES: usize = 500;
+/// Learners per connection: with [`COURSES`] courses each connection has 4 × 500 distinct
+/// (learner, course) pairs, so every enrolment the bench sends is a new one.
+const LEARNERS_PER_CONNECTION: usize = 4;
+const ADMIN_EMAIL: &str = "bench-admin@coursebus.test";
+const PASSWORD: &str = "bench-password-2026";
+
+const PACKAGES: &[&str] = &[
+    "xtask",
+    "coursebus-gateway",
+    "coursebus-worker-identity",
+    "coursebus-worker-catalog",
+    "coursebus-worker-enrollment",
+];
+
+#[derive(Debug, Clone, Copy)]
+struct Settings {
+    runs: usize,
+    warmup: Duration,
+    duration: Duration,
+}
+
+fn settings(args: &[String]) -> Result<Settings> {
+    let mut s = Settings { runs: 3, warmup: Duration::from_secs(1), duration: Duration::from_secs(5) };
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let mut value =
+            || it.next().context("a value is missing").and_then(|v| v.parse::<u64>().context("not a number"));
+        match arg.as_str() {
+            "--runs" => s.runs = value()?.max(1) as usize,
+            "--seconds" => s.duration = Duration::from_secs(value()?.max(1)),
+            "--quick" => s = Settings { runs: 1, warmup: Duration::from_millis(500), duration: Duration::from_secs(2) },
+            other => bail!("unknown bench option {other} (--runs N, --seconds S, --quick)"),
+        }
+    }
+    Ok(s)
+}
+
+/// `cargo xtask bench [--runs N] [--seconds S] [--quick]`.
+pub fn run(args: &[String]) -> Result<ExitCode> {
+    let settings = settings(args)?;
+    let root = workspace_root();
+    let target = std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| root.join("target"));
+    let release = target.join("release");
+    if cfg!(debug_assertions) {
+        // Measure optimised code only: build the release binaries and let the release xtask run.
+        eprintln!("xtask: building release binaries for the benchmark");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.current_dir(&root).args(["build", "--release", "--locked"]);
+        for p in PACKAGES {
+            cmd.args(["-p", p]);
+        }
+        ensure!(cmd.status().context("running cargo build")?.success(), "cargo build --release failed");
+        let status = Command::new(release.join("xtask")).arg("bench").args(args).status()?;
+        return Ok(if status.success() { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+    }
+    let tools = Tools::ensure(&root)?;
+    let dir = tempfile::Builder::new().prefix("coursebus-bench-").tempdir()?;
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs)?;
+    eprintln!("bench: starting the stack (logs in {})", logs.display());
+    let nats = Nats::start(&tools, &dir.path().join("nats"), 0, 0, &logs.join("nats.log"))?;
+    let pg = Postgres::start(&tools, &dir.path().join("pg"), 0, Durability::Durable, &logs.join("pg.log"))?;
+    let mongo = Mongo::start(&tools, &dir.path().join("mongo"), 0, &logs.join("mongo.log"))?;
+    for db in ["identity", "enrollment", "monolith"] {
+        pg.create_database(db)?;
+    }
+    let gateway = format!("127.0.0.1:{}", free_port()?);
+    let monolith = format!("127.0.0.1:{}", free_port()?);
+    let hello = format!("127.0.0.1:{}", free_port()?);
+
+    let mut procs = Vec::new();
+    let bin = |name: &str| release.join(name);
+    for replica in 1..=2 {
+        let mut cmd = Command::new(bin("coursebus-worker-identity"));
+        cmd.env("CB_NATS_URL", nats.url())
+            .env("CB_IDENTITY_DATABASE_URL", pg.url("identity"))
+            .env("CB_IDENTITY_BOOTSTRAP_ADMIN_EMAIL", ADMIN_EMAIL)
+            .env("CB_IDENTITY_BOOTSTRAP_ADMIN_PASSWORD", PASSWORD);
+        procs.push(start(cmd, &format!("identity-{replica}"), &logs)?);
+        let mut cmd = Command::new(bin("coursebus-worker-catalog"));
+        cmd.env("CB_NATS_URL", nats.url()).env("CB_CATALOG_MONGODB_URL", mongo.url());
+        procs.push(start(cmd, &format!("catalog-{replica}"), &logs)?);
+        let mut cmd = Command::new(bin("coursebus-worker-enrollment"));
+        cmd.env("CB_NATS_URL", nats.url()).env("CB_ENROLLMENT_DATABASE_URL", pg.url("enrollment"));
+        procs.push(start(cmd, &format!("enrollment-{replica}"), &logs)?);
+        let mut cmd = Command::new(bin("xtask"));
+        cmd.args(["__bench-serve", "echo", &nats.url()]);
+        procs.push(start(cmd, &format!("echo-{replica}"), &logs)?);
+    }
+    let mut cmd = Command::new(bin("coursebus-gateway"));
+    // Each simulated client sends its own X-Forwarded-For, as behind a load balancer, so the
+    // per-client limit on auth endpoints sees distinct clients during setup.
+    cmd.env("CB_NATS_URL", nats.url()).env("CB_GATEWAY_LISTEN", &gateway).env("CB_GATEWAY_TRUST_FORWARDED_FOR", "true");
+    procs.push(start(cmd, "gateway", &logs)?);
+    let mut cmd = Command::new(bin("xtask"));
+    cmd.args(["__bench-serve", "hello", &hello]);
+    procs.push(start(cmd, "hello", &logs)?);
+
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let outcome = runtime.block_on(async {
+        let gateway = format!("http://{gateway}");
+        wait_http(&format!("{gateway}/readyz"), &mut procs).await?;
+        let fixture = setup(&gateway).await?;
+        let mut cmd = Command::new(bin("xtask"));
+        cmd.args([
+            "__bench-serve",
+            "monolith",
+            &monolith,
+            &pg.url("monolith"),
+            &format!("{gateway}/.well-known/jwks.json"),
+        ]);
+        procs.push(start(cmd, "monolith", &logs)?);
+        let monolith = format!("http://{monolith}");
+        wait_http(&format!("{monolith}/v1/courses/{}", fixture.courses[0]), &mut procs).await.ok();
+        load_monolith(&monolith, &fixture.snapshots).await?;
+        let nats_client = async_nats::connect(nats.url()).await?;
+        measure(settings, &fixture, &gateway, &monolith, &format!("http://{hello}/"), nats_client).await
+    });
+    for mut p in procs.into_iter().rev() {
+        p.stop(Duration::from_secs(5));
+    }
+    let report = outcome?;
+    println!("{report}");
+    let out = target.join("bench");
+    std::fs::create_dir_all(&out)?;
+    std::fs::write(out.join("latest.md"), &report)?;
+    eprintln!("bench: written to {}", out.join("latest.md").display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn start(mut cmd: Command, name: &str, logs: &Path) -> Result<Server> {
+    let log = logs.join(format!("{name}.log"));
+    let file = std::fs::File::create(&log)?;
+    cmd.env("RUST_LOG", "warn").stdin(Stdio::null()).stdout(file.try_clone()?).stderr(file);
+    die_with_parent(&mut cmd);
+    let child = spawn(cmd).with_context(|| format!("starting {name}"))?;
+    Ok(Server::new(name, child, log, libc::SIGTERM))
+}
+
+async fn wait_http(url: &str, procs: &mut [Server]) -> Result<()> {
+    let http = reqwest::Client::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if http.get(url).send().await.is_ok_and(|r| r.status().is_success()) {
+            return Ok(());
+        }
+        for p in procs.iter_mut() {
+            if let Some(status) = p.exited() {
+                bail!("{} exited ({status}):\n{}", p.name, p.log_tail(20));
+            }
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("{url} did not answer within 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// What the scenarios need: published courses and logged-in learners.
+struct Fixture {
+    courses: Vec<String>,
+    /// The published snapshots, for the monolith.
+    snapshots: Vec<Value>,
+    /// Access tokens, [`CONCURRENCY`] × [`LEARNERS_PER_CONNECTION`].
+    learners: Vec<String>,
+}
+
+async fn send(req: reqwest::RequestBuilder, expect: u16) -> Result<Value> {
+    let resp = req.send().await?;
+    let status = resp.status().as_u16();
+    let body: Value = resp.json().await.unwrap_or(Value::Null);
+    ensure!(status == expect, "expected {expect}, got {status}: {body}");
+    Ok(body)
+}
+
+async fn token(http: &reqwest::Client, gateway: &str, email: &str, client: &str) -> Result<String> {
+    let body = send(
+        http.post(format!("{gateway}/v1/auth/login"))
+            .header("x-forwarded-for", client)
+            .json(&json!({"email": email, "password": PASSWORD})),
+        200,
+    )
+    .await?;
+    body["access_token"].as_str().map(str::to_owned).context("no access_token")
+}
+
+async fn setup(gateway: &str) -> Result<Fixture> {
+    let http = reqwest::Client::new();
+    let admin = token(&http, gateway, ADMIN_EMAIL, "10.0.0.1").await?;
+    let teacher = send(
+        http.post(format!("{gateway}/v1/auth/register")).header("x-forwarded-for", "10.0.0.2").json(&json!({
+            "email": "bench-teacher@coursebus.test", "password": PASSWORD, "display_name": "Bench Teacher"})),
+        201,
+    )
+    .await?;
+    let teacher_id = teacher["id"].as_str().context("teacher id")?;
+    send(http.put(format!("{gateway}/v1/users/{teacher_id}/roles/instructor")).bearer_auth(&admin), 200).await?;
+    let teacher = token(&http, gateway, "bench-teacher@coursebus.test", "10.0.0.2").await?;
+
+    eprintln!("bench: creating and publishing {COURSES} courses");
+    let courses: Vec<Result<(String, Value)>> = futures::stream::iter(0..COURSES)
+        .map(|i| {
+            let (http, teacher) = (http.clone(), teacher.clone());
+            async move {
+                let course = send(
+                    http.post(format!("{gateway}/v1/courses")).bearer_auth(&teacher).json(&json!({
+                    "title": format!("Benchmark course {i}"), "summary": "A course the benchmark reads and enrols in",
+                    "description": "Three lessons.", "language": "en", "level": "beginner", "tags": ["bench"],
+                    "price": {"amount_minor": 0, "currency": "EUR"}})),
+                    201,
+                )
+                .await?;
+                let id = course["id"].as_str().context("course id")?.to_owned();
+                let lessons: Vec<Value> =
+                    (1..=3).map(|l| json!({"title": format!("Lesson {l}"), "kind": "video"})).collect();
+                let outlined = send(
+                    http.put(format!("{gateway}/v1/courses/{id}/outline")).bearer_auth(&teacher).json(
+                        &json!({"version": course["version"], "modules": [{"title": "Module", "lessons": lessons}]}),
+                    ),
+                    200,
+                )
+                .await?;
+                send(
+                    http.post(format!("{gateway}/v1/courses/{id}/publish"))
+                        .bearer_auth(&teacher)
+                        .json(&json!({"version": outlined["version"]})),
+                    200,
+                )
+                .await?;
+                let snapshot = send(http.get(format!("{gateway}/v1/courses/{id}")), 200).await?;
+                Ok((id, snapshot))
+            }
+        })
+        .buffer_unordered(8)
+        .collect()
+        .await;
+    let (courses, snapshots): (Vec<String>, Vec<Value>) =
+        courses.into_iter().collect::<Result<Vec<_>>>()?.into_iter().unzip();
+
+    let n = CONCURRENCY * LEARNERS_PER_CONNECTION;
+    eprintln!("bench: registering {n} learners");
+    let learners: Vec<Result<String>> = futures::stream::iter(0..n)
+        .map(|i| {
+            let http = http.clone();
+            async move {
+                let email = format!("learner-{i}@coursebus.test");
+                let client = format!("10.1.{}.{}", i / 250, i % 250 + 1);
+                send(
+                    http.post(format!("{gateway}/v1/auth/register"))
+                        .header("x-forwarded-for", &client)
+                        .json(&json!({"email": email, "password": PASSWORD, "display_name": format!("Learner {i}")})),
+                    201,
+                )
+                .await?;
+                token(&http, gateway, &email, &client).await
+            }
+        })
+        .buffered(8)
+        .collect()
+        .await;
+    let learners = learners.into_iter().collect::<Result<Vec<_>>>()?;
+    Ok(Fixture { courses, snapshots, learners })
+}
+
+async fn load_monolith(monolith: &str, snapshots: &[Value]) -> Result<()> {
+    let http = reqwest::Client::new();
+    for chunk in snapshots.chunks(100) {
+        let resp = http.post(format!("{monolith}/load")).json(&chunk).send().await?;
+        ensure!(resp.status().is_success(), "loading courses into the monolith: {}", resp.status());
+    }
+    Ok(())
+}
+
+/// One closed-loop run of `kind` against `base`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scenario {
+    PlatformRead,
+    PlatformWrite,
+    MonolithRead,
+    MonolithWrite,
+    NatsEcho,
+    AxumHello,
+}
+
+impl Scenario {
+    const ALL: [Scenario; 6] = [
+        Scenario::PlatformRead,
+        Scenario::MonolithRead,
+        Scenario::PlatformWrite,
+        Scenario::MonolithWrite,
+        Scenario::NatsEcho,
+        Scenario::AxumHello,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            Scenario::PlatformRead => "1. platform `GET /v1/courses/{id}` (gateway → NATS → catalog, cached)",
+            Scenario::PlatformWrite => "2. platform `POST /v1/enrollments` (durable write + outbox event)",
+            Scenario::MonolithRead => "3a. monolith read (axum + sqlx → PostgreSQL)",
+            Scenario::MonolithWrite => "3b. monolith write (axum + sqlx, row + outbox row in one tx)",
+            Scenario::NatsEcho => "4a. NATS request-reply, empty handler (2-member queue group)",
+            Scenario::AxumHello => "4b. axum hello-world",
+        }
+    }
+}
+
+/// Per-connection cursors into the (learner, course) pairs, so no pair is sent twice.
+struct Pairs {
+    next: Vec<AtomicUsize>,
+}
+
+impl Pairs {
+    fn new() -> Self {
+        Self { next: (0..CONCURRENCY).map(|_| AtomicUsize::new(0)).collect() }
+    }
+
+    /// (learner index, course index) of connection `task`'s next enrolment.
+    fn next(&self, task: usize) -> Option<(usize, usize)> {
+        let k = self.next[task].fetch_add(1, Ordering::Relaxed);
+        if k >= LEARNERS_PER_CONNECTION * COURSES {
+            return None;
+        }
+        Some((task + CONCURRENCY * (k % LEARNERS_PER_CONNECTION), k / LEARNERS_PER_CONNECTION))
+    }
+}
+
+async fn measure(
+    settings: Settings,
+    fixture: &Fixture,
+    gateway: &str,
+    monolith: &str,
+    hello: &str,
+    nats: async_nats::Client,
+) -> Result<String> {
+    let http = reqwest::Client::builder().pool_max_idle_per_host(CONCURRENCY).build()?;
+    let courses = Arc::new(fixture.courses.clone());
+    let learners = Arc::new(fixture.learners.clone());
+    let platform_pairs = Arc::new(Pairs::new());
+    let monolith_pairs = Arc::new(Pairs::new());
+    let mut samples: Vec<(Scenario, Vec<Sample>)> = Scenario::ALL.iter().map(|s| (*s, Vec::new())).collect();
+    for run in 1..=settings.runs {
+        for (scenario, results) in &mut samples {
+            eprintln!("bench: run {run}/{}: {}", settings.runs, scenario.label());
+            let reads = Arc::new(AtomicUsize::new(0));
+            let (warmup, duration) = (settings.warmup, settings.duration);
+            let sample = match *scenario {
+                Scenario::PlatformRead | Scenario::MonolithRead => {
+                    let base = if *scenario == Scenario::PlatformRead { gateway } else { monolith }.to_owned();
+                    let (http, courses) = (http.clone(), courses.clone());
+                    closed_loop(CONCURRENCY, warmup, duration, move |_| {
+                        let i = reads.fetch_add(1, Ordering::Relaxed) % courses.len();
+                        let req = http.get(format!("{base}/v1/courses/{}", courses[i]));
+                        async move { ok(req, 200).await }
+                    })
+                    .await
+                }
+                Scenario::PlatformWrite | Scenario::MonolithWrite => {
+                    let (base, pairs) = if *scenario == Scenario::PlatformWrite {
+                        (gateway.to_owned(), platform_pairs.clone())
+                    } else {
+                        (monolith.to_owned(), monolith_pairs.clone())
+                    };
+                    let (http, courses, learners) = (http.clone(), courses.clone(), learners.clone());
+                    closed_loop(CONCURRENCY, warmup, duration, move |task| {
+                        let req = pairs.next(task).map(|(learner, course)| {
+                            http.post(format!("{base}/v1/enrollments"))
+                                .bearer_auth(&learners[learner])
+                                .json(&json!({"course_id": courses[course]}))
+                        });
+                        // A new enrolment is 201; anything else (incl. running out of pairs) fails.
+                        async move {
+                            match req {
+                                Some(req) => ok(req, 201).await,
+                                None => false,
+                            }
+                        }
+                    })
+                    .await
+                }
+                Scenario::NatsEcho => {
+                    let nats = nats.clone();
+                    closed_loop(CONCURRENCY, warmup, duration, move |_| {
+                        let nats = nats.clone();
+                        async move {
+                            nats.request(coursebus_contracts::subjects::bench::ECHO, bytes::Bytes::new()).await.is_ok()
+                        }
+                    })
+                    .await
+                }
+                Scenario::AxumHello => {
+                    let (http, url) = (http.clone(), hello.to_owned());
+                    closed_loop(CONCURRENCY, warmup, duration, move |_| {
+                        let req = http.get(&url);
+                        async move { ok(req, 200).await }
+                    })
+                    .await
+                }
+            };
+            eprintln!(
+                "bench:   {:.0} req/s, p50 {:?}, p99 {:?}, errors {}",
+                sample.rps, sample.p50, sample.p99, sample.errors
+            );
+            results.push(sample);
+        }
+    }
+    let medians: Vec<(Scenario, Sample)> = samples.into_iter().map(|(s, v)| (s, median(v))).collect();
+    Ok(report(settings, &medians))
+}
+
+async fn ok(req: reqwest::RequestBuilder, expect: u16) -> bool {
+    match req.send().await {
+        Ok(resp) => {
+            let status = resp.status().as_u16();
+            // Read the whole body, as a client would.
+            resp.bytes().await.is_ok() && status == expect
+        }
+        Err(_) => false,
+    }
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2}", d.as_secs_f64() * 1000.0)
+}
+
+fn report(settings: Settings, medians: &[(Scenario, Sample)]) -> String {
+    let get = |s: Scenario| medians.iter().find(|(k, _)| *k == s).map(|(_, v)| *v);
+    let mut out = format!(
+        "### `cargo xtask bench` ({} connections, median of {} runs of {} s, release build, {} cores)\n\n\
+         | scenario | req/s | p50 ms | p99 ms | errors |\n|---|---:|---:|---:|---:|\n",
+        CONCURRENCY,
+        settings.runs,
+        settings.duration.as_secs(),
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+    );
+    for (scenario, s) in medians {
+        out.push_str(&format!(
+            "| {} | {:.0} | {} | {} | {} |\n",
+            scenario.label(),
+            s.rps,
+            ms(s.p50),
+            ms(s.p99),
+            s.errors
+        ));
+    }
+    if let (Some(pr), Some(pw), Some(mr), Some(mw), Some(ne)) = (
+        get(Scenario::PlatformRead),
+        get(Scenario::PlatformWrite),
+        get(Scenario::MonolithRead),
+        get(Scenario::MonolithWrite),
+        get(Scenario::NatsEcho),
+    ) {
+        let verdict = |ok: bool| if ok { "met" } else { "NOT met" };
+        let read_ratio = pr.rps / mr.rps;
+        let write_ratio = pw.rps / mw.rps;
+        out.push_str(&format!(
+            "\n| ratio | value | target |\n|---|---:|---|\n\
+             | 1 ÷ 3a (cached read vs monolith read) | {read_ratio:.2} | ≥ 1.00 and p99 < 10 ms: {} |\n\
+             | 2 ÷ 3b (durable write vs monolith write) | {write_ratio:.2} | ≥ 0.80: {} |\n\
+             | 1 ÷ 4a (cached read vs NATS ceiling) | {:.2} | — |\n",
+            verdict(read_ratio >= 1.0 && pr.p99 < Duration::from_millis(10)),
+            verdict(write_ratio >= 0.8),
+            pr.rps / ne.rps,
+        ));
+    }
+    out
+}
