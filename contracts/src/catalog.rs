@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::event::Event;
-use crate::rpc::{Endpoint, Rpc};
+use crate::rpc::rpc;
 use crate::subjects::catalog as subj;
 use crate::validate::ValidationError;
 
@@ -308,18 +308,6 @@ pub struct CourseSummary {
 pub struct CoursePage {
     pub items: Vec<CourseSummary>,
     pub next_cursor: Option<String>,
-}
-
-macro_rules! rpc {
-    ($name:ident, $req:ty, $rep:ty, $ep:expr) => {
-        #[derive(Debug)]
-        pub struct $name;
-        impl Rpc for $name {
-            type Request = $req;
-            type Reply = $rep;
-            const ENDPOINT: Endpoint = $ep;
-        }
-    };
 }
 
 rpc!(CreateCourse, CreateCourseRequest, Course, subj::COURSE_CREATE);

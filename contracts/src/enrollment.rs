@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::event::Event;
-use crate::rpc::{Endpoint, Rpc};
+use crate::rpc::rpc;
 use crate::subjects::enrollment as subj;
 
 /// Where an enrolment stands.
@@ -359,18 +359,6 @@ pub struct AccessReply {
     pub available_at: Option<OffsetDateTime>,
 }
 
-macro_rules! rpc {
-    ($name:ident, $req:ty, $rep:ty, $ep:expr) => {
-        #[derive(Debug)]
-        pub struct $name;
-        impl Rpc for $name {
-            type Request = $req;
-            type Reply = $rep;
-            const ENDPOINT: Endpoint = $ep;
-        }
-    };
-}
-
 rpc!(Enroll, CreateEnrollmentRequest, EnrollReply, subj::ENROLLMENT_CREATE);
 rpc!(GetEnrollment, EnrollmentIdRequest, EnrollmentDetail, subj::ENROLLMENT_GET);
 rpc!(CancelEnrollment, EnrollmentIdRequest, Enrollment, subj::ENROLLMENT_CANCEL);
@@ -445,6 +433,7 @@ impl Event for ProgressUpdated {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rpc::Rpc;
 
     #[test]
     fn subjects_follow_the_naming_scheme() {

@@ -6,7 +6,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::event::Event;
-use crate::rpc::{Empty, Endpoint, Rpc};
+use crate::rpc::{Empty, rpc};
 use crate::subjects::identity as subj;
 use crate::validate::Role;
 
@@ -117,18 +117,6 @@ pub struct RolesReply {
 pub struct Jwks {
     #[schema(value_type = Vec<Object>)]
     pub keys: Vec<serde_json::Value>,
-}
-
-macro_rules! rpc {
-    ($name:ident, $req:ty, $rep:ty, $ep:expr) => {
-        #[derive(Debug)]
-        pub struct $name;
-        impl Rpc for $name {
-            type Request = $req;
-            type Reply = $rep;
-            const ENDPOINT: Endpoint = $ep;
-        }
-    };
 }
 
 rpc!(Register, RegisterRequest, Profile, subj::USER_REGISTER);

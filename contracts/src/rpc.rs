@@ -31,3 +31,17 @@ pub trait Rpc {
 /// An empty request or reply body (`{}`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Empty {}
+
+/// `rpc!(Name, Request, Reply, ENDPOINT)`: declare the marker type of one request-reply pair.
+macro_rules! rpc {
+    ($name:ident, $req:ty, $rep:ty, $ep:expr) => {
+        #[derive(Debug)]
+        pub struct $name;
+        impl $crate::rpc::Rpc for $name {
+            type Request = $req;
+            type Reply = $rep;
+            const ENDPOINT: $crate::rpc::Endpoint = $ep;
+        }
+    };
+}
+pub(crate) use rpc;

@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::catalog::{Level, Price, PriceFilter};
-use crate::rpc::{Endpoint, Rpc};
+use crate::rpc::rpc;
 use crate::subjects::search as subj;
 
 /// A price band, by the price's amount in major units of its own currency (amounts are integer
@@ -133,15 +133,7 @@ pub struct SearchResults {
     pub next_cursor: Option<String>,
 }
 
-/// `cb.search.course.search`.
-#[derive(Debug)]
-pub struct SearchCourses;
-
-impl Rpc for SearchCourses {
-    type Request = SearchCoursesRequest;
-    type Reply = SearchResults;
-    const ENDPOINT: Endpoint = subj::COURSE_SEARCH;
-}
+rpc!(SearchCourses, SearchCoursesRequest, SearchResults, subj::COURSE_SEARCH);
 
 #[cfg(test)]
 mod tests {

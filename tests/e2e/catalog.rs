@@ -350,6 +350,14 @@ pub async fn every_change_is_an_event_on_evt_catalog(infra: Arc<Infra>) -> Resul
     assert_eq!(event["actor"]["kind"], "user");
     assert_eq!(event["id"].as_str(), Some(msg_id.as_str()), "Nats-Msg-Id is the event id");
     assert_eq!(archived_events[0].0["data"]["course_id"], course["id"]);
+    // The relay drained the course's outbox once JetStream had the events.
+    let mongo = mongodb::Client::with_uri_str(&p.mongodb_url).await?;
+    let courses = mongo.database(&p.catalog_db).collection::<mongodb::bson::Document>("courses");
+    eventually(Duration::from_secs(5), "the course's outbox to drain", || async {
+        let stored = courses.find_one(mongodb::bson::doc! {"_id": id(&course)}).await?.context("the course")?;
+        Ok(stored.get_array("outbox").is_ok_and(|o| o.is_empty()).then_some(()))
+    })
+    .await?;
     p.shutdown().await;
     Ok(())
 }
@@ -425,6 +433,59 @@ pub async fn cached_reads_are_invalidated_on_every_replica(infra: Arc<Infra>) ->
             replica["endpoints"].as_array().unwrap().iter().find(|e| e["subject"] == get_subject.as_str()).unwrap();
         assert!(gets["num_requests"].as_u64().unwrap() > 0, "{replica}");
     }
+    p.shutdown().await;
+    Ok(())
+}
+
+pub async fn course_creation_honours_idempotency_keys(infra: Arc<Infra>) -> Result<()> {
+    let p = Platform::start(&infra, with_catalog(2)).await?;
+    let (_, teacher) = instructor(&p, "teacher@example.com").await?;
+    let (_, other) = instructor(&p, "other@example.com").await?;
+    let body = json!({"title": "Retry Safe", "language": "en", "level": "beginner",
+                      "price": {"amount_minor": 0, "currency": "EUR"}});
+    let create = |token: String, key: &'static str, body: Value| {
+        let p = &p;
+        async move {
+            let resp = p
+                .http
+                .post(p.url("/v1/courses"))
+                .bearer_auth(token)
+                .header("Idempotency-Key", key)
+                .json(&body)
+                .send()
+                .await?;
+            Ok::<_, anyhow::Error>((resp.status(), resp.json::<Value>().await?))
+        }
+    };
+    // Concurrent retries of one request (a client that timed out and retried) create one course.
+    let (a, b) =
+        tokio::join!(create(teacher.clone(), "key-1", body.clone()), create(teacher.clone(), "key-1", body.clone()));
+    let ((sa, a), (sb, b)) = (a?, b?);
+    assert_eq!((sa, sb), (StatusCode::CREATED, StatusCode::CREATED), "{a} {b}");
+    assert_eq!(a["id"], b["id"], "the retry got the first answer");
+    let (s, again) = create(teacher.clone(), "key-1", body.clone()).await?;
+    assert_eq!((s, &again["id"]), (StatusCode::CREATED, &a["id"]));
+    let draft = call(&p, Method::GET, &format!("/v1/courses/{}?draft=true", id(&a)), Some(&teacher), None).await?;
+    assert_eq!(draft.status, StatusCode::OK, "the course exists: {draft:?}");
+    let mine = call(&p, Method::GET, "/v1/courses?mine=true", Some(&teacher), None).await?;
+    assert_eq!(
+        mine.body["items"].as_array().map(Vec::len),
+        Some(1),
+        "one course, not two: {:?}",
+        mine.body["items"]
+            .as_array()
+            .map(|v| v.iter().map(|c| (c["id"].to_string(), c["slug"].to_string())).collect::<Vec<_>>())
+    );
+
+    // The same key with another request is a conflict naming the header.
+    let mut changed = body.clone();
+    changed["title"] = json!("Something Else");
+    let (s, reply) = create(teacher.clone(), "key-1", changed).await?;
+    assert_eq!((s, reply["code"].as_str()), (StatusCode::CONFLICT, Some("conflict")), "{reply}");
+    assert_eq!(reply["details"]["field"], "Idempotency-Key");
+    // Keys are per caller: another instructor's "key-1" is a new request (whose slug is taken).
+    let (s, reply) = create(other, "key-1", body).await?;
+    assert_eq!((s, reply["details"]["field"].as_str()), (StatusCode::CONFLICT, Some("slug")), "{reply}");
     p.shutdown().await;
     Ok(())
 }

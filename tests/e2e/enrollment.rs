@@ -15,7 +15,8 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::support::{
-    ADMIN, Reply, access_token, call, create_course, instructor, publish_with_lessons, stream_events, user,
+    ADMIN, Reply, access_token, call, create_course, instructor, publish_outline, publish_with_lessons, stream_events,
+    user,
 };
 
 fn options() -> Options {
@@ -53,31 +54,6 @@ async fn progress(p: &Platform, token: &str, enrollment: &str, lesson: &str, bod
 
 async fn detail(p: &Platform, token: &str, enrollment: &str) -> Result<Reply> {
     call(p, Method::GET, &format!("/v1/enrollments/{enrollment}"), Some(token), None).await
-}
-
-/// Replace the outline of `course` (as loaded, with its `version`) and publish it; returns the
-/// course as the publish answered (module and lesson ids included).
-async fn publish_outline(p: &Platform, token: &str, course: &Value, modules: Value) -> Result<Value> {
-    let cid = id(course);
-    let outlined = call(
-        p,
-        Method::PUT,
-        &format!("/v1/courses/{cid}/outline"),
-        Some(token),
-        Some(json!({"version": course["version"], "modules": modules})),
-    )
-    .await?;
-    anyhow::ensure!(outlined.status == StatusCode::OK, "outline of {cid} failed: {outlined:?}");
-    let published = call(
-        p,
-        Method::POST,
-        &format!("/v1/courses/{cid}/publish"),
-        Some(token),
-        Some(json!({"version": outlined.body["version"]})),
-    )
-    .await?;
-    anyhow::ensure!(published.status == StatusCode::OK, "publishing {cid} failed: {published:?}");
-    Ok(published.body)
 }
 
 /// The id of lesson `l` of module `m` of a course JSON.

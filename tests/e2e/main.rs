@@ -46,6 +46,7 @@ fn all() -> Vec<(&'static str, TestFn)> {
         catalog::listing_filters_and_cursor_pagination,
         catalog::every_change_is_an_event_on_evt_catalog,
         catalog::cached_reads_are_invalidated_on_every_replica,
+        catalog::course_creation_honours_idempotency_keys,
         enrollment::enrolling_is_idempotent_and_refuses_paid_and_draft_courses,
         enrollment::prerequisites_are_enforced_until_completed,
         enrollment::progress_to_completion_issues_a_certificate_and_events_once,

@@ -12,7 +12,7 @@ use coursebus_tests::{Infra, Options, Platform, eventually};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::support::{Reply, call, create_course, instructor};
+use crate::support::{Reply, call, create_course, instructor, publish_outline};
 
 /// How long an event may take to reach every search replica's index.
 const INDEXED_WITHIN: Duration = Duration::from_secs(10);
@@ -82,27 +82,8 @@ where
 /// the course as its instructor sees it after publishing.
 async fn publish(p: &Platform, token: &str, title: &str, extra: Value, lessons: &[&str]) -> Result<Value> {
     let course = create_course(p, token, title, extra).await?;
-    let id = course["id"].as_str().context("course id")?;
     let lessons: Vec<Value> = lessons.iter().map(|t| json!({"title": t, "kind": "video"})).collect();
-    let outlined = call(
-        p,
-        Method::PUT,
-        &format!("/v1/courses/{id}/outline"),
-        Some(token),
-        Some(json!({"version": course["version"], "modules": [{"title": "Module one", "lessons": lessons}]})),
-    )
-    .await?;
-    anyhow::ensure!(outlined.status == StatusCode::OK, "outline of {title} failed: {outlined:?}");
-    let published = call(
-        p,
-        Method::POST,
-        &format!("/v1/courses/{id}/publish"),
-        Some(token),
-        Some(json!({"version": outlined.body["version"]})),
-    )
-    .await?;
-    anyhow::ensure!(published.status == StatusCode::OK, "publishing {title} failed: {published:?}");
-    Ok(published.body)
+    publish_outline(p, token, &course, json!([{"title": "Module one", "lessons": lessons}])).await
 }
 
 async fn archive(p: &Platform, token: &str, course: &Value) -> Result<()> {

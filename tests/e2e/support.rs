@@ -97,17 +97,16 @@ pub async fn create_course(p: &Platform, token: &str, title: &str, extra: Value)
     Ok(reply.body)
 }
 
-/// Give a course a one-module outline of `lessons` required video lessons and publish it.
-/// Returns the published course (the working copy as the instructor sees it after publishing).
-pub async fn publish_with_lessons(p: &Platform, token: &str, course: &Value, lessons: usize) -> Result<Value> {
+/// Replace the outline of `course` (as loaded, with its `version`) and publish it; returns the
+/// course as the publish answered (module and lesson ids included).
+pub async fn publish_outline(p: &Platform, token: &str, course: &Value, modules: Value) -> Result<Value> {
     let id = course["id"].as_str().context("course id")?;
-    let lessons: Vec<Value> = (1..=lessons).map(|i| json!({"title": format!("Lesson {i}"), "kind": "video"})).collect();
     let outlined = call(
         p,
         Method::PUT,
         &format!("/v1/courses/{id}/outline"),
         Some(token),
-        Some(json!({"version": course["version"], "modules": [{"title": "Module 1", "lessons": lessons}]})),
+        Some(json!({"version": course["version"], "modules": modules})),
     )
     .await?;
     anyhow::ensure!(outlined.status == StatusCode::OK, "outline of {id} failed: {outlined:?}");
@@ -121,6 +120,12 @@ pub async fn publish_with_lessons(p: &Platform, token: &str, course: &Value, les
     .await?;
     anyhow::ensure!(published.status == StatusCode::OK, "publishing {id} failed: {published:?}");
     Ok(published.body)
+}
+
+/// Give a course a one-module outline of `lessons` required video lessons and publish it.
+pub async fn publish_with_lessons(p: &Platform, token: &str, course: &Value, lessons: usize) -> Result<Value> {
+    let lessons: Vec<Value> = (1..=lessons).map(|i| json!({"title": format!("Lesson {i}"), "kind": "video"})).collect();
+    publish_outline(p, token, course, json!([{"title": "Module 1", "lessons": lessons}])).await
 }
 
 /// Every message of `stream` whose subject is `subject`, as (envelope JSON, `Nats-Msg-Id`).

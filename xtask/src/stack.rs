@@ -170,6 +170,11 @@ pub fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
+/// Did a server fail to start because its port was taken?
+fn is_port_clash(err: &anyhow::Error) -> bool {
+    format!("{err:#}").to_lowercase().contains("address already in use")
+}
+
 /// Wait until `ready` holds, the server exits, or `timeout` passes.
 fn wait_ready(server: &mut Server, timeout: Duration, mut ready: impl FnMut() -> bool) -> Result<()> {
     let deadline = Instant::now() + timeout;
@@ -202,7 +207,20 @@ impl Nats {
 
     /// Start nats-server with `nats/dev.conf`, JetStream storing into `store_dir`, on the given
     /// ports (0 = pick free ones). Returns once JetStream reports healthy.
+    ///
+    /// A port picked here is free when picked but may be taken by another process before the
+    /// server binds it (parallel tests do this): then it starts again on new ports.
     pub fn start(tools: &Tools, store_dir: &Path, port: u16, monitor_port: u16, log: &Path) -> Result<Self> {
+        let mut attempt = 1;
+        loop {
+            match Self::start_once(tools, store_dir, port, monitor_port, log) {
+                Err(err) if attempt < 5 && (port == 0 || monitor_port == 0) && is_port_clash(&err) => attempt += 1,
+                other => return other,
+            }
+        }
+    }
+
+    fn start_once(tools: &Tools, store_dir: &Path, port: u16, monitor_port: u16, log: &Path) -> Result<Self> {
         std::fs::create_dir_all(store_dir)?;
         let port = if port == 0 { free_port()? } else { port };
         let monitor_port = if monitor_port == 0 { free_port()? } else { monitor_port };
@@ -247,6 +265,16 @@ pub struct Mongo {
 impl Mongo {
     /// Start it with its databases, pid and log files in `data_dir` (0 = a free port).
     pub fn start(tools: &Tools, data_dir: &Path, port: u16, log: &Path) -> Result<Self> {
+        let mut attempt = 1;
+        loop {
+            match Self::start_once(tools, data_dir, port, log) {
+                Err(err) if attempt < 5 && port == 0 && is_port_clash(&err) => attempt += 1,
+                other => return other,
+            }
+        }
+    }
+
+    fn start_once(tools: &Tools, data_dir: &Path, port: u16, log: &Path) -> Result<Self> {
         std::fs::create_dir_all(data_dir)?;
         let port = if port == 0 { free_port()? } else { port };
         let log_file = std::fs::File::create(log)?;

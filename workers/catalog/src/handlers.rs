@@ -17,13 +17,14 @@ use coursebus_contracts::catalog::{
 };
 use coursebus_contracts::identity::AccessClaims;
 use coursebus_contracts::validate::{Role, ValidationError};
-use coursebus_contracts::{Actor, ErrorBody, Event};
+use coursebus_contracts::{Actor, ErrorBody, Event, headers};
+use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use tokio::sync::{Notify, RwLock};
 use uuid::Uuid;
 
 use crate::domain;
-use crate::store::{CourseDoc, ListFilter, Pending, Store, StoreError, pending};
+use crate::store::{CourseDoc, IdempotentAnswer, ListFilter, Pending, Store, StoreError, pending};
 
 /// Published snapshots by `id:<uuid>` and `slug:<slug>`, dropped when a catalog event about the
 /// course arrives (every replica listens), and after [`Cache::TTL`] at the latest.
@@ -86,6 +87,33 @@ pub struct Catalog {
     pub cache: Cache,
     /// Wakes the outbox relay after a commit.
     pub relay: Arc<Notify>,
+}
+
+/// How long an `Idempotency-Key` is remembered.
+pub const IDEMPOTENCY_RETENTION: time::Duration = time::Duration::hours(24);
+
+/// A creating request's `Idempotency-Key`, scoped to its caller, with the request's fingerprint.
+struct IdempotencyKey {
+    key: String,
+    fingerprint: String,
+}
+
+impl IdempotencyKey {
+    fn new(caller: Uuid, key: &str, request: &impl serde::Serialize) -> Result<Self, ErrorBody> {
+        if key.is_empty() || key.len() > 255 {
+            return Err(
+                ValidationError::new(headers::IDEMPOTENCY_KEY, "Idempotency-Key must be 1-255 characters").into()
+            );
+        }
+        let bytes = serde_json::to_vec(request).map_err(|_| ErrorBody::internal())?;
+        let fingerprint = Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect();
+        Ok(Self { key: format!("course.create:{caller}:{key}"), fingerprint })
+    }
+
+    fn answer(&self, course: &Course) -> Result<IdempotentAnswer, ErrorBody> {
+        let response = serde_json::to_string(course).map_err(|_| ErrorBody::internal())?;
+        Ok(IdempotentAnswer { key: self.key.clone(), fingerprint: self.fingerprint.clone(), response })
+    }
 }
 
 fn store_err(err: StoreError) -> ErrorBody {
@@ -154,14 +182,56 @@ impl Catalog {
         if !me.has_role(Role::Instructor) && !me.has_role(Role::Admin) {
             return Err(ErrorBody::forbidden("only instructors create courses"));
         }
+        let key = match &ctx.idempotency_key {
+            Some(key) => Some(IdempotencyKey::new(me.sub, key, &req)?),
+            None => None,
+        };
+        if let Some(key) = &key
+            && let Some(course) = self.replay(key).await?
+        {
+            return Ok(course);
+        }
         let course = domain::new_course(&req, me.sub, OffsetDateTime::now_utc())?;
         self.check_prerequisites(&course.prerequisites).await?;
         let event = CourseChanged { course: course.clone() }.envelope(Actor::User { id: me.sub });
-        let doc = CourseDoc { working: course.clone(), published: None };
-        self.store.insert(&doc, vec![pending(&event, &ctx).map_err(store_err)?]).await.map_err(store_err)?;
+        let doc = CourseDoc::new(course.clone());
+        let answer = match &key {
+            Some(key) => Some(key.answer(&course)?),
+            None => None,
+        };
+        let events = vec![pending(&event, &ctx).map_err(store_err)?];
+        match self.store.insert(&doc, events, answer.as_ref()).await {
+            Ok(()) => {}
+            // A concurrent retry with the same key won the race: answer what it answered.
+            Err(StoreError::Duplicate) if key.is_some() => {
+                if let Some(key) = &key
+                    && let Some(course) = self.replay(key).await?
+                {
+                    return Ok(course);
+                }
+                return Err(store_err(StoreError::Duplicate));
+            }
+            Err(err) => return Err(store_err(err)),
+        }
         self.relay.notify_one();
         tracing::info!(course_id = %course.id, slug = %course.slug, "course created");
         Ok(course)
+    }
+
+    /// The course an earlier request with this key created (within [`IDEMPOTENCY_RETENTION`]).
+    async fn replay(&self, key: &IdempotencyKey) -> Result<Option<Course>, ErrorBody> {
+        let not_before = (OffsetDateTime::now_utc() - IDEMPOTENCY_RETENTION).unix_timestamp();
+        match self.store.idempotent_answer(&key.key, not_before).await.map_err(store_err)? {
+            None => Ok(None),
+            Some((fingerprint, _)) if fingerprint != key.fingerprint => {
+                Err(ErrorBody::conflict("this Idempotency-Key was already used with a different request")
+                    .with_details(serde_json::json!({ "field": headers::IDEMPOTENCY_KEY })))
+            }
+            Some((_, response)) => serde_json::from_str(&response).map(Some).map_err(|err| {
+                tracing::error!(error = %err, "stored idempotent answer does not decode");
+                ErrorBody::internal()
+            }),
+        }
     }
 
     /// Load a course for an edit by the caller at `version`.

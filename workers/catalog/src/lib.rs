@@ -129,23 +129,15 @@ fn course_of(payload: &[u8]) -> Option<uuid::Uuid> {
     data["course"]["id"].as_str().or_else(|| data["course_id"].as_str()).and_then(|s| s.parse().ok())
 }
 
-/// Publish outbox documents to JetStream (`Nats-Msg-Id` = event id, so a re-publish after a
-/// crash is dropped as a duplicate), then mark them. Woken after each commit; sweeps every 2 s
+/// Publish the events waiting in course documents to JetStream (`Nats-Msg-Id` = event id, so a re-publish after a
+/// crash is dropped as a duplicate), then pull them from the document. Woken after each commit; sweeps every 2 s
 /// for what another replica left behind.
 async fn relay(store: Store, js: jetstream::Context, wake: Arc<Notify>, shutdown: CancellationToken) {
-    let mut since_purge = std::time::Instant::now();
     loop {
         match relay_batch(&store, &js).await {
             Ok(n) if n > 0 => continue,
             Ok(_) => {}
             Err(err) => tracing::warn!(error = %err, "catalog outbox relay failed; will retry"),
-        }
-        if since_purge.elapsed() > Duration::from_secs(600) {
-            since_purge = std::time::Instant::now();
-            let day_ago = time::OffsetDateTime::now_utc() - time::Duration::days(1);
-            if let Err(err) = store.purge_published(day_ago.unix_timestamp_nanos() as i64).await {
-                tracing::warn!(error = %err, "outbox purge failed");
-            }
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -157,22 +149,25 @@ async fn relay(store: Store, js: jetstream::Context, wake: Arc<Notify>, shutdown
 
 async fn relay_batch(store: &Store, js: &jetstream::Context) -> Result<usize, CatalogError> {
     let pending = store.pending(100).await?;
-    if pending.is_empty() {
-        return Ok(0);
-    }
-    let mut acks = Vec::with_capacity(pending.len());
-    for p in &pending {
-        let mut headers = async_nats::HeaderMap::new();
-        for (k, v) in &p.headers {
-            headers.insert(k.as_str(), v.as_str());
+    let mut relayed = 0;
+    for (course, version, events) in pending {
+        let mut acks = Vec::with_capacity(events.len());
+        for p in &events {
+            let mut headers = async_nats::HeaderMap::new();
+            for (k, v) in &p.headers {
+                headers.insert(k.as_str(), v.as_str());
+            }
+            let message = PublishMessage::build().payload(p.payload.clone().into()).headers(headers).message_id(&p.id);
+            acks.push(
+                js.send_publish(p.subject.clone(), message).await.map_err(|e| CatalogError::Nats(e.to_string()))?,
+            );
         }
-        let message = PublishMessage::build().payload(p.payload.clone().into()).headers(headers).message_id(&p.id);
-        acks.push(js.send_publish(p.subject.clone(), message).await.map_err(|e| CatalogError::Nats(e.to_string()))?);
+        for ack in acks {
+            ack.await.map_err(|e| CatalogError::Nats(e.to_string()))?;
+        }
+        if store.mark_published(&course, version).await? {
+            relayed += events.len();
+        }
     }
-    for ack in acks {
-        ack.await.map_err(|e| CatalogError::Nats(e.to_string()))?;
-    }
-    let ids: Vec<String> = pending.iter().map(|p| p.id.clone()).collect();
-    store.mark_published(&ids).await?;
-    Ok(ids.len())
+    Ok(relayed)
 }

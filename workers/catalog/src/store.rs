@@ -1,5 +1,12 @@
-//! The catalog's MongoDB store: one document per course (working copy + published snapshot)
-//! and a transactional outbox collection relayed to JetStream.
+//! The catalog's MongoDB store: one document per course holding the working copy, the published
+//! snapshot, the course's pending events (its outbox) and the answers to the idempotency keys
+//! that created it.
+//!
+//! Every write is a single-document operation, atomic in MongoDB without a multi-document
+//! transaction: the course and its events commit together, and the relay (`lib.rs`) publishes
+//! events and then pulls them from the document. (Multi-document transactions would work on a
+//! MongoDB replica set, but the MongoDB-wire server used in tests and `xtask up` does not
+//! isolate concurrent transactions, so the design does not rely on them.)
 
 use coursebus_bus::CallContext;
 use coursebus_contracts::catalog::{Course, CourseStatus, Level, PriceFilter};
@@ -53,12 +60,22 @@ fn is_duplicate(err: &mongodb::error::Error) -> bool {
 pub struct CourseDoc {
     pub working: Course,
     pub published: Option<Course>,
+    /// Events not yet relayed, oldest first (as loaded; a write appends its own).
+    pub outbox: Vec<Pending>,
 }
 
 impl CourseDoc {
-    fn to_document(&self) -> Result<Document> {
+    pub fn new(working: Course) -> Self {
+        Self { working, published: None, outbox: Vec::new() }
+    }
+
+    /// The stored document with `events` appended to the outbox (`_id` included).
+    fn to_document(&self, events: Vec<Pending>) -> Result<Document> {
         let w = &self.working;
+        let outbox = outbox_entries(self.outbox.iter().cloned().chain(events))?;
         Ok(doc! {
+            "outbox_pending": !outbox.is_empty(),
+            "outbox": outbox,
             "_id": w.id.to_string(),
             "slug": &w.slug,
             "instructor_id": w.instructor_id.to_string(),
@@ -75,7 +92,11 @@ impl CourseDoc {
             None | Some(Bson::Null) => None,
             Some(p) => Some(from_bson(p)?),
         };
-        Ok(Self { working, published })
+        let outbox = match d.get_array("outbox") {
+            Ok(entries) => entries.iter().filter_map(|e| pending_from(e.as_document()?)).collect(),
+            Err(_) => Vec::new(),
+        };
+        Ok(Self { working, published, outbox })
     }
 }
 
@@ -95,6 +116,16 @@ fn level_str(level: Level) -> &'static str {
     }
 }
 
+/// The answer to a creating request, stored under its caller-scoped idempotency key.
+#[derive(Debug, Clone)]
+pub struct IdempotentAnswer {
+    pub key: String,
+    /// Hex SHA-256 of the request: the same key with another request is a conflict.
+    pub fingerprint: String,
+    /// The reply, as JSON.
+    pub response: String,
+}
+
 /// An event waiting in the outbox.
 #[derive(Debug, Clone)]
 pub struct Pending {
@@ -106,7 +137,6 @@ pub struct Pending {
 
 #[derive(Debug, Clone)]
 pub struct Store {
-    client: Client,
     db: Database,
 }
 
@@ -128,7 +158,7 @@ impl Store {
     pub async fn connect(uri: &str, db: &str) -> Result<Self> {
         let client = Client::with_uri_str(uri).await?;
         let db = client.database(db);
-        let store = Self { client, db };
+        let store = Self { db };
         store
             .courses()
             .create_index(
@@ -139,16 +169,15 @@ impl Store {
             )
             .await?;
         store.courses().create_index(IndexModel::builder().keys(doc! { "instructor_id": 1 }).build()).await?;
-        store.outbox().create_index(IndexModel::builder().keys(doc! { "published": 1, "seq": 1 }).build()).await?;
+        // No index on `idempotency.key`: the MongoDB-wire server used here answers nothing for a
+        // query on an indexed path inside an array (a course has at most one answer, from its
+        // creation, and the lookup is rare: only retries).
+        store.courses().create_index(IndexModel::builder().keys(doc! { "outbox_pending": 1 }).build()).await?;
         Ok(store)
     }
 
     fn courses(&self) -> Collection<Document> {
         self.db.collection("courses")
-    }
-
-    fn outbox(&self) -> Collection<Document> {
-        self.db.collection("outbox")
     }
 
     pub async fn ping(&self) -> Result<()> {
@@ -168,53 +197,56 @@ impl Store {
         }
     }
 
-    /// Insert a new course with its events, atomically.
-    pub async fn insert(&self, course: &CourseDoc, events: Vec<Pending>) -> Result<()> {
-        let mut session = self.client.start_session().await?;
-        session.start_transaction().await?;
-        let inserted = self.courses().insert_one(course.to_document()?).session(&mut session).await;
-        if let Err(err) = inserted {
-            let _ = session.abort_transaction().await;
-            return Err(if is_duplicate(&err) { StoreError::Duplicate } else { err.into() });
+    /// Insert a new course with its events (and the answer to its idempotency key), atomically.
+    /// A taken slug, or a concurrent request with the same key, fails with [`StoreError::Duplicate`].
+    pub async fn insert(&self, course: &CourseDoc, events: Vec<Pending>, key: Option<&IdempotentAnswer>) -> Result<()> {
+        let mut document = course.to_document(events)?;
+        let answers: Vec<Bson> = key
+            .map(|k| {
+                Bson::Document(doc! {
+                    "key": &k.key, "fingerprint": &k.fingerprint, "response": &k.response,
+                    "created_at": time::OffsetDateTime::now_utc().unix_timestamp(),
+                })
+            })
+            .into_iter()
+            .collect();
+        document.insert("idempotency", answers);
+        match self.courses().insert_one(document).await {
+            Ok(_) => Ok(()),
+            Err(err) if is_duplicate(&err) => Err(StoreError::Duplicate),
+            Err(err) => Err(err.into()),
         }
-        self.enqueue(&mut session, events).await?;
-        session.commit_transaction().await?;
-        Ok(())
     }
 
-    /// Replace a course if it is still at `expected_version`; false when someone else wrote first.
+    /// Replace a course if it is still at `expected_version`, its outbox (as loaded) followed by
+    /// `events`; false when someone else wrote first.
     pub async fn replace(&self, course: &CourseDoc, expected_version: u64, events: Vec<Pending>) -> Result<bool> {
-        let mut session = self.client.start_session().await?;
-        session.start_transaction().await?;
         let filter = doc! { "_id": course.working.id.to_string(), "version": expected_version as i64 };
-        let replaced = match self.courses().replace_one(filter, course.to_document()?).session(&mut session).await {
-            Ok(r) => r,
-            Err(err) => {
-                let _ = session.abort_transaction().await;
-                return Err(if is_duplicate(&err) { StoreError::Duplicate } else { err.into() });
-            }
-        };
-        if replaced.matched_count == 0 {
-            let _ = session.abort_transaction().await;
-            return Ok(false);
+        let mut set = course.to_document(events)?;
+        set.remove("_id");
+        match self.courses().update_one(filter, doc! { "$set": set }).await {
+            Ok(r) => Ok(r.matched_count == 1),
+            Err(err) if is_duplicate(&err) => Err(StoreError::Duplicate),
+            Err(err) => Err(err.into()),
         }
-        self.enqueue(&mut session, events).await?;
-        session.commit_transaction().await?;
-        Ok(true)
     }
 
-    async fn enqueue(&self, session: &mut mongodb::ClientSession, events: Vec<Pending>) -> Result<()> {
-        let now = time::OffsetDateTime::now_utc();
-        for (i, e) in events.into_iter().enumerate() {
-            let headers: Document = e.headers.into_iter().map(|(k, v)| (k, Bson::String(v))).collect();
-            let seq = now.unix_timestamp_nanos() as i64 + i as i64;
-            let payload = String::from_utf8(e.payload).map_err(|err| StoreError::Mapping(err.to_string()))?;
-            self.outbox()
-                .insert_one(doc! { "_id": e.id, "subject": e.subject, "payload": payload, "headers": headers, "seq": seq, "published": false })
-                .session(&mut *session)
-                .await?;
-        }
-        Ok(())
+    /// The stored answer to an earlier request with this idempotency key, and its fingerprint.
+    pub async fn idempotent_answer(&self, key: &str, not_before_unix: i64) -> Result<Option<(String, String)>> {
+        let Some(found) = self.courses().find_one(doc! { "idempotency.key": key }).await? else {
+            return Ok(None);
+        };
+        let answers = found.get_array("idempotency").map_err(|e| StoreError::Mapping(e.to_string()))?;
+        Ok(answers.iter().filter_map(Bson::as_document).find_map(|a| {
+            let created_at = match a.get("created_at") {
+                Some(Bson::Int64(t)) => *t,
+                Some(Bson::Int32(t)) => i64::from(*t),
+                _ => return None,
+            };
+            let fresh = created_at >= not_before_unix;
+            (a.get_str("key").ok()? == key && fresh)
+                .then(|| Some((a.get_str("fingerprint").ok()?.to_owned(), a.get_str("response").ok()?.to_owned())))?
+        }))
     }
 
     pub async fn list(&self, filter: &ListFilter) -> Result<Vec<CourseDoc>> {
@@ -261,34 +293,65 @@ impl Store {
         Ok(docs.iter().filter_map(|d| d.get_str("_id").ok().map(str::to_owned)).collect())
     }
 
-    pub async fn pending(&self, limit: i64) -> Result<Vec<Pending>> {
-        let cursor = self.outbox().find(doc! { "published": false }).sort(doc! { "seq": 1 }).limit(limit).await?;
+    /// Courses with events waiting (at most `limit`): id, version, events in order.
+    pub async fn pending(&self, limit: i64) -> Result<Vec<(String, i64, Vec<Pending>)>> {
+        let cursor = self
+            .courses()
+            .find(doc! { "outbox_pending": true })
+            .projection(doc! { "_id": 1, "version": 1, "outbox": 1 })
+            .limit(limit)
+            .await?;
         let docs: Vec<Document> = cursor.try_collect().await?;
         Ok(docs
             .into_iter()
             .filter_map(|d| {
-                Some(Pending {
-                    id: d.get_str("_id").ok()?.to_owned(),
-                    subject: d.get_str("subject").ok()?.to_owned(),
-                    payload: d.get_str("payload").ok()?.as_bytes().to_vec(),
-                    headers: d
-                        .get_document("headers")
-                        .map(|h| h.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned()))).collect())
-                        .unwrap_or_default(),
-                })
+                let id = d.get_str("_id").ok()?.to_owned();
+                let version = match d.get("version")? {
+                    Bson::Int64(v) => *v,
+                    Bson::Int32(v) => i64::from(*v),
+                    _ => return None,
+                };
+                let events =
+                    d.get_array("outbox").ok()?.iter().filter_map(|e| pending_from(e.as_document()?)).collect();
+                Some((id, version, events))
             })
             .collect())
     }
 
-    pub async fn mark_published(&self, ids: &[String]) -> Result<()> {
-        self.outbox().update_many(doc! { "_id": { "$in": ids } }, doc! { "$set": { "published": true } }).await?;
-        Ok(())
+    /// Empty a course's outbox after relaying it, unless the course was written since it was
+    /// read (then the next sweep relays again; JetStream drops the repeats by `Nats-Msg-Id`).
+    pub async fn mark_published(&self, course: &str, version: i64) -> Result<bool> {
+        let cleared = self
+            .courses()
+            .update_one(
+                doc! { "_id": course, "version": version },
+                doc! { "$set": { "outbox": Vec::<Bson>::new(), "outbox_pending": false } },
+            )
+            .await?;
+        Ok(cleared.matched_count == 1)
     }
+}
 
-    pub async fn purge_published(&self, older_than_nanos: i64) -> Result<()> {
-        self.outbox().delete_many(doc! { "published": true, "seq": { "$lt": older_than_nanos } }).await?;
-        Ok(())
-    }
+fn outbox_entries(events: impl Iterator<Item = Pending>) -> Result<Vec<Bson>> {
+    events
+        .map(|e| {
+            let headers: Document = e.headers.into_iter().map(|(k, v)| (k, Bson::String(v))).collect();
+            let payload = String::from_utf8(e.payload).map_err(|err| StoreError::Mapping(err.to_string()))?;
+            Ok(Bson::Document(doc! { "id": e.id, "subject": e.subject, "payload": payload, "headers": headers }))
+        })
+        .collect()
+}
+
+fn pending_from(d: &Document) -> Option<Pending> {
+    Some(Pending {
+        id: d.get_str("id").ok()?.to_owned(),
+        subject: d.get_str("subject").ok()?.to_owned(),
+        payload: d.get_str("payload").ok()?.as_bytes().to_vec(),
+        headers: d
+            .get_document("headers")
+            .map(|h| h.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned()))).collect())
+            .unwrap_or_default(),
+    })
 }
 
 /// An event for the outbox, with the caller's request id and trace.
