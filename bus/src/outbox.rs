@@ -2,24 +2,27 @@
 //! transaction ([`enqueue`]); the [`Relay`] publishes pending events to JetStream with
 //! `Nats-Msg-Id` = event id and marks them published only after JetStream acknowledged them.
 //!
+//! After committing, the writer wakes its own replica's relay ([`Waker::wake`]); every relay
+//! also sweeps once a second, which picks up what a crashed replica committed. (No
+//! `NOTIFY`: PostgreSQL serialises the commits of notifying transactions on a global lock,
+//! which caps write throughput.)
+//!
 //! A relay that dies between publishing and marking re-publishes the same ids on restart, and
 //! JetStream drops them as duplicates (within [`crate::streams::DUPLICATE_WINDOW`]): an event
 //! reaches its stream exactly once. Several replicas relay concurrently (`FOR UPDATE SKIP LOCKED`).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, context::PublishAckFuture, message::PublishMessage};
 use coursebus_contracts::{Event, EventEnvelope, headers};
-use sqlx::postgres::PgListener;
 use sqlx::{PgConnection, PgPool};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::{BusError, CallContext};
-
-/// The channel `enqueue` notifies so relays wake at once.
-const CHANNEL: &str = "cb_outbox";
 
 /// The outbox table, owned by this module and created in each worker's own database.
 const SCHEMA: &str = r#"
@@ -61,8 +64,17 @@ pub async fn enqueue<E: Event>(
         .bind(serde_json::Value::Object(hdrs))
         .execute(&mut *tx)
         .await?;
-    sqlx::query("SELECT pg_notify($1, '')").bind(CHANNEL).execute(&mut *tx).await?;
     Ok(())
+}
+
+/// Wakes a relay after a commit that enqueued events.
+#[derive(Debug, Clone, Default)]
+pub struct Waker(Arc<Notify>);
+
+impl Waker {
+    pub fn wake(&self) {
+        self.0.notify_one();
+    }
 }
 
 /// Publishes pending outbox rows to JetStream.
@@ -71,8 +83,9 @@ pub struct Relay {
     pool: PgPool,
     js: jetstream::Context,
     batch: i64,
-    /// A safety net for a missed notification (e.g. while the listener reconnects).
-    fallback_poll: Duration,
+    wake: Waker,
+    /// The sweep for events nobody woke this relay for (another replica's, after a crash).
+    sweep: Duration,
     /// Published rows are deleted after this long.
     keep_published: Duration,
 }
@@ -92,31 +105,21 @@ impl Relay {
             pool,
             js,
             batch: 256,
-            fallback_poll: Duration::from_secs(5),
+            wake: Waker::default(),
+            sweep: Duration::from_secs(1),
             keep_published: Duration::from_secs(24 * 3600),
         }
     }
 
+    /// What the worker's handlers call after a commit that enqueued events.
+    pub fn waker(&self) -> Waker {
+        self.wake.clone()
+    }
+
     /// Relay until shutdown. Errors (NATS or PostgreSQL down) are logged and retried.
     pub async fn run(self, shutdown: CancellationToken) {
-        let mut listener = None;
         let mut since_cleanup = std::time::Instant::now();
         loop {
-            if listener.is_none() {
-                listener = match PgListener::connect_with(&self.pool).await {
-                    Ok(mut l) => match l.listen(CHANNEL).await {
-                        Ok(()) => Some(l),
-                        Err(err) => {
-                            tracing::warn!(error = %err, "outbox relay could not LISTEN");
-                            None
-                        }
-                    },
-                    Err(err) => {
-                        tracing::warn!(error = %err, "outbox relay could not connect a listener");
-                        None
-                    }
-                };
-            }
             // Drain everything pending, batch by batch.
             let mut failed = false;
             loop {
@@ -139,20 +142,10 @@ impl Relay {
                     tracing::warn!(error = %err, "outbox cleanup failed");
                 }
             }
-            let wait = if failed { Duration::from_secs(1) } else { self.fallback_poll };
+            let wait = if failed { Duration::from_secs(1) } else { self.sweep };
             tokio::select! {
                 _ = shutdown.cancelled() => return,
-                notified = async {
-                    match listener.as_mut() {
-                        Some(l) => l.recv().await.map(|_| ()),
-                        None => std::future::pending().await,
-                    }
-                } => {
-                    if let Err(err) = notified {
-                        tracing::warn!(error = %err, "outbox listener lost its connection");
-                        listener = None;
-                    }
-                }
+                _ = self.wake.0.notified() => {}
                 _ = tokio::time::sleep(wait) => {}
             }
         }

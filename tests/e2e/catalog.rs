@@ -210,6 +210,8 @@ pub async fn bad_course_input_names_the_field(infra: Arc<Infra>) -> Result<()> {
                       "price": {"amount_minor": 0, "currency": "EUR"}});
     let cases: Vec<(Value, Option<&str>)> = vec![
         (json!({"title": "  "}), Some("title")),
+        (json!({"title": "x".repeat(10_000)}), Some("title")),
+        (json!({"summary": "x".repeat(100_000)}), Some("summary")),
         (json!({"language": "english"}), Some("language")),
         (json!({"price": {"amount_minor": -1, "currency": "EUR"}}), Some("price.amount_minor")),
         (json!({"price": {"amount_minor": 100, "currency": "euro"}}), Some("price.currency")),

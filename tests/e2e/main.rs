@@ -6,6 +6,7 @@
 mod auth;
 mod catalog;
 mod enrollment;
+mod journey;
 mod operations;
 mod search;
 mod support;
@@ -60,6 +61,7 @@ fn all() -> Vec<(&'static str, TestFn)> {
         search::archiving_removes_a_course_from_search,
         search::a_replica_started_later_catches_up_by_itself,
         search::bad_input_is_400_invalid_input,
+        journey::instructor_publishes_student_finds_enrols_completes,
         operations::replicas_share_requests_and_answer_the_micro_protocol,
         operations::no_identity_replica_means_503_within_a_second,
         operations::registration_event_reaches_the_stream_once_across_a_relay_restart,

@@ -434,3 +434,18 @@ mod tests {
         assert_eq!(page_limit(Some(101), 20).unwrap_err().field, "limit");
     }
 }
+
+/// `t` at PostgreSQL's precision (microseconds), so what a write answers equals what a later
+/// read returns.
+pub fn to_micros(t: OffsetDateTime) -> OffsetDateTime {
+    t.replace_nanosecond(t.nanosecond() / 1_000 * 1_000).unwrap_or(t)
+}
+
+#[cfg(test)]
+mod precision_tests {
+    #[test]
+    fn timestamps_are_cut_to_microseconds() {
+        let t = time::macros::datetime!(2026-11-25 10:00:00.123_456_789 UTC);
+        assert_eq!(super::to_micros(t), time::macros::datetime!(2026-11-25 10:00:00.123_456 UTC));
+    }
+}

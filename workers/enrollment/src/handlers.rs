@@ -35,6 +35,11 @@ pub struct Enrollments {
     pub bus: Bus,
     /// Deadline of a catalog call (shorter than the gateway's own deadline).
     pub catalog_deadline: Duration,
+    /// Wakes this replica's outbox relay after a commit with events.
+    pub outbox: outbox::Waker,
+    /// Course versions this replica has seen committed to `course_versions` (rows there are
+    /// never changed or deleted, so the insert can be skipped).
+    pub pinned: std::sync::Mutex<std::collections::HashSet<(Uuid, u64)>>,
 }
 
 /// Log a database error and answer `internal` (the client never sees database details).
@@ -139,7 +144,7 @@ impl Enrollments {
 
         let outline = domain::pin(&course);
         let version = course.published_version.unwrap_or(course.version);
-        let now = OffsetDateTime::now_utc();
+        let now = domain::to_micros(OffsetDateTime::now_utc());
         let id = Uuid::now_v7();
         let mut tx = self.pool.begin().await.map_err(db)?;
         let pinned = PinnedCourse {
@@ -150,7 +155,10 @@ impl Enrollments {
             slug: &course.slug,
             outline: &outline,
         };
-        store::pin_version(&mut tx, &pinned).await.map_err(db)?;
+        let known = self.pinned.lock().is_ok_and(|p| p.contains(&(course.id, version)));
+        if !known {
+            store::pin_version(&mut tx, &pinned).await.map_err(db)?;
+        }
         let created = store::insert_enrollment(&mut tx, id, me.sub, course.id, version, outline.required_total(), now)
             .await
             .map_err(db)?;
@@ -172,12 +180,32 @@ impl Enrollments {
         }
         .envelope(user_actor(&me));
         outbox::enqueue(&mut tx, &event, Some(&ctx)).await.map_err(bus)?;
-        let row = store::enrollment(&mut tx, id).await.map_err(db)?.ok_or_else(ErrorBody::internal)?;
+        // The new row is exactly what was inserted: answer without reading it back.
+        let row = EnrollmentRow {
+            id,
+            user_id: me.sub,
+            course_id: course.id,
+            course_version: i64::try_from(version).unwrap_or(i64::MAX),
+            status: "active".into(),
+            required_total: i32::try_from(outline.required_total()).unwrap_or(i32::MAX),
+            required_done: 0,
+            enrolled_at: now,
+            completed_at: None,
+            cancelled_at: None,
+            last_activity_at: None,
+            course_title: course.title.clone(),
+            course_slug: course.slug.clone(),
+            certificate_code: None,
+        };
         let reply = EnrollReply { created: true, enrollment: row.to_enrollment().map_err(db)? };
         if let Some(idem) = &idem {
             idem.record(&mut tx, &reply).await?;
         }
         tx.commit().await.map_err(db)?;
+        self.outbox.wake();
+        if let Ok(mut p) = self.pinned.lock() {
+            p.insert((course.id, version));
+        }
         tracing::info!(enrollment_id = %id, user_id = %me.sub, course_id = %course.id, course_version = version, "enrolled");
         Ok(reply)
     }
@@ -218,6 +246,7 @@ impl Enrollments {
         outbox::enqueue(&mut tx, &event, Some(&ctx)).await.map_err(bus)?;
         let row = store::enrollment(&mut tx, row.id).await.map_err(db)?.ok_or_else(ErrorBody::internal)?;
         tx.commit().await.map_err(db)?;
+        self.outbox.wake();
         tracing::info!(enrollment_id = %row.id, user_id = %me.sub, course_id = %row.course_id, "unenrolled");
         row.to_enrollment().map_err(db)
     }
@@ -309,6 +338,7 @@ impl Enrollments {
         }
         let after = store::enrollment(&mut tx, row.id).await.map_err(db)?.ok_or_else(ErrorBody::internal)?;
         tx.commit().await.map_err(db)?;
+        self.outbox.wake();
         Ok(ProgressReply {
             lesson: domain::lesson_view(lesson, &merged.record),
             enrollment: after.to_enrollment().map_err(db)?,

@@ -90,7 +90,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Enro
     .await?;
 
     let bus = Bus::new(client.clone(), config.call_deadline);
+    let relay = outbox::Relay::new(pool.clone(), js);
     let enrollments = Arc::new(Enrollments {
+        outbox: relay.waker(),
+        pinned: Default::default(),
         pool: pool.clone(),
         verifier: JwtVerifier::new(BusJwks(bus.clone())),
         bus,
@@ -119,7 +122,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Enro
     serve!(CheckAccess, check_access);
     tracing::info!(endpoints = 8, first = %<Enroll as Rpc>::ENDPOINT.subject(), "enrollment serving");
 
-    let relay = tokio::spawn(outbox::Relay::new(pool.clone(), js).run(shutdown.clone()));
+    let relay = tokio::spawn(relay.run(shutdown.clone()));
     let housekeeping = {
         let (pool, shutdown) = (pool.clone(), shutdown.clone());
         tokio::spawn(async move {

@@ -13,6 +13,9 @@ async fn main() -> anyhow::Result<()> {
     let nats_url = env("CB_NATS_URL").unwrap_or_else(|| "nats://127.0.0.1:4222".into());
     let database_url = env("CB_ENROLLMENT_DATABASE_URL").context("CB_ENROLLMENT_DATABASE_URL is required")?;
     let mut config = Config::new(nats_url, database_url);
+    if let Some(n) = env("CB_ENROLLMENT_DB_MAX_CONNECTIONS") {
+        config.db_max_connections = n.parse().context("CB_ENROLLMENT_DB_MAX_CONNECTIONS must be a number")?;
+    }
     if let Some(replicas) = env("CB_STREAM_REPLICAS") {
         config.stream_replicas = replicas.parse().context("CB_STREAM_REPLICAS must be a number")?;
     }

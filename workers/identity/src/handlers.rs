@@ -44,6 +44,8 @@ pub struct Identity {
     pub keys: Arc<KeyRing>,
     pub verifier: Arc<JwtVerifier>,
     pub tokens: TokenPolicy,
+    /// Wakes this replica's outbox relay after a commit with events.
+    pub outbox: outbox::Waker,
 }
 
 /// Log a database error and answer `internal` (the client never sees database details).
@@ -128,6 +130,7 @@ impl Identity {
             idem.record(&mut tx, &profile).await?;
         }
         tx.commit().await.map_err(db)?;
+        self.outbox.wake();
         tracing::info!(user_id = %id, "user registered");
         Ok(profile)
     }
@@ -243,6 +246,7 @@ impl Identity {
             outbox::enqueue(&mut tx, &event, Some(&ctx)).await.map_err(bus)?;
         }
         tx.commit().await.map_err(db)?;
+        self.outbox.wake();
         Ok(profile)
     }
 
@@ -307,6 +311,7 @@ impl Identity {
         };
         let roles = store::roles(&mut tx, user).await.map_err(db)?;
         tx.commit().await.map_err(db)?;
+        self.outbox.wake();
         if changed {
             tracing::info!(user_id = %user, role = %role, change = ?change, by = %admin, "role changed");
         }

@@ -114,7 +114,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Iden
 
     let keys = Arc::new(KeyRing::default());
     refresh_keys(&pool, &keys, &config).await?;
+    let relay = outbox::Relay::new(pool.clone(), js);
     let identity = Arc::new(Identity {
+        outbox: relay.waker(),
         pool: pool.clone(),
         passwords: Passwords::new(config.hash_cost)?,
         keys: keys.clone(),
@@ -148,7 +150,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Iden
     serve!(GetJwks, jwks);
     tracing::info!(endpoints = 9, first = %<Register as Rpc>::ENDPOINT.subject(), "identity serving");
 
-    let relay = tokio::spawn(outbox::Relay::new(pool.clone(), js).run(shutdown.clone()));
+    let relay = tokio::spawn(relay.run(shutdown.clone()));
     let housekeeping = {
         let (pool, keys, config, shutdown) = (pool.clone(), keys.clone(), config.clone(), shutdown.clone());
         tokio::spawn(async move {

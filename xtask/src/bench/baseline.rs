@@ -90,7 +90,7 @@ struct Monolith {
 }
 
 async fn monolith(listen: SocketAddr, db: &str, jwks: &str) -> Result<()> {
-    let pool = sqlx::postgres::PgPoolOptions::new().max_connections(32).connect(db).await?;
+    let pool = sqlx::postgres::PgPoolOptions::new().max_connections(super::MONOLITH_DB_CONNECTIONS).connect(db).await?;
     sqlx::raw_sql(SCHEMA).execute(&pool).await?;
     let set: JwkSet = reqwest::get(jwks).await?.json().await.context("reading the JWKS")?;
     let mut keys = Vec::new();

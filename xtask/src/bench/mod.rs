@@ -28,6 +28,8 @@ use load::{Sample, closed_loop, median};
 pub use baseline::serve;
 
 const CONCURRENCY: usize = 64;
+/// The monolith's database pool; the platform's enrollment replicas share the same number.
+pub(crate) const MONOLITH_DB_CONNECTIONS: u32 = 32;
 const COURSES: usize = 500;
 /// Learners per connection: with [`COURSES`] courses each connection has 4 × 500 distinct
 /// (learner, course) pairs, so every enrolment the bench sends is a new one.
@@ -87,7 +89,8 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
     }
     let tools = Tools::ensure(&root)?;
     let dir = tempfile::Builder::new().prefix("coursebus-bench-").tempdir()?;
-    let logs = dir.path().join("logs");
+    // Logs outlive the run (the servers' data does not).
+    let logs = target.join("bench/logs");
     std::fs::create_dir_all(&logs)?;
     eprintln!("bench: starting the stack (logs in {})", logs.display());
     let nats = Nats::start(&tools, &dir.path().join("nats"), 0, 0, &logs.join("nats.log"))?;
@@ -113,7 +116,10 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
         cmd.env("CB_NATS_URL", nats.url()).env("CB_CATALOG_MONGODB_URL", mongo.url());
         procs.push(start(cmd, &format!("catalog-{replica}"), &logs)?);
         let mut cmd = Command::new(bin("coursebus-worker-enrollment"));
-        cmd.env("CB_NATS_URL", nats.url()).env("CB_ENROLLMENT_DATABASE_URL", pg.url("enrollment"));
+        // Both replicas together get the monolith's 32 database connections.
+        cmd.env("CB_NATS_URL", nats.url())
+            .env("CB_ENROLLMENT_DATABASE_URL", pg.url("enrollment"))
+            .env("CB_ENROLLMENT_DB_MAX_CONNECTIONS", (MONOLITH_DB_CONNECTIONS / 2).to_string());
         procs.push(start(cmd, &format!("enrollment-{replica}"), &logs)?);
         let mut cmd = Command::new(bin("xtask"));
         cmd.args(["__bench-serve", "echo", &nats.url()]);
