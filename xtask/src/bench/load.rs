@@ -73,10 +73,11 @@ where
     }
 }
 
-/// The run with the median throughput of `samples` (its latencies go with it).
-pub fn median(mut samples: Vec<Sample>) -> Sample {
-    samples.sort_by(|a, b| a.rps.total_cmp(&b.rps));
-    samples[samples.len() / 2]
+/// The run with the median throughput (its latencies, and whatever else was recorded with it,
+/// go with it).
+pub fn median<T: Clone>(mut samples: Vec<(Sample, T)>) -> (Sample, T) {
+    samples.sort_by(|a, b| a.0.rps.total_cmp(&b.0.rps));
+    samples[samples.len() / 2].clone()
 }
 
 #[cfg(test)]
@@ -99,6 +100,6 @@ mod tests {
     #[test]
     fn median_picks_the_middle_throughput() {
         let s = |rps| Sample { requests: 0, errors: 0, rps, p50: Duration::ZERO, p99: Duration::ZERO };
-        assert_eq!(median(vec![s(3.0), s(1.0), s(2.0)]).rps, 2.0);
+        assert_eq!(median(vec![(s(3.0), 'c'), (s(1.0), 'a'), (s(2.0), 'b')]).1, 'b');
     }
 }

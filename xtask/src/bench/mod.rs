@@ -9,6 +9,7 @@
 //! the median throughput is reported.
 
 mod baseline;
+pub mod cpu;
 pub mod load;
 
 use std::path::{Path, PathBuf};
@@ -152,7 +153,19 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
         wait_http(&format!("{monolith}/v1/courses/{}", fixture.courses[0]), &mut procs).await.ok();
         load_monolith(&monolith, &fixture.snapshots).await?;
         let nats_client = async_nats::connect(nats.url()).await?;
-        measure(settings, &fixture, &gateway, &monolith, &format!("http://{hello}/"), nats_client).await
+        let mut meter = cpu::CpuMeter::default();
+        for p in procs.iter() {
+            if let Some(pid) = p.pid() {
+                meter.add(p.name.split('-').next().unwrap_or(&p.name), pid);
+            }
+        }
+        for (name, server) in [("nats-server", &nats.server), ("postgres", &pg.server), ("mongodb", &mongo.server)] {
+            if let Some(pid) = server.pid() {
+                meter.add(name, pid);
+            }
+        }
+        meter.add_alone("load generator", std::process::id());
+        measure(settings, &fixture, &gateway, &monolith, &format!("http://{hello}/"), nats_client, &meter).await
     });
     for mut p in procs.into_iter().rev() {
         p.stop(Duration::from_secs(5));
@@ -342,6 +355,9 @@ impl Scenario {
     }
 }
 
+/// One run of a scenario: its latencies and throughput, and the CPU µs per request of each part.
+type Measured = (Sample, Vec<(String, f64)>);
+
 /// Per-connection cursors into the (learner, course) pairs, so no pair is sent twice.
 struct Pairs {
     next: Vec<AtomicUsize>,
@@ -369,17 +385,19 @@ async fn measure(
     monolith: &str,
     hello: &str,
     nats: async_nats::Client,
+    meter: &cpu::CpuMeter,
 ) -> Result<String> {
     let http = reqwest::Client::builder().pool_max_idle_per_host(CONCURRENCY).build()?;
     let courses = Arc::new(fixture.courses.clone());
     let learners = Arc::new(fixture.learners.clone());
     let platform_pairs = Arc::new(Pairs::new());
     let monolith_pairs = Arc::new(Pairs::new());
-    let mut samples: Vec<(Scenario, Vec<Sample>)> = Scenario::ALL.iter().map(|s| (*s, Vec::new())).collect();
+    let mut samples: Vec<(Scenario, Vec<Measured>)> = Scenario::ALL.iter().map(|s| (*s, Vec::new())).collect();
     for run in 1..=settings.runs {
         for (scenario, results) in &mut samples {
             eprintln!("bench: run {run}/{}: {}", settings.runs, scenario.label());
             let reads = Arc::new(AtomicUsize::new(0));
+            let cpu_before = meter.snapshot();
             let (warmup, duration) = (settings.warmup, settings.duration);
             let sample = match *scenario {
                 Scenario::PlatformRead | Scenario::MonolithRead => {
@@ -434,14 +452,17 @@ async fn measure(
                     .await
                 }
             };
+            // Warm-up requests are not counted, but their CPU is: scale to the whole run.
+            let total = sample.requests as f64 * (warmup + duration).as_secs_f64() / duration.as_secs_f64();
+            let cpu = cpu::per_request(&cpu_before, &meter.snapshot(), total as u64);
             eprintln!(
-                "bench:   {:.0} req/s, p50 {:?}, p99 {:?}, errors {}",
+                "bench:   {:.0} req/s, p50 {:?}, p99 {:?}, errors {}; CPU µs/request: {cpu:.0?}",
                 sample.rps, sample.p50, sample.p99, sample.errors
             );
-            results.push(sample);
+            results.push((sample, cpu));
         }
     }
-    let medians: Vec<(Scenario, Sample)> = samples.into_iter().map(|(s, v)| (s, median(v))).collect();
+    let medians: Vec<(Scenario, Measured)> = samples.into_iter().map(|(s, v)| (s, median(v))).collect();
     Ok(report(settings, &medians))
 }
 
@@ -460,8 +481,8 @@ fn ms(d: Duration) -> String {
     format!("{:.2}", d.as_secs_f64() * 1000.0)
 }
 
-fn report(settings: Settings, medians: &[(Scenario, Sample)]) -> String {
-    let get = |s: Scenario| medians.iter().find(|(k, _)| *k == s).map(|(_, v)| *v);
+fn report(settings: Settings, medians: &[(Scenario, Measured)]) -> String {
+    let get = |s: Scenario| medians.iter().find(|(k, _)| *k == s).map(|(_, (v, _))| *v);
     let mut out = format!(
         "### `cargo xtask bench` ({} connections, median of {} runs of {} s, release build, {} cores)\n\n\
          | scenario | req/s | p50 ms | p99 ms | errors |\n|---|---:|---:|---:|---:|\n",
@@ -470,7 +491,7 @@ fn report(settings: Settings, medians: &[(Scenario, Sample)]) -> String {
         settings.duration.as_secs(),
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
     );
-    for (scenario, s) in medians {
+    for (scenario, (s, _)) in medians {
         out.push_str(&format!(
             "| {} | {:.0} | {} | {} | {} |\n",
             scenario.label(),
@@ -499,6 +520,12 @@ fn report(settings: Settings, medians: &[(Scenario, Sample)]) -> String {
             verdict(write_ratio >= 0.8),
             pr.rps / ne.rps,
         ));
+    }
+    out.push_str("\nCPU time per request (µs, user + system of each process tree, the load generator included; on 2 cores the machine is CPU-bound in the write scenarios, so throughput follows the total):\n\n");
+    for (scenario, (_, cpu)) in medians {
+        let parts: Vec<String> = cpu.iter().map(|(group, us)| format!("{group} {us:.0}")).collect();
+        let total: f64 = cpu.iter().map(|(_, us)| us).sum();
+        out.push_str(&format!("- {}: {total:.0} in all — {}\n", scenario.label(), parts.join(", ")));
     }
     out
 }
