@@ -11,6 +11,7 @@
 //! - [`auth`]: access-token verification against the identity JWKS, cached and rotated.
 
 pub mod auth;
+pub mod cache;
 pub mod client;
 pub mod context;
 pub mod idempotency;

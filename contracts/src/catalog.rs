@@ -318,6 +318,27 @@ rpc!(ArchiveCourse, TransitionRequest, Course, subj::COURSE_ARCHIVE);
 rpc!(GetCourse, GetCourseRequest, Course, subj::COURSE_GET);
 rpc!(ListCourses, ListCoursesRequest, CoursePage, subj::COURSE_LIST);
 
+/// The course a catalog event is about (`data.course.id` or `data.course_id`), from its raw
+/// payload: what caches of course snapshots invalidate by.
+pub fn course_of_event(payload: &[u8]) -> Option<Uuid> {
+    let event: serde_json::Value = serde_json::from_slice(payload).ok()?;
+    let data = &event["data"];
+    data["course"]["id"].as_str().or_else(|| data["course_id"].as_str()).and_then(|s| s.parse().ok())
+}
+
+/// The cache keys of a course: `id:<uuid>` and `slug:<slug>`.
+pub fn course_cache_keys(course: &Course) -> [String; 2] {
+    [format!("id:{}", course.id), format!("slug:{}", course.slug)]
+}
+
+/// The cache key an id-or-slug lookup reads.
+pub fn course_cache_key(id_or_slug: &str) -> String {
+    match Uuid::parse_str(id_or_slug) {
+        Ok(id) => format!("id:{id}"),
+        Err(_) => format!("slug:{id_or_slug}"),
+    }
+}
+
 /// `cb.evt.catalog.course.changed`: the working copy changed (instructor-facing).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CourseChanged {

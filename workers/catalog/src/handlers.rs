@@ -1,90 +1,40 @@
 //! One method per endpoint. Authorisation is checked here: instructors and admins create; only
 //! the owning instructor or an admin edits; everyone else sees published snapshots only.
 
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use coursebus_bus::CallContext;
 use coursebus_bus::auth::JwtVerifier;
+use coursebus_bus::cache::SnapshotCache;
 use coursebus_contracts::catalog::{
     Course, CourseArchived, CourseChanged, CoursePage, CoursePublished, CourseStatus, CourseSummary,
     CreateCourseRequest, GetCourseRequest, ListCoursesRequest, PutOutlineRequest, TransitionRequest,
-    UpdateCourseRequest,
+    UpdateCourseRequest, course_cache_key, course_cache_keys,
 };
 use coursebus_contracts::identity::AccessClaims;
 use coursebus_contracts::validate::{Role, ValidationError};
 use coursebus_contracts::{Actor, ErrorBody, Event, headers};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
-use tokio::sync::{Notify, RwLock};
+use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::domain;
 use crate::store::{CourseDoc, IdempotentAnswer, ListFilter, Pending, Store, StoreError, pending};
 
-/// Published snapshots by `id:<uuid>` and `slug:<slug>`, dropped when a catalog event about the
-/// course arrives (every replica listens), and after [`Cache::TTL`] at the latest.
-///
-/// A read that missed loads from MongoDB and then fills the cache; an invalidation that lands
-/// while it loads bumps `generation`, and the fill is dropped, so a snapshot older than an
-/// invalidation never gets cached.
-#[derive(Debug, Default)]
-pub struct Cache {
-    entries: RwLock<HashMap<String, (Instant, Arc<Course>)>>,
-    generation: AtomicU64,
-}
-
-impl Cache {
-    /// A bound on staleness should an invalidation be missed (e.g. during a reconnect).
-    pub const TTL: Duration = Duration::from_secs(60);
-    const MAX_ENTRIES: usize = 20_000;
-
-    async fn get(&self, key: &str) -> Option<Arc<Course>> {
-        let entries = self.entries.read().await;
-        entries.get(key).filter(|(at, _)| at.elapsed() < Self::TTL).map(|(_, c)| c.clone())
-    }
-
-    /// Take before loading from the store; pass to [`Cache::put`].
-    fn generation(&self) -> u64 {
-        self.generation.load(Ordering::Acquire)
-    }
-
-    async fn put(&self, course: Arc<Course>, loaded_at: u64) {
-        let mut entries = self.entries.write().await;
-        if self.generation.load(Ordering::Acquire) != loaded_at {
-            return;
-        }
-        if entries.len() >= Self::MAX_ENTRIES {
-            entries.clear();
-        }
-        let now = Instant::now();
-        entries.insert(format!("id:{}", course.id), (now, course.clone()));
-        entries.insert(format!("slug:{}", course.slug), (now, course));
-    }
-
-    /// Forget everything cached about `course`.
-    pub async fn invalidate(&self, course: Uuid) {
-        let mut entries = self.entries.write().await;
-        self.generation.fetch_add(1, Ordering::AcqRel);
-        entries.retain(|_, (_, c)| c.id != course);
-    }
-
-    pub async fn clear(&self) {
-        let mut entries = self.entries.write().await;
-        self.generation.fetch_add(1, Ordering::AcqRel);
-        entries.clear();
-    }
-}
+/// How long a cached published snapshot may be served without an event confirming it.
+pub const CACHE_TTL: Duration = Duration::from_secs(60);
+pub const CACHE_ENTRIES: usize = 20_000;
 
 #[derive(Debug)]
 pub struct Catalog {
     pub store: Store,
     pub verifier: Arc<JwtVerifier>,
-    pub cache: Cache,
+    /// Published snapshots, dropped when an event about the course arrives (every replica).
+    pub cache: Arc<SnapshotCache<Course>>,
     /// Wakes the outbox relay after a commit.
     pub relay: Arc<Notify>,
 }
@@ -332,10 +282,7 @@ impl Catalog {
     }
 
     pub async fn get(&self, ctx: CallContext, req: GetCourseRequest) -> Result<Course, ErrorBody> {
-        let key = match Uuid::parse_str(&req.id_or_slug) {
-            Ok(id) => format!("id:{id}"),
-            Err(_) => format!("slug:{}", req.id_or_slug),
-        };
+        let key = course_cache_key(&req.id_or_slug);
         if !req.draft
             && let Some(course) = self.cache.get(&key).await
         {
@@ -353,7 +300,7 @@ impl Catalog {
         match doc.published {
             Some(published) if published.status == CourseStatus::Published => {
                 let published = Arc::new(published);
-                self.cache.put(published.clone(), generation).await;
+                self.cache.put(&course_cache_keys(&published), published.id, published.clone(), generation).await;
                 Ok((*published).clone())
             }
             _ if editor => Ok(doc.working),

@@ -12,16 +12,16 @@ use std::time::Duration;
 use async_nats::jetstream;
 use async_nats::jetstream::message::PublishMessage;
 use coursebus_bus::auth::{BusJwks, JwtVerifier};
+use coursebus_bus::cache::SnapshotCache;
 use coursebus_bus::{Bus, MicroService, ServiceSpec, streams};
 use coursebus_contracts::catalog::{
-    ArchiveCourse, CreateCourse, GetCourse, ListCourses, PublishCourse, PutOutline, UpdateCourse,
+    ArchiveCourse, CreateCourse, GetCourse, ListCourses, PublishCourse, PutOutline, UpdateCourse, course_of_event,
 };
 use coursebus_contracts::subjects::catalog as subj;
-use futures::StreamExt;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::handlers::{Cache, Catalog};
+use crate::handlers::Catalog;
 use crate::store::Store;
 
 pub const SPEC: ServiceSpec = ServiceSpec {
@@ -72,27 +72,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Cata
     let catalog = Arc::new(Catalog {
         store: store.clone(),
         verifier: JwtVerifier::new(BusJwks(bus)),
-        cache: Cache::default(),
+        cache: Arc::new(SnapshotCache::new(handlers::CACHE_TTL, handlers::CACHE_ENTRIES)),
         relay: Arc::new(Notify::new()),
     });
 
     // Every replica drops cached snapshots when any replica changes a course.
-    let mut events = client.subscribe(subj::EVENT_SUBJECTS).await.map_err(|e| CatalogError::Nats(e.to_string()))?;
-    let invalidation = {
-        let (catalog, shutdown) = (catalog.clone(), shutdown.clone());
-        tokio::spawn(async move {
-            loop {
-                let message = tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    m = events.next() => match m { Some(m) => m, None => return },
-                };
-                match course_of(&message.payload) {
-                    Some(id) => catalog.cache.invalidate(id).await,
-                    None => catalog.cache.clear().await,
-                }
-            }
-        })
-    };
+    let invalidation =
+        catalog.cache.invalidate_on(&client, subj::EVENT_SUBJECTS, course_of_event, shutdown.clone()).await?;
 
     let mut service = MicroService::start(&client, SPEC, shutdown.clone()).await?;
     macro_rules! serve {
@@ -120,13 +106,6 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Cata
     client.flush().await.ok();
     tracing::info!("catalog stopped");
     Ok(())
-}
-
-/// The course an event is about (`data.course.id` or `data.course_id`).
-fn course_of(payload: &[u8]) -> Option<uuid::Uuid> {
-    let event: serde_json::Value = serde_json::from_slice(payload).ok()?;
-    let data = &event["data"];
-    data["course"]["id"].as_str().or_else(|| data["course_id"].as_str()).and_then(|s| s.parse().ok())
 }
 
 /// Publish the events waiting in course documents to JetStream (`Nats-Msg-Id` = event id, so a re-publish after a
