@@ -15,15 +15,16 @@ use coursebus_contracts::subjects::srv;
 use futures::StreamExt;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use xtask::stack::{Durability, Mongo, Nats, Postgres, Tools, workspace_root};
+use xtask::stack::{Durability, Mongo, Nats, Postgres, Smtp, Tools, workspace_root};
 
-/// One PostgreSQL and one MongoDB-wire server shared by every test of the run (each platform
-/// gets its own databases on them).
+/// One PostgreSQL, one MongoDB-wire and one SMTP server shared by every test of the run (each
+/// platform gets its own databases on them; tests tell their emails apart by recipient).
 #[derive(Debug)]
 pub struct Infra {
     pub tools: Tools,
     pub pg: Postgres,
     pub mongo: Mongo,
+    pub smtp: Smtp,
     _dir: tempfile::TempDir,
 }
 
@@ -33,7 +34,8 @@ impl Infra {
         let dir = tempfile::Builder::new().prefix("coursebus-test-").tempdir()?;
         let pg = Postgres::start(&tools, &dir.path().join("pg"), 0, Durability::Fast, &dir.path().join("pg.log"))?;
         let mongo = Mongo::start(&tools, &dir.path().join("mongo"), 0, &dir.path().join("mongo.log"))?;
-        Ok(Self { tools, pg, mongo, _dir: dir })
+        let smtp = Smtp::start(&tools, &dir.path().join("maildir"), 0, &dir.path().join("smtp.log"))?;
+        Ok(Self { tools, pg, mongo, smtp, _dir: dir })
     }
 }
 
@@ -44,6 +46,7 @@ pub struct Options {
     pub catalog_replicas: usize,
     pub search_replicas: usize,
     pub enrollment_replicas: usize,
+    pub notifications_replicas: usize,
     pub rate_limit_burst: u32,
     pub rate_limit_replenish: Duration,
     pub access_ttl: Duration,
@@ -56,6 +59,7 @@ impl Default for Options {
             catalog_replicas: 0,
             search_replicas: 0,
             enrollment_replicas: 0,
+            notifications_replicas: 0,
             rate_limit_burst: 10_000,
             rate_limit_replenish: Duration::from_millis(500),
             access_ttl: Duration::from_secs(900),
@@ -89,12 +93,17 @@ pub struct Platform {
     pub catalog_db: String,
     /// This platform's enrollment database on the shared PostgreSQL server.
     pub enrollment_database_url: String,
+    /// This platform's notifications database on the shared PostgreSQL server.
+    pub notifications_database_url: String,
+    /// Where notifications send email (the shared SMTP server).
+    pub smtp_url: String,
     pub http: reqwest::Client,
     pub options: Options,
     identity: Vec<Task>,
     catalog: Vec<Task>,
     search: Vec<Task>,
     enrollment: Vec<Task>,
+    notifications: Vec<Task>,
     gateway: Option<Task>,
     _dir: tempfile::TempDir,
 }
@@ -113,6 +122,8 @@ impl Platform {
         let database_url = infra.pg.url(&db);
         let enrollment_db = db.replace("identity", "enrollment");
         infra.pg.create_database(&enrollment_db)?;
+        let notifications_db = db.replace("identity", "notifications");
+        infra.pg.create_database(&notifications_db)?;
         let mut platform = Self {
             nats,
             base_url: String::new(),
@@ -120,12 +131,15 @@ impl Platform {
             mongodb_url: infra.mongo.url(),
             catalog_db: db.replace("identity", "catalog"),
             enrollment_database_url: infra.pg.url(&enrollment_db),
+            notifications_database_url: infra.pg.url(&notifications_db),
+            smtp_url: infra.smtp.url(),
             http: reqwest::Client::builder().timeout(Duration::from_secs(20)).build()?,
             options: options.clone(),
             identity: Vec::new(),
             catalog: Vec::new(),
             search: Vec::new(),
             enrollment: Vec::new(),
+            notifications: Vec::new(),
             gateway: None,
             _dir: dir,
         };
@@ -140,6 +154,9 @@ impl Platform {
         }
         for _ in 0..options.enrollment_replicas {
             platform.start_enrollment_replica();
+        }
+        for _ in 0..options.notifications_replicas {
+            platform.start_notifications_replica();
         }
 
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -160,6 +177,7 @@ impl Platform {
         platform.wait_replicas("catalog", options.catalog_replicas).await?;
         platform.wait_replicas("search", options.search_replicas).await?;
         platform.wait_replicas("enrollment", options.enrollment_replicas).await?;
+        platform.wait_replicas("notifications", options.notifications_replicas).await?;
         Ok(platform)
     }
 
@@ -244,6 +262,39 @@ impl Platform {
         self.enrollment.push(Task { shutdown, handle });
     }
 
+    /// The configuration a notifications replica of this platform starts with: the shared SMTP
+    /// server, short retry delays.
+    pub fn notifications_config(&self) -> coursebus_worker_notifications::Config {
+        let mut config = coursebus_worker_notifications::Config::new(
+            self.nats.url(),
+            self.notifications_database_url.clone(),
+            self.smtp_url.clone(),
+        );
+        config.db_max_connections = 5;
+        config.sender_concurrency = 4;
+        config.max_deliver = 40;
+        config.retry_delays = [100, 250, 500, 1000].map(Duration::from_millis).to_vec();
+        config.smtp_timeout = Duration::from_secs(5);
+        config
+    }
+
+    /// Start one more notifications replica (returns at once; see [`Platform::wait_replicas`]).
+    pub fn start_notifications_replica(&mut self) {
+        let config = self.notifications_config();
+        self.start_notifications_replica_with(config);
+    }
+
+    pub fn start_notifications_replica_with(&mut self, config: coursebus_worker_notifications::Config) {
+        let shutdown = CancellationToken::new();
+        let token = shutdown.clone();
+        let handle = tokio::spawn(async move {
+            if let Err(err) = coursebus_worker_notifications::run(config, token).await {
+                tracing::error!(error = %err, "notifications replica failed");
+            }
+        });
+        self.notifications.push(Task { shutdown, handle });
+    }
+
     /// Stop every replica of `service` (gracefully).
     pub async fn stop_replicas(&mut self, service: &str) {
         let tasks = match service {
@@ -251,6 +302,7 @@ impl Platform {
             "catalog" => &mut self.catalog,
             "search" => &mut self.search,
             "enrollment" => &mut self.enrollment,
+            "notifications" => &mut self.notifications,
             other => panic!("no service {other}"),
         };
         for task in tasks.drain(..) {
@@ -319,7 +371,7 @@ impl Platform {
         if let Some(gateway) = gateway {
             gateway.stop().await;
         }
-        for service in ["identity", "catalog", "search", "enrollment"] {
+        for service in ["identity", "catalog", "search", "enrollment", "notifications"] {
             self.stop_replicas(service).await;
         }
     }
@@ -331,7 +383,14 @@ impl Drop for Platform {
         if let Some(gateway) = &self.gateway {
             gateway.shutdown.cancel();
         }
-        for task in self.identity.iter().chain(&self.catalog).chain(&self.search).chain(&self.enrollment) {
+        for task in self
+            .identity
+            .iter()
+            .chain(&self.catalog)
+            .chain(&self.search)
+            .chain(&self.enrollment)
+            .chain(&self.notifications)
+        {
             task.shutdown.cancel();
         }
     }

@@ -38,3 +38,23 @@ pub async fn ensure_stream(js: &jetstream::Context, config: stream::Config) -> R
     tracing::info!(stream = %name, "stream ready");
     Ok(stream)
 }
+
+/// How long an undelivered job is kept in its work queue.
+pub const JOB_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// The configuration of a job stream `JOB_<DOMAIN>`: work-queue retention (a message is gone
+/// once a consumer acknowledged it), file storage, the same duplicate window as events so a job
+/// published twice with one `Nats-Msg-Id` is stored once.
+pub fn job_stream(name: &str, subjects: &str, replicas: usize) -> stream::Config {
+    stream::Config {
+        name: name.to_owned(),
+        subjects: vec![subjects.to_owned()],
+        retention: stream::RetentionPolicy::WorkQueue,
+        storage: stream::StorageType::File,
+        max_age: JOB_MAX_AGE,
+        duplicate_window: DUPLICATE_WINDOW,
+        num_replicas: replicas.max(1),
+        allow_direct: true,
+        ..Default::default()
+    }
+}

@@ -10,6 +10,7 @@ pub mod error;
 pub mod event;
 pub mod headers;
 pub mod identity;
+pub mod notifications;
 pub mod rpc;
 pub mod search;
 pub mod subjects;

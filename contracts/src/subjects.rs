@@ -118,6 +118,45 @@ pub mod enrollment {
     pub const EVT_PROGRESS_UPDATED: &str = "cb.evt.enrollment.progress.updated";
 }
 
+/// Notifications: the in-app inbox, and delivery of notification jobs per channel.
+pub mod notifications {
+    use crate::rpc::Endpoint;
+
+    pub const SERVICE: &str = "notifications";
+    pub const GROUP: &str = "cb.notifications";
+
+    const fn ep(name: &'static str) -> Endpoint {
+        Endpoint { service: SERVICE, group: GROUP, name }
+    }
+
+    /// The caller's notifications, newest first.
+    pub const INBOX_LIST: Endpoint = ep("inbox.list");
+    /// How many of the caller's notifications are unread.
+    pub const INBOX_UNREAD: Endpoint = ep("inbox.unread");
+    pub const INBOX_READ: Endpoint = ep("inbox.read");
+    pub const INBOX_READ_ALL: Endpoint = ep("inbox.read_all");
+    /// The caller's delivery preferences per kind and channel.
+    pub const PREFERENCES_GET: Endpoint = ep("preferences.get");
+    pub const PREFERENCES_UPDATE: Endpoint = ep("preferences.update");
+
+    /// The work-queue stream of notification jobs (one message per notification to deliver).
+    pub const JOB_STREAM: &str = "JOB_NOTIFY";
+    pub const JOB_SUBJECTS: &str = "cb.job.notifications.>";
+    /// A notification to deliver on its channels (`NotificationJob`).
+    pub const JOB_DELIVER: &str = "cb.job.notifications.deliver";
+    /// The durable pull consumer on `JOB_NOTIFY` that every sender replica shares.
+    pub const SENDER_CONSUMER: &str = "notifications_sender";
+    /// Durable consumers turning other domains' events into jobs.
+    pub const IDENTITY_CONSUMER: &str = "notifications_identity";
+    pub const ENROLLMENT_CONSUMER: &str = "notifications_enrollment";
+
+    /// Real-time pushes to one user's open sockets (core NATS, not stored): `cb.rt.user.<id>`.
+    /// The gateway subscribes to it for an authenticated WebSocket of that user only.
+    pub fn user_push(user_id: &uuid::Uuid) -> String {
+        format!("cb.rt.user.{user_id}")
+    }
+}
+
 /// `cargo xtask bench`: the request-reply ceiling's empty service.
 pub mod bench {
     pub const ECHO_SERVICE: &str = "bench_echo";
@@ -160,5 +199,7 @@ mod tests {
             assert_eq!(subject.split('.').count(), 5, "{subject}");
         }
         assert_eq!(srv::info("identity"), "$SRV.INFO.identity");
+        assert_eq!(notifications::INBOX_LIST.subject(), "cb.notifications.inbox.list");
+        assert!(notifications::JOB_DELIVER.starts_with("cb.job.notifications."));
     }
 }

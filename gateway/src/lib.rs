@@ -105,6 +105,7 @@ impl axum::extract::FromRef<AppState> for Metrics {
         (name = "catalog", description = "Courses, outlines, publishing"),
         (name = "search", description = "Full-text course search with facets"),
         (name = "enrollment", description = "Enrolments, progress, certificates"),
+        (name = "notifications", description = "The in-app inbox"),
         (name = "ops", description = "Health, readiness, metrics"),
     )
 )]
@@ -150,6 +151,12 @@ pub fn router(state: AppState, config: &Config) -> Result<Router, GatewayError> 
         .routes(routes!(routes::enrollment::update_progress))
         .routes(routes!(routes::enrollment::course_roster))
         .routes(routes!(routes::enrollment::verify_certificate))
+        .routes(routes!(routes::notifications::list_notifications))
+        .routes(routes!(routes::notifications::unread_count))
+        .routes(routes!(routes::notifications::mark_read))
+        .routes(routes!(routes::notifications::mark_all_read))
+        .routes(routes!(routes::notifications::get_preferences, routes::notifications::update_preferences))
+        .routes(routes!(routes::notifications::websocket))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics))

@@ -7,6 +7,7 @@ mod auth;
 mod catalog;
 mod enrollment;
 mod journey;
+mod notifications;
 mod operations;
 mod search;
 mod support;
@@ -62,6 +63,12 @@ fn all() -> Vec<(&'static str, TestFn)> {
         search::a_replica_started_later_catches_up_by_itself,
         search::bad_input_is_400_invalid_input,
         journey::instructor_publishes_student_finds_enrols_completes,
+        notifications::registration_sends_exactly_one_welcome_email,
+        notifications::enrolment_notifies_in_app_and_the_inbox_is_private,
+        notifications::a_duplicate_job_sends_one_email,
+        notifications::smtp_down_is_retried_and_delivered_once_it_is_back,
+        notifications::preferences_turn_channels_off,
+        notifications::a_websocket_gets_its_own_pushes_only,
         operations::replicas_share_requests_and_answer_the_micro_protocol,
         operations::no_identity_replica_means_503_within_a_second,
         operations::registration_event_reaches_the_stream_once_across_a_relay_restart,

@@ -261,6 +261,7 @@ pub async fn nats_configurations_are_valid(infra: Arc<Infra>) -> Result<()> {
             .env("NATS_CATALOG_PASSWORD", "catalog-secret")
             .env("NATS_SEARCH_PASSWORD", "search-secret")
             .env("NATS_ENROLLMENT_PASSWORD", "enrollment-secret")
+            .env("NATS_NOTIFICATIONS_PASSWORD", "notifications-secret")
             .output()?;
         let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         assert!(out.status.success() && text.contains("is valid"), "{config}: {text}");

@@ -37,6 +37,8 @@ pub struct Tools {
     pub mongo_server: PathBuf,
     /// The folder with `postgres`, `initdb`, `pg_isready`, `createdb`.
     pub pg_bin: PathBuf,
+    /// The virtualenv's Python (runs the aiosmtpd SMTP server).
+    pub python: PathBuf,
 }
 
 impl Tools {
@@ -74,7 +76,7 @@ impl Tools {
         if !mongo_server.exists() {
             bail!("nx-27017 did not install {}", mongo_server.display());
         }
-        Ok(Self { root: root.to_path_buf(), nats_server, mongo_server, pg_bin })
+        Ok(Self { root: root.to_path_buf(), nats_server, mongo_server, pg_bin, python: venv.join("bin/python") })
     }
 }
 
@@ -300,6 +302,94 @@ impl Mongo {
 
     pub fn url(&self) -> String {
         format!("mongodb://127.0.0.1:{}/?directConnection=true", self.port)
+    }
+}
+
+/// A running SMTP server (aiosmtpd) that stores every message it accepts in a maildir, so tests
+/// read back what was sent. It can be stopped and started again on the same port.
+#[derive(Debug)]
+pub struct Smtp {
+    server: Option<Server>,
+    pub port: u16,
+    /// Messages land in `maildir/new` (one file each, RFC 5322 with `X-RcptTo` added).
+    pub maildir: PathBuf,
+    python: PathBuf,
+    log: PathBuf,
+}
+
+impl Smtp {
+    /// Start it on `port` (0 = a free one), storing into `maildir`.
+    pub fn start(tools: &Tools, maildir: &Path, port: u16, log: &Path) -> Result<Self> {
+        let mut attempt = 1;
+        loop {
+            let mut smtp = Self {
+                server: None,
+                port: if port == 0 { free_port()? } else { port },
+                maildir: maildir.to_path_buf(),
+                python: tools.python.clone(),
+                log: log.to_path_buf(),
+            };
+            match smtp.start_again() {
+                Err(err) if attempt < 5 && port == 0 && is_port_clash(&err) => attempt += 1,
+                Err(err) => return Err(err),
+                Ok(()) => return Ok(smtp),
+            }
+        }
+    }
+
+    /// Start it (again) on its port; a no-op while it runs.
+    pub fn start_again(&mut self) -> Result<()> {
+        if self.server.as_mut().is_some_and(|s| s.exited().is_none()) {
+            return Ok(());
+        }
+        // A maildir's three folders (aiosmtpd creates them only when the maildir is missing).
+        for sub in ["tmp", "new", "cur"] {
+            std::fs::create_dir_all(self.maildir.join(sub))?;
+        }
+        let log_file = std::fs::OpenOptions::new().create(true).append(true).open(&self.log)?;
+        let mut cmd = Command::new(&self.python);
+        cmd.args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{}", self.port)])
+            .args(["-c", "aiosmtpd.handlers.Mailbox"])
+            .arg(&self.maildir)
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone()?)
+            .stderr(log_file);
+        die_with_parent(&mut cmd);
+        let child = spawn(cmd).context("starting aiosmtpd")?;
+        let mut server = Server::new("aiosmtpd", child, self.log.clone(), libc::SIGTERM);
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
+        wait_ready(&mut server, Duration::from_secs(20), || {
+            TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+        })?;
+        self.server = Some(server);
+        Ok(())
+    }
+
+    /// Stop it (the port stays reserved for [`Smtp::start_again`]).
+    pub fn stop(&mut self) {
+        if let Some(mut server) = self.server.take() {
+            server.stop(Duration::from_secs(5));
+        }
+    }
+
+    /// `smtp://127.0.0.1:<port>` (plain SMTP on loopback).
+    pub fn url(&self) -> String {
+        format!("smtp://127.0.0.1:{}", self.port)
+    }
+
+    /// Every message received so far, as raw RFC 5322 text, oldest first.
+    pub fn messages(&self) -> Result<Vec<String>> {
+        let mut files = Vec::new();
+        for sub in ["new", "cur"] {
+            let Ok(entries) = std::fs::read_dir(self.maildir.join(sub)) else { continue };
+            for entry in entries {
+                let entry = entry?;
+                let modified = entry.metadata()?.modified()?;
+                files.push((modified, entry.path()));
+            }
+        }
+        files.sort();
+        files.into_iter().map(|(_, path)| Ok(std::fs::read_to_string(path)?)).collect()
     }
 }
 

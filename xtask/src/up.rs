@@ -7,18 +7,24 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use serde_json::json;
 use xtask::process::{Server, die_with_parent, spawn};
-use xtask::stack::{Durability, Mongo, Nats, Postgres, Tools, workspace_root};
+use xtask::stack::{Durability, Mongo, Nats, Postgres, Smtp, Tools, workspace_root};
 
 const NATS_PORT: u16 = 4222;
 const NATS_MONITOR_PORT: u16 = 8222;
 const PG_PORT: u16 = 54329;
 const MONGO_PORT: u16 = 27018;
+const SMTP_PORT: u16 = 2525;
 const GATEWAY: &str = "127.0.0.1:8080";
 const ADMIN_EMAIL: &str = "admin@coursebus.local";
 const DEMO_PASSWORD: &str = "coursebus-demo-2026";
 
-const WORKERS: [&str; 4] =
-    ["coursebus-worker-identity", "coursebus-worker-catalog", "coursebus-worker-search", "coursebus-worker-enrollment"];
+const WORKERS: [&str; 5] = [
+    "coursebus-worker-identity",
+    "coursebus-worker-catalog",
+    "coursebus-worker-search",
+    "coursebus-worker-enrollment",
+    "coursebus-worker-notifications",
+];
 
 fn port(var: &str, default: u16) -> Result<u16> {
     match std::env::var(var) {
@@ -68,6 +74,10 @@ pub fn run() -> Result<ExitCode> {
             .context("starting the MongoDB-wire server (set CB_UP_MONGO_PORT to use another port)")?;
     pg.create_database("identity")?;
     pg.create_database("enrollment")?;
+    pg.create_database("notifications")?;
+    // An SMTP sink: every email the platform sends lands as a file in this maildir.
+    let smtp = Smtp::start(&tools, &data.join("maildir"), port("CB_UP_SMTP_PORT", SMTP_PORT)?, &logs.join("smtp.log"))
+        .context("starting the SMTP sink (set CB_UP_SMTP_PORT to use another port)")?;
     let gateway_addr = std::env::var("CB_UP_GATEWAY").unwrap_or_else(|_| GATEWAY.into());
 
     let mut workers = Vec::new();
@@ -87,6 +97,12 @@ pub fn run() -> Result<ExitCode> {
         let mut cmd = Command::new(bin.join("coursebus-worker-enrollment"));
         cmd.env("CB_NATS_URL", nats.url()).env("CB_ENROLLMENT_DATABASE_URL", pg.url("enrollment"));
         workers.push(start(cmd, &format!("enrollment-{replica}"), &logs)?);
+        let mut cmd = Command::new(bin.join("coursebus-worker-notifications"));
+        cmd.env("CB_NATS_URL", nats.url())
+            .env("CB_NOTIFICATIONS_DATABASE_URL", pg.url("notifications"))
+            .env("CB_SMTP_URL", smtp.url())
+            .env("CB_APP_URL", format!("http://{gateway_addr}"));
+        workers.push(start(cmd, &format!("notifications-{replica}"), &logs)?);
     }
     let mut cmd = Command::new(bin.join("coursebus-gateway"));
     cmd.env("CB_NATS_URL", nats.url()).env("CB_GATEWAY_LISTEN", &gateway_addr);
@@ -108,6 +124,7 @@ pub fn run() -> Result<ExitCode> {
          \n  NATS          {}   (monitoring: http://127.0.0.1:{}/)\
          \n  PostgreSQL    {}\
          \n  MongoDB wire  {}\
+         \n  SMTP sink     {}   (emails land in {}/new)\
          \n  Logs          {}\
          \n\n  Demo users (password {DEMO_PASSWORD}):\
          \n    {ADMIN_EMAIL}  admin\
@@ -119,6 +136,8 @@ pub fn run() -> Result<ExitCode> {
         nats.monitor_port,
         pg.url("identity"),
         mongo.url(),
+        smtp.url(),
+        smtp.maildir.display(),
         logs.display(),
         data.display(),
     );
@@ -142,6 +161,7 @@ pub fn run() -> Result<ExitCode> {
     }
     drop(nats);
     drop(mongo);
+    drop(smtp);
     drop(pg);
     outcome?;
     Ok(ExitCode::SUCCESS)

@@ -4,6 +4,7 @@
 pub mod catalog;
 pub mod enrollment;
 pub mod identity;
+pub mod notifications;
 pub mod search;
 
 use crate::error::ApiError;

@@ -1,0 +1,217 @@
+//! Notification messages: the in-app inbox and the notification jobs on `JOB_NOTIFY`.
+//!
+//! A source (another domain's event, later an instructor's announcement) becomes one
+//! [`NotificationJob`] with a stable id derived from what caused it, published with
+//! `Nats-Msg-Id` = that id; the sender replicas deliver it once per channel and record each
+//! attempt in a delivery log.
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::rpc::{Empty, rpc};
+use crate::subjects::notifications as subj;
+
+/// What a notification is about; each kind has its own templates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum NotificationKind {
+    /// A new account: welcome (and, once identity issues tokens for it, verify the address).
+    Welcome,
+    /// The learner was enrolled in a course.
+    Enrolled,
+}
+
+impl NotificationKind {
+    pub const ALL: [NotificationKind; 2] = [NotificationKind::Welcome, NotificationKind::Enrolled];
+
+    /// The channels this kind is delivered on (unless the user turned one off).
+    pub fn channels(self) -> &'static [Channel] {
+        match self {
+            NotificationKind::Welcome => &[Channel::Email],
+            NotificationKind::Enrolled => &[Channel::InApp, Channel::Email],
+        }
+    }
+
+    /// Whether the user may turn `channel` off for this kind (account emails cannot be).
+    pub fn optional(self, channel: Channel) -> bool {
+        !matches!((self, channel), (NotificationKind::Welcome, Channel::Email))
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotificationKind::Welcome => "welcome",
+            NotificationKind::Enrolled => "enrolled",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "welcome" => Some(NotificationKind::Welcome),
+            "enrolled" => Some(NotificationKind::Enrolled),
+            _ => None,
+        }
+    }
+}
+
+/// Where a notification is delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Channel {
+    /// The user's inbox in the app.
+    InApp,
+    Email,
+}
+
+impl Channel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::InApp => "in_app",
+            Channel::Email => "email",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "in_app" => Some(Channel::InApp),
+            "email" => Some(Channel::Email),
+            _ => None,
+        }
+    }
+}
+
+/// Whether the user gets `kind` on `channel`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Preference {
+    pub kind: NotificationKind,
+    pub channel: Channel,
+    pub enabled: bool,
+}
+
+/// `GET`/`PUT /v1/notifications/preferences`: every (kind, channel) pair the platform delivers.
+/// A `PUT` sends only the pairs it changes and gets the whole set back; a pair that cannot be
+/// turned off (account emails) is `invalid_input`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Preferences {
+    pub items: Vec<Preference>,
+}
+
+/// One job on `JOB_NOTIFY`: deliver notification `id` to `user_id` on `channels`.
+///
+/// `id` is stable for its cause (a hash of the source event id and the kind), so a source
+/// processed twice publishes the same `Nats-Msg-Id` and a redelivered job finds its delivery log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NotificationJob {
+    pub id: Uuid,
+    pub kind: NotificationKind,
+    pub user_id: Uuid,
+    pub channels: Vec<Channel>,
+    /// The template variables of `kind` (e.g. `course_title`).
+    #[serde(default)]
+    pub data: serde_json::Value,
+    /// The event that caused it, if any.
+    #[serde(default)]
+    pub source_event: Option<Uuid>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+/// One notification in the caller's inbox.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Notification {
+    pub id: Uuid,
+    pub kind: NotificationKind,
+    pub title: String,
+    pub body: String,
+    /// Where the app should take the user (a path such as `/courses/rust-101`).
+    pub link: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub read_at: Option<OffsetDateTime>,
+}
+
+/// `GET /v1/notifications?unread=&cursor=&limit=`: the caller's notifications, newest first.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListNotificationsRequest {
+    /// Only unread ones.
+    #[serde(default)]
+    pub unread: Option<bool>,
+    #[serde(default)]
+    pub cursor: Option<String>,
+    /// 1 to 100 (default 20).
+    #[serde(default)]
+    pub limit: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct NotificationPage {
+    pub items: Vec<Notification>,
+    pub next_cursor: Option<String>,
+}
+
+/// `GET /v1/notifications/unread-count`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct UnreadCount {
+    pub unread: u64,
+}
+
+/// `POST /v1/notifications/{id}/read`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotificationIdRequest {
+    pub id: Uuid,
+}
+
+/// `POST /v1/notifications/read-all`: how many were marked read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct MarkedRead {
+    pub marked: u64,
+}
+
+/// A real-time push on the user's WebSocket (one JSON text frame each).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Push {
+    /// A new in-app notification (as the inbox lists it).
+    Notification { notification: Notification },
+}
+
+rpc!(ListNotifications, ListNotificationsRequest, NotificationPage, subj::INBOX_LIST);
+rpc!(GetUnreadCount, Empty, UnreadCount, subj::INBOX_UNREAD);
+rpc!(MarkRead, NotificationIdRequest, Notification, subj::INBOX_READ);
+rpc!(MarkAllRead, Empty, MarkedRead, subj::INBOX_READ_ALL);
+rpc!(GetPreferences, Empty, Preferences, subj::PREFERENCES_GET);
+rpc!(UpdatePreferences, Preferences, Preferences, subj::PREFERENCES_UPDATE);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_and_jobs_round_trip() {
+        for kind in [NotificationKind::Welcome, NotificationKind::Enrolled] {
+            assert_eq!(NotificationKind::parse(kind.as_str()), Some(kind));
+            assert_eq!(serde_json::to_value(kind).unwrap(), kind.as_str());
+        }
+        assert_eq!(serde_json::to_value(Channel::InApp).unwrap(), Channel::InApp.as_str());
+        let job = NotificationJob {
+            id: Uuid::now_v7(),
+            kind: NotificationKind::Enrolled,
+            user_id: Uuid::now_v7(),
+            channels: vec![Channel::InApp, Channel::Email],
+            data: serde_json::json!({"course_title": "Rust"}),
+            source_event: Some(Uuid::now_v7()),
+            created_at: time::macros::datetime!(2026-01-01 00:00 UTC),
+        };
+        let back: NotificationJob = serde_json::from_slice(&serde_json::to_vec(&job).unwrap()).unwrap();
+        assert_eq!(back, job);
+    }
+}

@@ -1,0 +1,421 @@
+//! Notifications: events become jobs on `JOB_NOTIFY`, sender replicas deliver them in-app and by
+//! email to a real SMTP server (aiosmtpd writing a maildir the tests read back).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+use coursebus_contracts::notifications::{Channel, NotificationJob, NotificationKind};
+use coursebus_contracts::subjects::notifications as subj;
+use coursebus_tests::{Infra, Options, Platform, eventually};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use uuid::Uuid;
+use xtask::stack::Smtp;
+
+use crate::support::{call, create_course, instructor, publish_with_lessons, user};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn options(notifications_replicas: usize) -> Options {
+    Options { notifications_replicas, ..Options::default() }
+}
+
+/// A unique address per test run, so tests sharing the SMTP server tell their emails apart.
+fn address(name: &str) -> String {
+    format!("{name}-{}@example.com", Uuid::new_v4().simple())
+}
+
+/// The header block of a raw message.
+fn headers(raw: &str) -> &str {
+    raw.split("\n\n").next().unwrap_or(raw)
+}
+
+fn header<'a>(raw: &'a str, name: &str) -> Option<&'a str> {
+    headers(raw).lines().find_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        key.trim().eq_ignore_ascii_case(name).then(|| value.trim())
+    })
+}
+
+/// Every email the SMTP server accepted for `to`.
+fn emails_to(smtp: &Smtp, to: &str) -> Result<Vec<String>> {
+    Ok(smtp.messages()?.into_iter().filter(|raw| header(raw, "X-RcptTo").is_some_and(|r| r.contains(to))).collect())
+}
+
+/// Wait until `n` emails to `to` arrived; returns them.
+async fn wait_emails(smtp: &Smtp, to: &str, n: usize) -> Result<Vec<String>> {
+    eventually(WAIT, &format!("{n} email(s) to {to}"), || async {
+        let found = emails_to(smtp, to)?;
+        Ok((found.len() >= n).then_some(found))
+    })
+    .await
+}
+
+/// Wait until every job on `JOB_NOTIFY` was acknowledged (the work queue is empty).
+async fn jobs_drained(p: &Platform) -> Result<()> {
+    let js = async_nats::jetstream::new(p.nats_client().await?);
+    eventually(WAIT, "JOB_NOTIFY to drain", || {
+        let js = js.clone();
+        async move {
+            let mut stream = js.get_stream(subj::JOB_STREAM).await?;
+            let info = stream.info().await?;
+            Ok((info.state.messages == 0).then_some(()))
+        }
+    })
+    .await
+}
+
+async fn notifications_db(p: &Platform) -> Result<sqlx::PgPool> {
+    Ok(sqlx::postgres::PgPoolOptions::new().max_connections(2).connect(&p.notifications_database_url).await?)
+}
+
+/// The email delivery log row of `user`'s only notification of `kind`: (status, attempts, last_error).
+async fn email_delivery(db: &sqlx::PgPool, user_id: &str, kind: &str) -> Result<Option<(String, i32, Option<String>)>> {
+    Ok(sqlx::query_as(
+        "SELECT status, attempts, last_error FROM deliveries WHERE user_id = $1::uuid AND kind = $2 AND channel = 'email'",
+    )
+    .bind(user_id)
+    .bind(kind)
+    .fetch_optional(db)
+    .await?)
+}
+
+pub async fn registration_sends_exactly_one_welcome_email(infra: Arc<Infra>) -> Result<()> {
+    let p = Platform::start(&infra, options(2)).await?;
+    let email = address("welcome");
+    let reply = crate::support::register(&p, &email, crate::support::PASSWORD, "Ada Lovelace").await?;
+    ensure!(reply.status == StatusCode::CREATED, "{reply:?}");
+    let user_id = reply.body["id"].as_str().context("id")?.to_owned();
+
+    let mail = wait_emails(&infra.smtp, &email, 1).await?.remove(0);
+    assert_eq!(header(&mail, "Subject"), Some("Welcome to coursebus, Ada Lovelace"));
+    assert!(header(&mail, "From").is_some_and(|f| f.contains("no-reply@coursebus.localhost")), "{mail}");
+    assert!(mail.contains("multipart/alternative"), "HTML and text bodies: {mail}");
+    assert!(mail.contains("text/plain") && mail.contains("text/html"), "{mail}");
+    let db = notifications_db(&p).await?;
+    let notification_id: (Uuid,) =
+        sqlx::query_as("SELECT notification_id FROM deliveries WHERE user_id = $1::uuid AND channel = 'email'")
+            .bind(&user_id)
+            .fetch_one(&db)
+            .await?;
+    assert!(
+        header(&mail, "Message-ID").is_some_and(|m| m.contains(&notification_id.0.to_string())),
+        "the Message-ID names the notification: {mail}"
+    );
+
+    // Everything settled: still one email, logged as sent once; no in-app notification.
+    jobs_drained(&p).await?;
+    assert_eq!(emails_to(&infra.smtp, &email)?.len(), 1);
+    let (status, attempts, _) = email_delivery(&db, &user_id, "welcome").await?.context("delivery logged")?;
+    assert_eq!((status.as_str(), attempts), ("sent", 1));
+    let (token,) = (crate::support::access_token(&p, &email, crate::support::PASSWORD).await?,);
+    let inbox = call(&p, Method::GET, "/v1/notifications", Some(&token), None).await?;
+    assert_eq!(inbox.status, StatusCode::OK, "{inbox:?}");
+    assert_eq!(inbox.body["items"], json!([]));
+    p.shutdown().await;
+    Ok(())
+}
+
+pub async fn enrolment_notifies_in_app_and_the_inbox_is_private(infra: Arc<Infra>) -> Result<()> {
+    let options = Options { catalog_replicas: 1, enrollment_replicas: 1, ..options(2) };
+    let p = Platform::start(&infra, options).await?;
+    let (_, teacher) = instructor(&p, &address("teacher")).await?;
+    let mut courses = Vec::new();
+    for title in ["Rust for Humans", "Async in Depth"] {
+        let course = create_course(&p, &teacher, title, json!({})).await?;
+        courses.push(publish_with_lessons(&p, &teacher, &course, 1).await?);
+    }
+    let learner_email = address("learner");
+    let (_, learner) = user(&p, &learner_email).await?;
+    let (_, other) = user(&p, &address("other")).await?;
+
+    let enrolled =
+        call(&p, Method::POST, "/v1/enrollments", Some(&learner), Some(json!({"course_id": courses[0]["id"]}))).await?;
+    assert_eq!(enrolled.status, StatusCode::CREATED, "{enrolled:?}");
+    let page = eventually(WAIT, "the enrolled notification in the inbox", || async {
+        let page = call(&p, Method::GET, "/v1/notifications", Some(&learner), None).await?;
+        Ok((page.body["items"].as_array().is_some_and(|i| !i.is_empty())).then_some(page.body))
+    })
+    .await?;
+    let item = &page["items"][0];
+    assert_eq!(item["kind"], "enrolled");
+    assert_eq!(item["title"], "You are enrolled in Rust for Humans");
+    assert_eq!(item["link"], format!("/courses/{}", courses[0]["slug"].as_str().context("slug")?));
+    assert_eq!(item["read_at"], Value::Null);
+    let mail = wait_emails(&infra.smtp, &learner_email, 2).await?;
+    assert!(
+        mail.iter().any(|m| header(m, "Subject") == Some("You are enrolled in Rust for Humans")),
+        "an enrolment email besides the welcome"
+    );
+
+    let unread = call(&p, Method::GET, "/v1/notifications/unread-count", Some(&learner), None).await?;
+    assert_eq!(unread.body, json!({"unread": 1}));
+
+    // Another user sees nothing of it and cannot mark it read.
+    let id = item["id"].as_str().context("id")?;
+    let theirs = call(&p, Method::GET, "/v1/notifications", Some(&other), None).await?;
+    assert_eq!(theirs.body["items"], json!([]));
+    let stolen = call(&p, Method::POST, &format!("/v1/notifications/{id}/read"), Some(&other), None).await?;
+    assert_eq!((stolen.status, stolen.code()), (StatusCode::NOT_FOUND, "not_found"), "{stolen:?}");
+    let anonymous = call(&p, Method::GET, "/v1/notifications", None, None).await?;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
+
+    // Mark read: once, idempotently.
+    let read = call(&p, Method::POST, &format!("/v1/notifications/{id}/read"), Some(&learner), None).await?;
+    assert_eq!(read.status, StatusCode::OK, "{read:?}");
+    let read_at = read.body["read_at"].clone();
+    assert!(read_at.is_string(), "{read:?}");
+    let again = call(&p, Method::POST, &format!("/v1/notifications/{id}/read"), Some(&learner), None).await?;
+    assert_eq!(again.body["read_at"], read_at, "the first read time stays");
+    let unread = call(&p, Method::GET, "/v1/notifications/unread-count", Some(&learner), None).await?;
+    assert_eq!(unread.body, json!({"unread": 0}));
+
+    // A second enrolment: newest first, cursor paging, read-all.
+    let enrolled =
+        call(&p, Method::POST, "/v1/enrollments", Some(&learner), Some(json!({"course_id": courses[1]["id"]}))).await?;
+    assert_eq!(enrolled.status, StatusCode::CREATED, "{enrolled:?}");
+    eventually(WAIT, "the second notification", || async {
+        let unread = call(&p, Method::GET, "/v1/notifications/unread-count", Some(&learner), None).await?;
+        Ok((unread.body["unread"] == 1).then_some(()))
+    })
+    .await?;
+    let first = call(&p, Method::GET, "/v1/notifications?limit=1", Some(&learner), None).await?;
+    assert_eq!(first.body["items"][0]["title"], "You are enrolled in Async in Depth");
+    let cursor = first.body["next_cursor"].as_str().context("a next cursor")?;
+    let second =
+        call(&p, Method::GET, &format!("/v1/notifications?limit=1&cursor={cursor}"), Some(&learner), None).await?;
+    assert_eq!(second.body["items"][0]["id"], id);
+    assert_eq!(second.body["next_cursor"], Value::Null);
+    let unread_only = call(&p, Method::GET, "/v1/notifications?unread=true", Some(&learner), None).await?;
+    assert_eq!(unread_only.body["items"].as_array().map(Vec::len), Some(1));
+    let bad = call(&p, Method::GET, "/v1/notifications?cursor=nope!", Some(&learner), None).await?;
+    assert_eq!((bad.status, bad.code()), (StatusCode::BAD_REQUEST, "invalid_input"));
+
+    let all = call(&p, Method::POST, "/v1/notifications/read-all", Some(&learner), None).await?;
+    assert_eq!(all.body, json!({"marked": 1}));
+    let unread = call(&p, Method::GET, "/v1/notifications/unread-count", Some(&learner), None).await?;
+    assert_eq!(unread.body, json!({"unread": 0}));
+    p.shutdown().await;
+    Ok(())
+}
+
+pub async fn a_duplicate_job_sends_one_email(infra: Arc<Infra>) -> Result<()> {
+    let p = Platform::start(&infra, options(2)).await?;
+    let email = address("dup");
+    let (user_id, _) = user(&p, &email).await?;
+    wait_emails(&infra.smtp, &email, 1).await?;
+
+    let job = NotificationJob {
+        id: Uuid::now_v7(),
+        kind: NotificationKind::Welcome,
+        user_id: user_id.parse()?,
+        channels: vec![Channel::Email],
+        data: json!({}),
+        source_event: None,
+        created_at: time::OffsetDateTime::now_utc(),
+    };
+    let payload = serde_json::to_vec(&job)?;
+    let js = async_nats::jetstream::new(p.nats_client().await?);
+    let publish = |msg_id: String| {
+        let (js, payload) = (js.clone(), payload.clone());
+        async move {
+            let message =
+                async_nats::jetstream::message::PublishMessage::build().payload(payload.into()).message_id(msg_id);
+            anyhow::Ok(js.send_publish(subj::JOB_DELIVER, message).await?.await?)
+        }
+    };
+    // The same Nats-Msg-Id twice: JetStream stores one job.
+    assert!(!publish(job.id.to_string()).await?.duplicate);
+    assert!(publish(job.id.to_string()).await?.duplicate);
+    let mails = wait_emails(&infra.smtp, &email, 2).await?;
+    jobs_drained(&p).await?;
+    // The same notification again under another message id (a redelivery after the duplicate
+    // window, or a replayed job): the delivery log says sent, nothing is sent.
+    assert!(!publish(format!("{}-replayed", job.id)).await?.duplicate);
+    jobs_drained(&p).await?;
+    let all = emails_to(&infra.smtp, &email)?;
+    assert_eq!(all.len(), 2, "the welcome and one copy of the job: {mails:?}");
+    let with_id = all.iter().filter(|m| header(m, "Message-ID").is_some_and(|h| h.contains(&job.id.to_string())));
+    assert_eq!(with_id.count(), 1);
+    let db = notifications_db(&p).await?;
+    let (status, attempts): (String, i32) =
+        sqlx::query_as("SELECT status, attempts FROM deliveries WHERE notification_id = $1 AND channel = 'email'")
+            .bind(job.id)
+            .fetch_one(&db)
+            .await?;
+    assert_eq!((status.as_str(), attempts), ("sent", 1));
+    p.shutdown().await;
+    Ok(())
+}
+
+pub async fn smtp_down_is_retried_and_delivered_once_it_is_back(infra: Arc<Infra>) -> Result<()> {
+    let dir = tempfile::Builder::new().prefix("coursebus-smtp-").tempdir()?;
+    let mut smtp = tokio::task::block_in_place(|| {
+        Smtp::start(&infra.tools, &dir.path().join("maildir"), 0, &dir.path().join("smtp.log"))
+    })?;
+    let mut p = Platform::start(&infra, options(0)).await?;
+    let mut config = p.notifications_config();
+    config.smtp_url = smtp.url();
+    config.smtp_timeout = Duration::from_secs(2);
+    p.start_notifications_replica_with(config);
+    p.wait_replicas("notifications", 1).await?;
+
+    tokio::task::block_in_place(|| smtp.stop());
+    let email = address("later");
+    let (user_id, _) = user(&p, &email).await?;
+    let db = notifications_db(&p).await?;
+    let (attempts, error) = eventually(WAIT, "failed attempts while SMTP is down", || async {
+        Ok(match email_delivery(&db, &user_id, "welcome").await? {
+            Some((status, attempts, Some(error))) if status == "queued" && attempts >= 2 => Some((attempts, error)),
+            _ => None,
+        })
+    })
+    .await?;
+    assert!(error.contains("SMTP"), "the reason is logged: {error}");
+    assert!(emails_to(&smtp, &email)?.is_empty());
+
+    tokio::task::block_in_place(|| smtp.start_again())?;
+    let mails = wait_emails(&smtp, &email, 1).await?;
+    jobs_drained(&p).await?;
+    assert_eq!(emails_to(&smtp, &email)?.len(), 1, "delivered once: {mails:?}");
+    let (status, total, _) = email_delivery(&db, &user_id, "welcome").await?.context("delivery logged")?;
+    assert_eq!(status, "sent");
+    assert!(total > attempts, "{total} attempts in all, {attempts} failed ones seen");
+    p.shutdown().await;
+    drop(smtp);
+    Ok(())
+}
+
+pub async fn preferences_turn_channels_off(infra: Arc<Infra>) -> Result<()> {
+    let options = Options { catalog_replicas: 1, enrollment_replicas: 1, ..options(1) };
+    let p = Platform::start(&infra, options).await?;
+    let (_, teacher) = instructor(&p, &address("teacher")).await?;
+    let course = create_course(&p, &teacher, "Quiet Course", json!({})).await?;
+    let course = publish_with_lessons(&p, &teacher, &course, 1).await?;
+    let learner_email = address("quiet");
+    let (learner_id, learner) = user(&p, &learner_email).await?;
+    let (_, other) = user(&p, &address("loud")).await?;
+
+    let all_on = json!({"items": [
+        {"kind": "welcome", "channel": "email", "enabled": true},
+        {"kind": "enrolled", "channel": "in_app", "enabled": true},
+        {"kind": "enrolled", "channel": "email", "enabled": true},
+    ]});
+    let prefs = call(&p, Method::GET, "/v1/notifications/preferences", Some(&learner), None).await?;
+    assert_eq!((prefs.status, &prefs.body), (StatusCode::OK, &all_on), "{prefs:?}");
+    let off = json!({"items": [{"kind": "enrolled", "channel": "email", "enabled": false}]});
+    let changed = call(&p, Method::PUT, "/v1/notifications/preferences", Some(&learner), Some(off)).await?;
+    assert_eq!(changed.status, StatusCode::OK, "{changed:?}");
+    assert_eq!(changed.body["items"][2], json!({"kind": "enrolled", "channel": "email", "enabled": false}));
+    for (bad, field) in [
+        (json!({"kind": "welcome", "channel": "email", "enabled": false}), "enabled"),
+        (json!({"kind": "welcome", "channel": "in_app", "enabled": false}), "channel"),
+    ] {
+        let refused =
+            call(&p, Method::PUT, "/v1/notifications/preferences", Some(&learner), Some(json!({"items": [bad]})))
+                .await?;
+        assert_eq!((refused.status, refused.code()), (StatusCode::BAD_REQUEST, "invalid_input"), "{refused:?}");
+        assert_eq!(refused.body["details"]["field"], field);
+    }
+    let others = call(&p, Method::GET, "/v1/notifications/preferences", Some(&other), None).await?;
+    assert_eq!(others.body, all_on, "preferences are per user");
+    wait_emails(&infra.smtp, &learner_email, 1).await?;
+
+    let enrolled =
+        call(&p, Method::POST, "/v1/enrollments", Some(&learner), Some(json!({"course_id": course["id"]}))).await?;
+    assert_eq!(enrolled.status, StatusCode::CREATED, "{enrolled:?}");
+    eventually(WAIT, "the in-app notification", || async {
+        let unread = call(&p, Method::GET, "/v1/notifications/unread-count", Some(&learner), None).await?;
+        Ok((unread.body["unread"] == 1).then_some(()))
+    })
+    .await?;
+    jobs_drained(&p).await?;
+    let mails = emails_to(&infra.smtp, &learner_email)?;
+    assert_eq!(mails.len(), 1, "only the welcome email: {mails:?}");
+    let db = notifications_db(&p).await?;
+    let (status, _, _) = email_delivery(&db, &learner_id, "enrolled").await?.context("logged")?;
+    assert_eq!(status, "skipped");
+    p.shutdown().await;
+    Ok(())
+}
+
+type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Open `/v1/ws` with the token in the `Authorization` header or (`in_query`) the query string.
+async fn socket(p: &Platform, token: &str, in_query: bool) -> Result<Socket> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let base = p.base_url.replacen("http", "ws", 1);
+    let mut request = if in_query {
+        format!("{base}/v1/ws?access_token={token}").into_client_request()?
+    } else {
+        let mut request = format!("{base}/v1/ws").into_client_request()?;
+        request.headers_mut().insert("authorization", format!("Bearer {token}").parse()?);
+        request
+    };
+    request.headers_mut().insert("x-request-id", "ws-test".parse()?);
+    let (socket, response) = tokio_tungstenite::connect_async(request).await?;
+    ensure!(response.status().as_u16() == 101, "{response:?}");
+    Ok(socket)
+}
+
+/// The next text frame as JSON, within `wait`.
+async fn next_push(socket: &mut Socket, wait: Duration) -> Result<Option<Value>> {
+    use futures::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        match tokio::time::timeout_at(deadline, socket.next()).await {
+            Err(_) => return Ok(None),
+            Ok(None) => anyhow::bail!("the socket closed"),
+            Ok(Some(message)) => match message? {
+                Message::Text(text) => return Ok(Some(serde_json::from_str(text.as_str())?)),
+                Message::Close(frame) => anyhow::bail!("the socket closed: {frame:?}"),
+                _ => continue,
+            },
+        }
+    }
+}
+
+pub async fn a_websocket_gets_its_own_pushes_only(infra: Arc<Infra>) -> Result<()> {
+    let options = Options { catalog_replicas: 1, enrollment_replicas: 1, ..options(2) };
+    let p = Platform::start(&infra, options).await?;
+    let (_, teacher) = instructor(&p, &address("teacher")).await?;
+    let course = create_course(&p, &teacher, "Live Course", json!({})).await?;
+    let course = publish_with_lessons(&p, &teacher, &course, 1).await?;
+    let (_, learner) = user(&p, &address("live")).await?;
+    let (_, other) = user(&p, &address("bystander")).await?;
+
+    // No token, or not an upgrade: refused in the platform's error shape.
+    let anonymous = call(&p, Method::GET, "/v1/ws", None, None).await?;
+    assert_eq!((anonymous.status, anonymous.code()), (StatusCode::UNAUTHORIZED, "unauthenticated"));
+    let plain = call(&p, Method::GET, "/v1/ws", Some(&learner), None).await?;
+    assert_eq!((plain.status, plain.code()), (StatusCode::BAD_REQUEST, "invalid_input"), "{plain:?}");
+    assert!(
+        tokio_tungstenite::connect_async(format!("{}/v1/ws?access_token=junk", p.base_url.replacen("http", "ws", 1)))
+            .await
+            .is_err()
+    );
+
+    let mut mine = socket(&p, &learner, false).await?;
+    let mut theirs = socket(&p, &other, true).await?;
+    let enrolled =
+        call(&p, Method::POST, "/v1/enrollments", Some(&learner), Some(json!({"course_id": course["id"]}))).await?;
+    assert_eq!(enrolled.status, StatusCode::CREATED, "{enrolled:?}");
+    let started = std::time::Instant::now();
+    let push = next_push(&mut mine, WAIT).await?.context("a push for the learner")?;
+    let latency = started.elapsed();
+    assert_eq!(push["type"], "notification");
+    assert_eq!(push["notification"]["title"], "You are enrolled in Live Course");
+    // What was pushed is what the inbox lists.
+    let inbox = call(&p, Method::GET, "/v1/notifications", Some(&learner), None).await?;
+    assert_eq!(inbox.body["items"][0], push["notification"]);
+    // The bystander's socket stays silent.
+    assert_eq!(next_push(&mut theirs, Duration::from_millis(500)).await?, None);
+    eprintln!("notifications: enrolment answered → push received in {latency:?}");
+    assert!(latency < Duration::from_secs(5), "push took {latency:?}");
+    mine.close(None).await?;
+    theirs.close(None).await?;
+    p.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,336 @@
+//! The notification rules, free of I/O: stable notification ids, which event becomes which job,
+//! the templates (HTML + text email, in-app title and body), retry delays and inbox cursors.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use coursebus_contracts::EventEnvelope;
+use coursebus_contracts::enrollment::EnrollmentCreated;
+use coursebus_contracts::identity::UserRegistered;
+use coursebus_contracts::notifications::{Channel, NotificationJob, NotificationKind, Preference};
+use coursebus_contracts::validate::ValidationError;
+use minijinja::{Environment, Value};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+/// The id of the notification of `kind` caused by event `event_id`: the same inputs always give
+/// the same id (a UUIDv8 from SHA-256), so processing an event twice yields one notification.
+pub fn notification_id(event_id: Uuid, kind: NotificationKind) -> Uuid {
+    let mut hash = Sha256::new();
+    hash.update(b"coursebus-notification\0");
+    hash.update(event_id.as_bytes());
+    hash.update(b"\0");
+    hash.update(kind.as_str().as_bytes());
+    let digest = hash.finalize();
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_custom_bytes(bytes).into_uuid()
+}
+
+/// `identity.user.registered` → a welcome email.
+pub fn welcome_job(event: &EventEnvelope<UserRegistered>) -> NotificationJob {
+    NotificationJob {
+        id: notification_id(event.id, NotificationKind::Welcome),
+        kind: NotificationKind::Welcome,
+        user_id: event.data.user_id,
+        channels: vec![Channel::Email],
+        data: serde_json::json!({}),
+        source_event: Some(event.id),
+        created_at: event.occurred_at,
+    }
+}
+
+/// What the enrolled notification says about the course (from the catalog's published snapshot).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CourseRef {
+    pub title: String,
+    pub slug: String,
+}
+
+/// `enrollment.enrolment.created` → "you are enrolled" in-app and by email.
+pub fn enrolled_job(event: &EventEnvelope<EnrollmentCreated>, course: &CourseRef) -> NotificationJob {
+    NotificationJob {
+        id: notification_id(event.id, NotificationKind::Enrolled),
+        kind: NotificationKind::Enrolled,
+        user_id: event.data.user_id,
+        channels: vec![Channel::InApp, Channel::Email],
+        data: serde_json::json!({
+            "course_id": event.data.course_id,
+            "course_title": course.title,
+            "link": format!("/courses/{}", course.slug),
+        }),
+        source_event: Some(event.id),
+        created_at: event.occurred_at,
+    }
+}
+
+/// A rendered email.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmailContent {
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+}
+
+/// A rendered in-app notification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InAppContent {
+    pub title: String,
+    pub body: String,
+    pub link: Option<String>,
+}
+
+/// Who a notification is for, as the templates see them.
+#[derive(Debug, Clone, Serialize)]
+pub struct Person<'a> {
+    pub display_name: &'a str,
+    pub email: &'a str,
+}
+
+/// The templates of every kind, compiled once. Names ending in `.html` are HTML-escaped.
+#[derive(Debug)]
+pub struct Templates {
+    env: Environment<'static>,
+    app_url: String,
+}
+
+macro_rules! templates {
+    ($env:expr, $($name:literal),* $(,)?) => {
+        $( $env.add_template($name, include_str!(concat!("../templates/", $name)))?; )*
+    };
+}
+
+impl Templates {
+    /// `app_url` is the public address links in emails point to (no trailing slash).
+    pub fn new(app_url: &str) -> Result<Self, minijinja::Error> {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+        templates!(
+            env,
+            "welcome.subject.txt",
+            "welcome.txt",
+            "welcome.html",
+            "enrolled.subject.txt",
+            "enrolled.txt",
+            "enrolled.html",
+            "enrolled.title.txt",
+            "enrolled.body.txt",
+        );
+        Ok(Self { env, app_url: app_url.trim_end_matches('/').to_owned() })
+    }
+
+    fn context(&self, job: &NotificationJob, person: Option<&Person<'_>>) -> Value {
+        let mut ctx = match &job.data {
+            serde_json::Value::Object(map) => map.clone(),
+            _ => serde_json::Map::new(),
+        };
+        ctx.insert("app_url".into(), self.app_url.clone().into());
+        if let Some(person) = person {
+            ctx.insert("display_name".into(), person.display_name.into());
+            ctx.insert("email".into(), person.email.into());
+        }
+        Value::from(minijinja::value::Serde(ctx))
+    }
+
+    fn render(&self, name: &str, ctx: &Value) -> Result<String, minijinja::Error> {
+        self.env.get_template(name)?.render(ctx.clone())
+    }
+
+    /// The email of `job` for `person`.
+    pub fn email(&self, job: &NotificationJob, person: &Person<'_>) -> Result<EmailContent, minijinja::Error> {
+        let ctx = self.context(job, Some(person));
+        let kind = job.kind.as_str();
+        let subject = self.render(&format!("{kind}.subject.txt"), &ctx)?;
+        Ok(EmailContent {
+            subject: one_line(&subject),
+            text: self.render(&format!("{kind}.txt"), &ctx)?,
+            html: self.render(&format!("{kind}.html"), &ctx)?,
+        })
+    }
+
+    /// The in-app notification of `job`.
+    pub fn in_app(&self, job: &NotificationJob) -> Result<InAppContent, minijinja::Error> {
+        let ctx = self.context(job, None);
+        let kind = job.kind.as_str();
+        Ok(InAppContent {
+            title: one_line(&self.render(&format!("{kind}.title.txt"), &ctx)?),
+            body: self.render(&format!("{kind}.body.txt"), &ctx)?.trim().to_owned(),
+            link: job.data.get("link").and_then(|l| l.as_str()).map(str::to_owned),
+        })
+    }
+}
+
+/// `t` at PostgreSQL's precision (microseconds), so a push says what the inbox will list.
+pub fn to_micros(t: time::OffsetDateTime) -> time::OffsetDateTime {
+    t.replace_nanosecond(t.nanosecond() / 1_000 * 1_000).unwrap_or(t)
+}
+
+/// A header-safe single line.
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Every (kind, channel) pair the platform delivers, on unless `stored` (what the user changed:
+/// kind, channel, enabled) says otherwise. Unknown stored pairs are ignored.
+pub fn preference_matrix(stored: &[(String, String, bool)]) -> Vec<Preference> {
+    NotificationKind::ALL
+        .iter()
+        .flat_map(|kind| kind.channels().iter().map(move |channel| (*kind, *channel)))
+        .map(|(kind, channel)| {
+            let enabled = !kind.optional(channel)
+                || stored
+                    .iter()
+                    .find(|(k, c, _)| k == kind.as_str() && c == channel.as_str())
+                    .is_none_or(|(_, _, enabled)| *enabled);
+            Preference { kind, channel, enabled }
+        })
+        .collect()
+}
+
+/// Check a requested change: the kind must be delivered on that channel, and turning it off must
+/// be allowed.
+pub fn check_preference(p: &Preference) -> Result<(), ValidationError> {
+    if !p.kind.channels().contains(&p.channel) {
+        return Err(ValidationError::new(
+            "channel",
+            format!("{} notifications are not sent by {}", p.kind.as_str(), p.channel.as_str()),
+        ));
+    }
+    if !p.enabled && !p.kind.optional(p.channel) {
+        return Err(ValidationError::new(
+            "enabled",
+            format!("{} by {} cannot be turned off", p.kind.as_str(), p.channel.as_str()),
+        ));
+    }
+    Ok(())
+}
+
+/// How long to wait before delivery attempt `delivered + 1` (`delivered` counts from 1).
+pub fn retry_delay(delivered: i64, delays: &[Duration]) -> Duration {
+    let index = usize::try_from(delivered.saturating_sub(1)).unwrap_or(0);
+    delays.get(index).or(delays.last()).copied().unwrap_or(Duration::from_secs(1))
+}
+
+/// An opaque inbox cursor: the last item's sequence number.
+pub fn encode_cursor(seq: i64) -> String {
+    URL_SAFE_NO_PAD.encode(seq.to_be_bytes())
+}
+
+pub fn decode_cursor(cursor: &str) -> Result<i64, ValidationError> {
+    URL_SAFE_NO_PAD
+        .decode(cursor)
+        .ok()
+        .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+        .map(i64::from_be_bytes)
+        .ok_or_else(|| ValidationError::new("cursor", "cursor is not valid"))
+}
+
+/// A page size within 1..=100.
+pub fn page_limit(limit: Option<u32>, default: u32) -> Result<u32, ValidationError> {
+    let limit = limit.unwrap_or(default);
+    if (1..=100).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(ValidationError::new("limit", "limit must be between 1 and 100"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use coursebus_contracts::{Actor, Event};
+
+    use super::*;
+
+    fn registered() -> EventEnvelope<UserRegistered> {
+        UserRegistered {
+            user_id: Uuid::now_v7(),
+            email: "ada@example.com".into(),
+            display_name: "Ada".into(),
+            roles: vec![],
+        }
+        .envelope(Actor::Anonymous)
+    }
+
+    #[test]
+    fn ids_are_stable_per_event_and_kind() {
+        let event = Uuid::now_v7();
+        assert_eq!(
+            notification_id(event, NotificationKind::Welcome),
+            notification_id(event, NotificationKind::Welcome)
+        );
+        assert_ne!(
+            notification_id(event, NotificationKind::Welcome),
+            notification_id(event, NotificationKind::Enrolled)
+        );
+        assert_ne!(
+            notification_id(event, NotificationKind::Welcome),
+            notification_id(Uuid::now_v7(), NotificationKind::Welcome)
+        );
+        let event = registered();
+        assert_eq!(welcome_job(&event).id, welcome_job(&event).id);
+    }
+
+    #[test]
+    fn emails_render_text_and_escaped_html() {
+        let templates = Templates::new("https://learn.example/").unwrap();
+        let event = EnrollmentCreated {
+            enrollment_id: Uuid::now_v7(),
+            user_id: Uuid::now_v7(),
+            course_id: Uuid::now_v7(),
+            course_version: 1,
+            enrolled_at: time::OffsetDateTime::now_utc(),
+        }
+        .envelope(Actor::Anonymous);
+        let course = CourseRef { title: "Rust <fast> & safe".into(), slug: "rust".into() };
+        let job = enrolled_job(&event, &course);
+        let person = Person { display_name: "Ada\nBcc: evil", email: "ada@example.com" };
+        let email = templates.email(&job, &person).unwrap();
+        assert_eq!(email.subject, "You are enrolled in Rust <fast> & safe");
+        assert!(email.text.contains("\"Rust <fast> & safe\""), "{}", email.text);
+        assert!(email.text.contains("https://learn.example/courses/rust"), "{}", email.text);
+        assert!(email.html.contains("Rust &lt;fast&gt; &amp; safe"), "{}", email.html);
+        let in_app = templates.in_app(&job).unwrap();
+        assert_eq!(in_app.title, "You are enrolled in Rust <fast> & safe");
+        assert_eq!(in_app.link.as_deref(), Some("/courses/rust"));
+
+        let welcome = templates.email(&welcome_job(&registered()), &person).unwrap();
+        assert_eq!(welcome.subject, "Welcome to coursebus, Ada Bcc: evil", "no header injection");
+    }
+
+    #[test]
+    fn retry_delays_grow_then_stay() {
+        let delays = [Duration::from_secs(1), Duration::from_secs(5)];
+        assert_eq!(retry_delay(1, &delays), Duration::from_secs(1));
+        assert_eq!(retry_delay(2, &delays), Duration::from_secs(5));
+        assert_eq!(retry_delay(9, &delays), Duration::from_secs(5));
+        assert_eq!(retry_delay(1, &[]), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn preferences_default_on_and_account_emails_stay_on() {
+        let all = preference_matrix(&[]);
+        assert_eq!(all.len(), 3);
+        assert!(all.iter().all(|p| p.enabled));
+        let stored =
+            vec![("enrolled".to_owned(), "email".to_owned(), false), ("welcome".to_owned(), "email".to_owned(), false)];
+        let changed = preference_matrix(&stored);
+        let get = |kind, channel| changed.iter().find(|p| p.kind == kind && p.channel == channel).unwrap().enabled;
+        assert!(!get(NotificationKind::Enrolled, Channel::Email));
+        assert!(get(NotificationKind::Enrolled, Channel::InApp));
+        assert!(get(NotificationKind::Welcome, Channel::Email), "account emails cannot be off");
+        let off = |kind, channel| Preference { kind, channel, enabled: false };
+        assert!(check_preference(&off(NotificationKind::Enrolled, Channel::Email)).is_ok());
+        assert_eq!(check_preference(&off(NotificationKind::Welcome, Channel::Email)).unwrap_err().field, "enabled");
+        assert_eq!(check_preference(&off(NotificationKind::Welcome, Channel::InApp)).unwrap_err().field, "channel");
+    }
+
+    #[test]
+    fn cursors_and_limits() {
+        assert_eq!(decode_cursor(&encode_cursor(42)).unwrap(), 42);
+        assert_eq!(decode_cursor("nope!").unwrap_err().field, "cursor");
+        assert_eq!(page_limit(None, 20).unwrap(), 20);
+        assert_eq!(page_limit(Some(101), 20).unwrap_err().field, "limit");
+    }
+}

@@ -1,0 +1,95 @@
+//! One method per inbox endpoint. Every method verifies the caller's token itself; a user sees
+//! and changes only their own notifications (another's is "not found").
+
+use std::sync::Arc;
+
+use coursebus_bus::CallContext;
+use coursebus_bus::auth::JwtVerifier;
+use coursebus_contracts::ErrorBody;
+use coursebus_contracts::identity::AccessClaims;
+use coursebus_contracts::notifications::{
+    ListNotificationsRequest, MarkedRead, Notification, NotificationIdRequest, NotificationPage, Preferences,
+    UnreadCount,
+};
+use coursebus_contracts::rpc::Empty;
+use sqlx::PgPool;
+
+use crate::domain;
+use crate::store::{self, NotificationRow};
+
+/// The inbox service's state, shared by all endpoint handlers of one replica.
+#[derive(Debug)]
+pub struct Inbox {
+    pub pool: PgPool,
+    pub verifier: Arc<JwtVerifier>,
+}
+
+/// Log a database error and answer `internal` (the client never sees database details).
+fn db(err: sqlx::Error) -> ErrorBody {
+    tracing::error!(error = %err, "database error");
+    ErrorBody::internal()
+}
+
+impl Inbox {
+    async fn caller(&self, ctx: &CallContext) -> Result<AccessClaims, ErrorBody> {
+        self.verifier.verify_ctx(ctx).await
+    }
+
+    pub async fn list(&self, ctx: CallContext, req: ListNotificationsRequest) -> Result<NotificationPage, ErrorBody> {
+        let me = self.caller(&ctx).await?;
+        let limit = domain::page_limit(req.limit, 20)?;
+        let before = req.cursor.as_deref().map(domain::decode_cursor).transpose()?;
+        let mut conn = self.pool.acquire().await.map_err(db)?;
+        let mut rows =
+            store::list(&mut conn, me.sub, req.unread.unwrap_or(false), before, limit + 1).await.map_err(db)?;
+        let more = rows.len() > limit as usize;
+        rows.truncate(limit as usize);
+        let next_cursor = if more { rows.last().map(|r| domain::encode_cursor(r.seq)) } else { None };
+        let items = rows.iter().map(NotificationRow::to_notification).collect::<Result<_, _>>().map_err(db)?;
+        Ok(NotificationPage { items, next_cursor })
+    }
+
+    pub async fn unread(&self, ctx: CallContext, _req: Empty) -> Result<UnreadCount, ErrorBody> {
+        let me = self.caller(&ctx).await?;
+        let mut conn = self.pool.acquire().await.map_err(db)?;
+        Ok(UnreadCount { unread: store::unread_count(&mut conn, me.sub).await.map_err(db)? })
+    }
+
+    pub async fn read(&self, ctx: CallContext, req: NotificationIdRequest) -> Result<Notification, ErrorBody> {
+        let me = self.caller(&ctx).await?;
+        let mut conn = self.pool.acquire().await.map_err(db)?;
+        let row = store::mark_read(&mut conn, me.sub, req.id)
+            .await
+            .map_err(db)?
+            .ok_or_else(|| ErrorBody::not_found("no such notification"))?;
+        row.to_notification().map_err(db)
+    }
+
+    pub async fn read_all(&self, ctx: CallContext, _req: Empty) -> Result<MarkedRead, ErrorBody> {
+        let me = self.caller(&ctx).await?;
+        let mut conn = self.pool.acquire().await.map_err(db)?;
+        Ok(MarkedRead { marked: store::mark_all_read(&mut conn, me.sub).await.map_err(db)? })
+    }
+
+    pub async fn preferences(&self, ctx: CallContext, _req: Empty) -> Result<Preferences, ErrorBody> {
+        let me = self.caller(&ctx).await?;
+        let mut conn = self.pool.acquire().await.map_err(db)?;
+        let stored = store::preferences(&mut conn, me.sub).await.map_err(db)?;
+        Ok(Preferences { items: domain::preference_matrix(&stored) })
+    }
+
+    /// Change some pairs (all or nothing) and answer the whole set.
+    pub async fn update_preferences(&self, ctx: CallContext, req: Preferences) -> Result<Preferences, ErrorBody> {
+        let me = self.caller(&ctx).await?;
+        for preference in &req.items {
+            domain::check_preference(preference)?;
+        }
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        for p in &req.items {
+            store::set_preference(&mut tx, me.sub, p.kind, p.channel, p.enabled).await.map_err(db)?;
+        }
+        let stored = store::preferences(&mut tx, me.sub).await.map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(Preferences { items: domain::preference_matrix(&stored) })
+    }
+}

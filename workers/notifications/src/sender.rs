@@ -1,0 +1,246 @@
+//! The sender: every replica pulls from one durable consumer on `JOB_NOTIFY` and delivers each
+//! job on its channels, acknowledging only after the outcome is committed.
+//!
+//! Exactly one email per notification: the email's delivery-log row is locked (`FOR UPDATE`)
+//! for the whole attempt, checked before sending and marked `sent` in the same transaction right
+//! after the SMTP server accepted the message. A redelivered job, or a second replica holding the
+//! same job after an ack timeout, finds `sent` and only acknowledges. (The one window left: the
+//! process dies between the SMTP server's acceptance and the commit.)
+//!
+//! Retries: a transient failure (SMTP down, 4xx, timeout, recipient not known yet) is recorded
+//! with its reason and the job is negatively acknowledged with a growing delay
+//! ([`crate::domain::retry_delay`]); the last allowed delivery records `failed` and acknowledges.
+//! A rejection (5xx, invalid address) is `failed` at once, without retry.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, AckKind};
+use coursebus_contracts::notifications::{Channel, Notification, NotificationJob, Push};
+use coursebus_contracts::subjects::notifications as subj;
+use futures::StreamExt;
+use sqlx::PgPool;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::domain::{Person, Templates, retry_delay};
+use crate::mailer::{Mailer, SendError};
+use crate::store::{self, DeliveryStatus, NewNotification};
+
+/// What became of one job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every channel is settled (sent or failed for good): acknowledge.
+    Settled,
+    /// Some channel should be tried again later.
+    Retry(String),
+}
+
+/// Delivers notification jobs.
+#[derive(Debug)]
+pub struct Sender {
+    pub pool: PgPool,
+    /// For real-time pushes of new in-app notifications (core NATS).
+    pub nats: async_nats::Client,
+    pub templates: Arc<Templates>,
+    pub mailer: Mailer,
+    /// Deliveries of one job before it is given up (`max_deliver` of the consumer).
+    pub max_deliver: i64,
+    /// Delays between attempts (the last repeats).
+    pub retry_delays: Vec<Duration>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeliverError {
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("template: {0}")]
+    Template(#[from] minijinja::Error),
+}
+
+impl Sender {
+    /// Deliver `job`; `last_attempt` turns a transient failure into a final `failed`.
+    pub async fn deliver(&self, job: &NotificationJob, last_attempt: bool) -> Result<Outcome, DeliverError> {
+        let mut tx = self.pool.begin().await?;
+        for channel in &job.channels {
+            store::queue_delivery(&mut tx, job.id, *channel, job.user_id, job.kind).await?;
+            // Preferences apply to whatever is not delivered yet (also between retries).
+            if job.kind.optional(*channel) && !store::channel_enabled(&mut tx, job.user_id, job.kind, *channel).await? {
+                store::skip_delivery(&mut tx, job.id, *channel).await?;
+            }
+        }
+        let mut push = None;
+        if job.channels.contains(&Channel::InApp)
+            && store::lock_delivery(&mut tx, job.id, Channel::InApp).await? == Some(DeliveryStatus::Queued)
+        {
+            let content = self.templates.in_app(job)?;
+            let notification = Notification {
+                id: job.id,
+                kind: job.kind,
+                title: content.title.clone(),
+                body: content.body.clone(),
+                link: content.link.clone(),
+                created_at: crate::domain::to_micros(job.created_at),
+                read_at: None,
+            };
+            let inserted = store::insert_notification(
+                &mut tx,
+                &NewNotification {
+                    id: job.id,
+                    user_id: job.user_id,
+                    kind: job.kind,
+                    title: &content.title,
+                    body: &content.body,
+                    link: content.link.as_deref(),
+                    created_at: job.created_at,
+                },
+            )
+            .await?;
+            store::record_attempt(&mut tx, job.id, Channel::InApp, DeliveryStatus::Sent, None).await?;
+            push = inserted.then_some(notification);
+        }
+        tx.commit().await?;
+        if let Some(notification) = push {
+            self.push(job, notification).await;
+        }
+
+        if job.channels.contains(&Channel::Email) {
+            return self.email(job, last_attempt).await;
+        }
+        Ok(Outcome::Settled)
+    }
+
+    /// Tell the user's open sockets (best effort: the inbox has it anyway).
+    async fn push(&self, job: &NotificationJob, notification: Notification) {
+        let payload = match serde_json::to_vec(&Push::Notification { notification }) {
+            Ok(payload) => payload,
+            Err(err) => {
+                tracing::error!(error = %err, "could not serialise a push");
+                return;
+            }
+        };
+        if let Err(err) = self.nats.publish(subj::user_push(&job.user_id), payload.into()).await {
+            tracing::warn!(notification_id = %job.id, error = %err, "real-time push failed");
+        }
+    }
+
+    async fn email(&self, job: &NotificationJob, last_attempt: bool) -> Result<Outcome, DeliverError> {
+        let mut tx = self.pool.begin().await?;
+        match store::lock_delivery(&mut tx, job.id, Channel::Email).await? {
+            Some(DeliveryStatus::Queued) => {}
+            // Sent, failed for good or skipped before: nothing to do.
+            _ => return Ok(Outcome::Settled),
+        }
+        let result = match store::recipient(&mut tx, job.user_id).await? {
+            // The identity event may not have been processed yet.
+            None => Err(SendError::Retry("no address known for the user yet".into())),
+            Some(recipient) => {
+                let person = Person { display_name: &recipient.display_name, email: &recipient.email };
+                match self.templates.email(job, &person) {
+                    Ok(content) => self.mailer.send(&recipient.email, &recipient.display_name, &content, job.id).await,
+                    Err(err) => Err(SendError::Reject(format!("template: {err}"))),
+                }
+            }
+        };
+        let outcome = match &result {
+            Ok(()) => {
+                store::record_attempt(&mut tx, job.id, Channel::Email, DeliveryStatus::Sent, None).await?;
+                tracing::info!(notification_id = %job.id, kind = job.kind.as_str(), "email sent");
+                Outcome::Settled
+            }
+            Err(SendError::Retry(reason)) if !last_attempt => {
+                store::record_attempt(&mut tx, job.id, Channel::Email, DeliveryStatus::Queued, Some(reason)).await?;
+                Outcome::Retry(reason.clone())
+            }
+            Err(SendError::Retry(reason) | SendError::Reject(reason)) => {
+                store::record_attempt(&mut tx, job.id, Channel::Email, DeliveryStatus::Failed, Some(reason)).await?;
+                tracing::warn!(notification_id = %job.id, kind = job.kind.as_str(), reason = %reason, "email failed for good");
+                Outcome::Settled
+            }
+        };
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    /// Handle one message of `JOB_NOTIFY` and acknowledge it as its outcome says.
+    async fn handle(&self, message: jetstream::Message) {
+        let delivered = message.info().map(|i| i.delivered).unwrap_or(1);
+        let job: NotificationJob = match serde_json::from_slice(&message.payload) {
+            Ok(job) => job,
+            Err(err) => {
+                tracing::error!(error = %err, subject = %message.subject, "malformed notification job dropped");
+                if let Err(err) = message.ack_with(AckKind::Term).await {
+                    tracing::warn!(error = %err, "could not terminate a malformed job");
+                }
+                return;
+            }
+        };
+        let last_attempt = delivered >= self.max_deliver;
+        let ack = match self.deliver(&job, last_attempt).await {
+            Ok(Outcome::Settled) => AckKind::Ack,
+            Ok(Outcome::Retry(reason)) => {
+                let delay = retry_delay(delivered, &self.retry_delays);
+                tracing::info!(notification_id = %job.id, delivered, retry_in_ms = delay.as_millis() as u64, reason = %reason, "delivery will be retried");
+                AckKind::Nak(Some(delay))
+            }
+            Err(err) => {
+                let delay = retry_delay(delivered, &self.retry_delays);
+                tracing::warn!(notification_id = %job.id, delivered, error = %err, "delivery failed; will retry");
+                AckKind::Nak(Some(delay))
+            }
+        };
+        if let Err(err) = message.ack_with(ack).await {
+            tracing::warn!(notification_id = %job.id, error = %err, "could not acknowledge a job");
+        }
+    }
+
+    /// Pull jobs until `shutdown`, at most `concurrency` at once; jobs in flight finish first.
+    pub async fn run(
+        self: Arc<Self>,
+        consumer: jetstream::consumer::Consumer<jetstream::consumer::pull::Config>,
+        concurrency: usize,
+        shutdown: CancellationToken,
+    ) {
+        let tracker = TaskTracker::new();
+        let permits = Arc::new(Semaphore::new(concurrency.max(1)));
+        'outer: loop {
+            // Pull no more than can be worked on, so no job waits out its ack deadline in a buffer.
+            let mut messages = match consumer.stream().max_messages_per_batch(concurrency.max(1)).messages().await {
+                Ok(messages) => messages,
+                Err(err) => {
+                    tracing::warn!(error = %err, consumer = subj::SENDER_CONSUMER, "cannot pull jobs; retrying");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                    }
+                }
+            };
+            loop {
+                let Ok(permit) = permits.clone().acquire_owned().await else {
+                    break 'outer;
+                };
+                let next = tokio::select! {
+                    _ = shutdown.cancelled() => break 'outer,
+                    next = messages.next() => next,
+                };
+                match next {
+                    Some(Ok(message)) => {
+                        let sender = self.clone();
+                        tracker.spawn(async move {
+                            sender.handle(message).await;
+                            drop(permit);
+                        });
+                    }
+                    Some(Err(err)) => {
+                        tracing::warn!(error = %err, "job pull failed; resubscribing");
+                        continue 'outer;
+                    }
+                    None => continue 'outer,
+                }
+            }
+        }
+        tracker.close();
+        tracker.wait().await;
+    }
+}

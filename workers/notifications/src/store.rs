@@ -1,0 +1,302 @@
+//! Notifications' PostgreSQL store. Every function takes a connection so callers compose them in
+//! one transaction.
+
+use coursebus_contracts::notifications::{Channel, Notification, NotificationKind};
+use sqlx::PgConnection;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+pub type Result<T> = std::result::Result<T, sqlx::Error>;
+
+/// Where a user is reached.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Recipient {
+    pub email: String,
+    pub display_name: String,
+}
+
+/// Record (or refresh) a user's address and name.
+pub async fn upsert_recipient(conn: &mut PgConnection, user_id: Uuid, email: &str, display_name: &str) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO recipients (user_id, email, display_name) VALUES ($1, $2, $3) \
+         ON CONFLICT (user_id) DO UPDATE SET email = EXCLUDED.email, display_name = EXCLUDED.display_name, \
+         updated_at = now()",
+    )
+    .bind(user_id)
+    .bind(email)
+    .bind(display_name)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn rename_recipient(conn: &mut PgConnection, user_id: Uuid, display_name: &str) -> Result<()> {
+    sqlx::query("UPDATE recipients SET display_name = $2, updated_at = now() WHERE user_id = $1")
+        .bind(user_id)
+        .bind(display_name)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn recipient(conn: &mut PgConnection, user_id: Uuid) -> Result<Option<Recipient>> {
+    sqlx::query_as("SELECT email, display_name FROM recipients WHERE user_id = $1")
+        .bind(user_id)
+        .fetch_optional(conn)
+        .await
+}
+
+/// What an inbox row holds.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct NotificationRow {
+    pub seq: i64,
+    pub id: Uuid,
+    pub kind: String,
+    pub title: String,
+    pub body: String,
+    pub link: Option<String>,
+    pub created_at: OffsetDateTime,
+    pub read_at: Option<OffsetDateTime>,
+}
+
+impl NotificationRow {
+    pub fn to_notification(&self) -> Result<Notification> {
+        Ok(Notification {
+            id: self.id,
+            kind: NotificationKind::parse(&self.kind)
+                .ok_or_else(|| sqlx::Error::Decode("unexpected stored notification kind".into()))?,
+            title: self.title.clone(),
+            body: self.body.clone(),
+            link: self.link.clone(),
+            created_at: self.created_at,
+            read_at: self.read_at,
+        })
+    }
+}
+
+/// A new in-app notification; returns false when it was stored before (a redelivered job).
+#[derive(Debug, Clone)]
+pub struct NewNotification<'a> {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub kind: NotificationKind,
+    pub title: &'a str,
+    pub body: &'a str,
+    pub link: Option<&'a str>,
+    pub created_at: OffsetDateTime,
+}
+
+pub async fn insert_notification(conn: &mut PgConnection, n: &NewNotification<'_>) -> Result<bool> {
+    let done = sqlx::query(
+        "INSERT INTO notifications (id, user_id, kind, title, body, link, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(n.id)
+    .bind(n.user_id)
+    .bind(n.kind.as_str())
+    .bind(n.title)
+    .bind(n.body)
+    .bind(n.link)
+    .bind(n.created_at)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// A page of `user_id`'s inbox, newest first, strictly older than `before` (a `seq`).
+pub async fn list(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+    unread_only: bool,
+    before: Option<i64>,
+    limit: u32,
+) -> Result<Vec<NotificationRow>> {
+    sqlx::query_as(
+        "SELECT seq, id, kind, title, body, link, created_at, read_at FROM notifications \
+         WHERE user_id = $1 AND ($2 = false OR read_at IS NULL) AND ($3::bigint IS NULL OR seq < $3) \
+         ORDER BY seq DESC LIMIT $4",
+    )
+    .bind(user_id)
+    .bind(unread_only)
+    .bind(before)
+    .bind(i64::from(limit))
+    .fetch_all(conn)
+    .await
+}
+
+pub async fn unread_count(conn: &mut PgConnection, user_id: Uuid) -> Result<u64> {
+    let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM notifications WHERE user_id = $1 AND read_at IS NULL")
+        .bind(user_id)
+        .fetch_one(conn)
+        .await?;
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
+/// Mark one of `user_id`'s notifications read (the first read time stays); `None` when it is not
+/// theirs or does not exist.
+pub async fn mark_read(conn: &mut PgConnection, user_id: Uuid, id: Uuid) -> Result<Option<NotificationRow>> {
+    sqlx::query_as(
+        "UPDATE notifications SET read_at = COALESCE(read_at, now()) WHERE id = $1 AND user_id = $2 \
+         RETURNING seq, id, kind, title, body, link, created_at, read_at",
+    )
+    .bind(id)
+    .bind(user_id)
+    .fetch_optional(conn)
+    .await
+}
+
+pub async fn mark_all_read(conn: &mut PgConnection, user_id: Uuid) -> Result<u64> {
+    let done = sqlx::query("UPDATE notifications SET read_at = now() WHERE user_id = $1 AND read_at IS NULL")
+        .bind(user_id)
+        .execute(conn)
+        .await?;
+    Ok(done.rows_affected())
+}
+
+/// A delivery's state in the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryStatus {
+    Queued,
+    Sent,
+    Failed,
+    /// The user turned the channel off for this kind.
+    Skipped,
+}
+
+impl DeliveryStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Queued => "queued",
+            DeliveryStatus::Sent => "sent",
+            DeliveryStatus::Failed => "failed",
+            DeliveryStatus::Skipped => "skipped",
+        }
+    }
+
+    fn parse(raw: &str) -> Result<Self> {
+        match raw {
+            "queued" => Ok(DeliveryStatus::Queued),
+            "sent" => Ok(DeliveryStatus::Sent),
+            "failed" => Ok(DeliveryStatus::Failed),
+            "skipped" => Ok(DeliveryStatus::Skipped),
+            _ => Err(sqlx::Error::Decode("unexpected stored delivery status".into())),
+        }
+    }
+}
+
+/// Log a delivery as `queued` unless it is logged already.
+pub async fn queue_delivery(
+    conn: &mut PgConnection,
+    notification_id: Uuid,
+    channel: Channel,
+    user_id: Uuid,
+    kind: NotificationKind,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO deliveries (notification_id, channel, user_id, kind, status) VALUES ($1, $2, $3, $4, 'queued') \
+         ON CONFLICT (notification_id, channel) DO NOTHING",
+    )
+    .bind(notification_id)
+    .bind(channel.as_str())
+    .bind(user_id)
+    .bind(kind.as_str())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Lock a delivery's log row for the rest of the transaction (a concurrent attempt at the same
+/// delivery waits, then sees what this one recorded) and return its status.
+pub async fn lock_delivery(
+    conn: &mut PgConnection,
+    notification_id: Uuid,
+    channel: Channel,
+) -> Result<Option<DeliveryStatus>> {
+    let row: Option<(String,)> =
+        sqlx::query_as("SELECT status FROM deliveries WHERE notification_id = $1 AND channel = $2 FOR UPDATE")
+            .bind(notification_id)
+            .bind(channel.as_str())
+            .fetch_optional(conn)
+            .await?;
+    row.map(|(s,)| DeliveryStatus::parse(&s)).transpose()
+}
+
+/// Record an attempt: `sent`, `failed` (final) or still `queued` with the reason it failed.
+pub async fn record_attempt(
+    conn: &mut PgConnection,
+    notification_id: Uuid,
+    channel: Channel,
+    status: DeliveryStatus,
+    error: Option<&str>,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE deliveries SET status = $3, attempts = attempts + 1, last_error = COALESCE($4, last_error), \
+         updated_at = now(), sent_at = CASE WHEN $3 = 'sent' THEN now() END \
+         WHERE notification_id = $1 AND channel = $2",
+    )
+    .bind(notification_id)
+    .bind(channel.as_str())
+    .bind(status.as_str())
+    .bind(error)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Mark a still-queued delivery `skipped` (the user turned the channel off).
+pub async fn skip_delivery(conn: &mut PgConnection, notification_id: Uuid, channel: Channel) -> Result<()> {
+    sqlx::query(
+        "UPDATE deliveries SET status = 'skipped', updated_at = now() \
+         WHERE notification_id = $1 AND channel = $2 AND status = 'queued'",
+    )
+    .bind(notification_id)
+    .bind(channel.as_str())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The pairs `user_id` changed: (kind, channel, enabled).
+pub async fn preferences(conn: &mut PgConnection, user_id: Uuid) -> Result<Vec<(String, String, bool)>> {
+    sqlx::query_as("SELECT kind, channel, enabled FROM preferences WHERE user_id = $1")
+        .bind(user_id)
+        .fetch_all(conn)
+        .await
+}
+
+/// Is `kind` on `channel` on for `user_id`? (No row: on.)
+pub async fn channel_enabled(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+    kind: NotificationKind,
+    channel: Channel,
+) -> Result<bool> {
+    let row: Option<(bool,)> =
+        sqlx::query_as("SELECT enabled FROM preferences WHERE user_id = $1 AND kind = $2 AND channel = $3")
+            .bind(user_id)
+            .bind(kind.as_str())
+            .bind(channel.as_str())
+            .fetch_optional(conn)
+            .await?;
+    Ok(row.is_none_or(|(enabled,)| enabled))
+}
+
+pub async fn set_preference(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+    kind: NotificationKind,
+    channel: Channel,
+    enabled: bool,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO preferences (user_id, kind, channel, enabled) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (user_id, kind, channel) DO UPDATE SET enabled = EXCLUDED.enabled, updated_at = now()",
+    )
+    .bind(user_id)
+    .bind(kind.as_str())
+    .bind(channel.as_str())
+    .bind(enabled)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
