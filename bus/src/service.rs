@@ -177,3 +177,22 @@ async fn respond_error(request: &service::Request, body: ErrorBody) -> Result<()
     let error = service::error::Error { status, code: usize::from(status_of(body.code)) };
     request.respond_with_headers(Err(error), headers).await
 }
+
+/// Serve each listed endpoint with a method of a shared handler state:
+/// `serve!(service, state, Register => register, Login => login)` calls
+/// `state.register(ctx, request)` for every `Register` request (`state` is an `Arc`). Expands to
+/// `?` on registration failures, so use it in a function returning a `From<BusError>` error.
+#[macro_export]
+macro_rules! serve {
+    ($service:expr, $state:expr, $($rpc:ty => $method:ident),+ $(,)?) => {{
+        $({
+            let state = $state.clone();
+            $service
+                .serve::<$rpc, _, _>(move |ctx, req| {
+                    let state = state.clone();
+                    async move { state.$method(ctx, req).await }
+                })
+                .await?;
+        })+
+    }};
+}

@@ -267,6 +267,16 @@ impl std::fmt::Display for Role {
     }
 }
 
+/// A page size: `limit` or `default`, within 1..=100.
+pub fn page_limit(limit: Option<u32>, default: u32) -> Result<u32, ValidationError> {
+    let limit = limit.unwrap_or(default);
+    if (1..=100).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(ValidationError::new("limit", "limit must be between 1 and 100"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,7 +15,7 @@ use coursebus_contracts::catalog::{
     UpdateCourseRequest, course_cache_key, course_cache_keys,
 };
 use coursebus_contracts::identity::AccessClaims;
-use coursebus_contracts::validate::{Role, ValidationError};
+use coursebus_contracts::validate::{Role, ValidationError, page_limit};
 use coursebus_contracts::{Actor, ErrorBody, Event, headers};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
@@ -309,10 +309,7 @@ impl Catalog {
     }
 
     pub async fn list(&self, ctx: CallContext, req: ListCoursesRequest) -> Result<CoursePage, ErrorBody> {
-        let limit = req.limit.unwrap_or(20);
-        if !(1..=100).contains(&limit) {
-            return Err(ValidationError::new("limit", "limit must be between 1 and 100").into());
-        }
+        let limit = page_limit(req.limit, 20)?;
         let after = match &req.cursor {
             Some(c) => Some(decode_cursor(c)?),
             None => None,

@@ -81,24 +81,17 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Cata
         catalog.cache.invalidate_on(&client, subj::EVENT_SUBJECTS, course_of_event, shutdown.clone()).await?;
 
     let mut service = MicroService::start(&client, SPEC, shutdown.clone()).await?;
-    macro_rules! serve {
-        ($rpc:ty, $method:ident) => {{
-            let catalog = catalog.clone();
-            service
-                .serve::<$rpc, _, _>(move |ctx, req| {
-                    let catalog = catalog.clone();
-                    async move { catalog.$method(ctx, req).await }
-                })
-                .await?;
-        }};
-    }
-    serve!(CreateCourse, create);
-    serve!(UpdateCourse, update);
-    serve!(PutOutline, put_outline);
-    serve!(PublishCourse, publish);
-    serve!(ArchiveCourse, archive);
-    serve!(GetCourse, get);
-    serve!(ListCourses, list);
+    coursebus_bus::serve!(
+        service,
+        catalog,
+        CreateCourse => create,
+        UpdateCourse => update,
+        PutOutline => put_outline,
+        PublishCourse => publish,
+        ArchiveCourse => archive,
+        GetCourse => get,
+        ListCourses => list,
+    );
 
     let relay = tokio::spawn(relay(store, js, catalog.relay.clone(), shutdown.clone()));
     service.run().await;

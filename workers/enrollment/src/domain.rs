@@ -246,15 +246,7 @@ pub fn decode_cursor(cursor: &str) -> Result<Uuid, ValidationError> {
         .ok_or_else(|| ValidationError::new("cursor", "cursor is not valid"))
 }
 
-/// A page size within 1..=100.
-pub fn page_limit(limit: Option<u32>, default: u32) -> Result<u32, ValidationError> {
-    let limit = limit.unwrap_or(default);
-    if (1..=100).contains(&limit) {
-        Ok(limit)
-    } else {
-        Err(ValidationError::new("limit", "limit must be between 1 and 100"))
-    }
-}
+pub use coursebus_contracts::validate::page_limit;
 
 #[cfg(test)]
 mod tests {

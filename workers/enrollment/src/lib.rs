@@ -101,25 +101,18 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Enro
     });
 
     let mut service = MicroService::start(&client, SPEC, shutdown.clone()).await?;
-    macro_rules! serve {
-        ($rpc:ty, $method:ident) => {{
-            let enrollments = enrollments.clone();
-            service
-                .serve::<$rpc, _, _>(move |ctx, req| {
-                    let enrollments = enrollments.clone();
-                    async move { enrollments.$method(ctx, req).await }
-                })
-                .await?;
-        }};
-    }
-    serve!(Enroll, enroll);
-    serve!(GetEnrollment, get);
-    serve!(CancelEnrollment, cancel);
-    serve!(ListMyEnrollments, mine);
-    serve!(UpdateProgress, update_progress);
-    serve!(ListRoster, roster);
-    serve!(VerifyCertificate, verify_certificate);
-    serve!(CheckAccess, check_access);
+    coursebus_bus::serve!(
+        service,
+        enrollments,
+        Enroll => enroll,
+        GetEnrollment => get,
+        CancelEnrollment => cancel,
+        ListMyEnrollments => mine,
+        UpdateProgress => update_progress,
+        ListRoster => roster,
+        VerifyCertificate => verify_certificate,
+        CheckAccess => check_access,
+    );
     tracing::info!(endpoints = 8, first = %<Enroll as Rpc>::ENDPOINT.subject(), "enrollment serving");
 
     let relay = tokio::spawn(relay.run(shutdown.clone()));

@@ -128,26 +128,19 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Iden
     }
 
     let mut service = MicroService::start(&client, SPEC, shutdown.clone()).await?;
-    macro_rules! serve {
-        ($rpc:ty, $method:ident) => {{
-            let identity = identity.clone();
-            service
-                .serve::<$rpc, _, _>(move |ctx, req| {
-                    let identity = identity.clone();
-                    async move { identity.$method(ctx, req).await }
-                })
-                .await?;
-        }};
-    }
-    serve!(Register, register);
-    serve!(Login, login);
-    serve!(Refresh, refresh);
-    serve!(Logout, logout);
-    serve!(GetProfile, get_profile);
-    serve!(UpdateProfile, update_profile);
-    serve!(GrantRole, grant_role);
-    serve!(RevokeRole, revoke_role);
-    serve!(GetJwks, jwks);
+    coursebus_bus::serve!(
+        service,
+        identity,
+        Register => register,
+        Login => login,
+        Refresh => refresh,
+        Logout => logout,
+        GetProfile => get_profile,
+        UpdateProfile => update_profile,
+        GrantRole => grant_role,
+        RevokeRole => revoke_role,
+        GetJwks => jwks,
+    );
     tracing::info!(endpoints = 9, first = %<Register as Rpc>::ENDPOINT.subject(), "identity serving");
 
     let relay = tokio::spawn(relay.run(shutdown.clone()));

@@ -151,23 +151,16 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Noti
     let bus = Bus::new(client.clone(), config.call_deadline);
     let inbox = Arc::new(Inbox { pool: pool.clone(), verifier: JwtVerifier::new(BusJwks(bus.clone())) });
     let mut service = MicroService::start(&client, SPEC, shutdown.clone()).await?;
-    macro_rules! serve {
-        ($rpc:ty, $method:ident) => {{
-            let inbox = inbox.clone();
-            service
-                .serve::<$rpc, _, _>(move |ctx, req| {
-                    let inbox = inbox.clone();
-                    async move { inbox.$method(ctx, req).await }
-                })
-                .await?;
-        }};
-    }
-    serve!(ListNotifications, list);
-    serve!(GetUnreadCount, unread);
-    serve!(MarkRead, read);
-    serve!(MarkAllRead, read_all);
-    serve!(GetPreferences, preferences);
-    serve!(UpdatePreferences, update_preferences);
+    coursebus_bus::serve!(
+        service,
+        inbox,
+        ListNotifications => list,
+        GetUnreadCount => unread,
+        MarkRead => read,
+        MarkAllRead => read_all,
+        GetPreferences => preferences,
+        UpdatePreferences => update_preferences,
+    );
     tracing::info!(endpoints = 6, first = %<ListNotifications as Rpc>::ENDPOINT.subject(), "notifications serving");
 
     let sources = Arc::new(Sources {
