@@ -190,6 +190,23 @@ rpc!(MarkRead, NotificationIdRequest, Notification, subj::INBOX_READ);
 rpc!(MarkAllRead, Empty, MarkedRead, subj::INBOX_READ_ALL);
 rpc!(GetPreferences, Empty, Preferences, subj::PREFERENCES_GET);
 rpc!(UpdatePreferences, Preferences, Preferences, subj::PREFERENCES_UPDATE);
+rpc!(Unsubscribe, UnsubscribeRequest, Unsubscribed, subj::UNSUBSCRIBE);
+
+/// `GET /v1/notifications/unsubscribe?token=`: the signed link at the bottom of an email; works
+/// without logging in, once.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct UnsubscribeRequest {
+    pub token: String,
+}
+
+/// What the link turned off.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Unsubscribed {
+    pub kind: NotificationKind,
+    pub channel: Channel,
+}
 
 #[cfg(test)]
 mod tests {

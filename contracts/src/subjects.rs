@@ -138,6 +138,7 @@ pub mod notifications {
     /// The caller's delivery preferences per kind and channel.
     pub const PREFERENCES_GET: Endpoint = ep("preferences.get");
     pub const PREFERENCES_UPDATE: Endpoint = ep("preferences.update");
+    pub const UNSUBSCRIBE: Endpoint = ep("preferences.unsubscribe");
 
     /// The work-queue stream of notification jobs (one message per notification to deliver).
     pub const JOB_STREAM: &str = "JOB_NOTIFY";

@@ -157,6 +157,7 @@ pub fn router(state: AppState, config: &Config) -> Result<Router, GatewayError> 
         .routes(routes!(routes::notifications::mark_all_read))
         .routes(routes!(routes::notifications::get_preferences, routes::notifications::update_preferences))
         .routes(routes!(routes::notifications::websocket))
+        .routes(routes!(routes::notifications::unsubscribe))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics))

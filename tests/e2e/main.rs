@@ -69,6 +69,7 @@ fn all() -> Vec<(&'static str, TestFn)> {
         notifications::smtp_down_is_retried_and_delivered_once_it_is_back,
         notifications::preferences_turn_channels_off,
         notifications::a_websocket_gets_its_own_pushes_only,
+        notifications::unsubscribe_link_works_once_and_a_tampered_one_is_rejected,
         operations::replicas_share_requests_and_answer_the_micro_protocol,
         operations::no_identity_replica_means_503_within_a_second,
         operations::registration_event_reaches_the_stream_once_across_a_relay_restart,

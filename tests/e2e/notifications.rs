@@ -419,3 +419,54 @@ pub async fn a_websocket_gets_its_own_pushes_only(infra: Arc<Infra>) -> Result<(
     p.shutdown().await;
     Ok(())
 }
+
+/// The unsubscribe token in a raw email (its text part may be quoted-printable: soft line
+/// breaks and `=3D` for `=`).
+fn unsubscribe_token(raw: &str) -> Option<String> {
+    let text = raw.replace("=\r\n", "").replace("=\n", "").replace("=3D", "=");
+    let start = text.find("unsubscribe?token=")? + "unsubscribe?token=".len();
+    let token: String =
+        text[start..].chars().take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')).collect();
+    (!token.is_empty()).then_some(token)
+}
+
+pub async fn unsubscribe_link_works_once_and_a_tampered_one_is_rejected(infra: Arc<Infra>) -> Result<()> {
+    let options = Options { catalog_replicas: 1, enrollment_replicas: 1, ..options(1) };
+    let p = Platform::start(&infra, options).await?;
+    let (_, teacher) = instructor(&p, &address("teacher")).await?;
+    let course = create_course(&p, &teacher, "Unsubscribable", json!({})).await?;
+    let course = publish_with_lessons(&p, &teacher, &course, 1).await?;
+    let learner_email = address("leaver");
+    let (_, learner) = user(&p, &learner_email).await?;
+    let enrolled =
+        call(&p, Method::POST, "/v1/enrollments", Some(&learner), Some(json!({"course_id": course["id"]}))).await?;
+    assert_eq!(enrolled.status, StatusCode::CREATED, "{enrolled:?}");
+    let mails = wait_emails(&infra.smtp, &learner_email, 2).await?;
+    let welcome =
+        mails.iter().find(|m| header(m, "Subject").is_some_and(|s| s.starts_with("Welcome"))).context("welcome")?;
+    assert_eq!(unsubscribe_token(welcome), None, "account emails carry no unsubscribe link");
+    let enrolment_mail = mails.iter().find(|m| unsubscribe_token(m).is_some()).context("an email with a link")?;
+    let token = unsubscribe_token(enrolment_mail).context("token")?;
+
+    // A tampered link (another user's id under the same tag) and garbage are rejected.
+    let (payload, tag) = token.split_once('.').context("token shape")?;
+    let mut forged = payload.to_owned();
+    let last = if forged.ends_with('A') { 'B' } else { 'A' };
+    forged.replace_range(forged.len() - 1.., &last.to_string());
+    for bad in [format!("{forged}.{tag}"), "garbage".to_owned()] {
+        let reply = call(&p, Method::GET, &format!("/v1/notifications/unsubscribe?token={bad}"), None, None).await?;
+        assert_eq!((reply.status, reply.code()), (StatusCode::BAD_REQUEST, "invalid_input"), "{reply:?}");
+    }
+
+    // The genuine link works without logging in, once.
+    let path = format!("/v1/notifications/unsubscribe?token={token}");
+    let done = call(&p, Method::GET, &path, None, None).await?;
+    assert_eq!(done.status, StatusCode::OK, "{done:?}");
+    assert_eq!(done.body, json!({"kind": "enrolled", "channel": "email"}));
+    let again = call(&p, Method::GET, &path, None, None).await?;
+    assert_eq!((again.status, again.code()), (StatusCode::CONFLICT, "conflict"), "{again:?}");
+    let prefs = call(&p, Method::GET, "/v1/notifications/preferences", Some(&learner), None).await?;
+    assert_eq!(prefs.body["items"][2], json!({"kind": "enrolled", "channel": "email", "enabled": false}), "{prefs:?}");
+    p.shutdown().await;
+    Ok(())
+}

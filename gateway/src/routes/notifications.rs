@@ -11,7 +11,8 @@ use axum::response::Response;
 use coursebus_contracts::ErrorBody;
 use coursebus_contracts::notifications::{
     GetPreferences, GetUnreadCount, ListNotifications, ListNotificationsRequest, MarkAllRead, MarkRead, MarkedRead,
-    Notification, NotificationIdRequest, NotificationPage, Preferences, UnreadCount, UpdatePreferences,
+    Notification, NotificationIdRequest, NotificationPage, Preferences, UnreadCount, Unsubscribe, UnsubscribeRequest,
+    Unsubscribed, UpdatePreferences,
 };
 use coursebus_contracts::rpc::Empty;
 use coursebus_contracts::subjects::notifications as subj;
@@ -85,6 +86,21 @@ pub async fn update_preferences(
     ApiJson(req): ApiJson<Preferences>,
 ) -> ApiResult<Json<Preferences>> {
     Ok(Json(s.bus.request::<UpdatePreferences>(&ctx, &req).await?))
+}
+
+/// Turn off one kind of email from the link at the bottom of it: no login; each link works once.
+#[utoipa::path(get, path = "/v1/notifications/unsubscribe", tag = "notifications", params(UnsubscribeRequest),
+    responses(
+        (status = 200, description = "That kind of email is off", body = Unsubscribed),
+        (status = 400, description = "A forged, altered or malformed link", body = ErrorBody),
+        (status = 409, description = "The link was already used", body = ErrorBody),
+    ))]
+pub async fn unsubscribe(
+    State(s): State<AppState>,
+    Ctx(ctx): Ctx,
+    ApiQuery(req): ApiQuery<UnsubscribeRequest>,
+) -> ApiResult<Json<Unsubscribed>> {
+    Ok(Json(s.bus.request::<Unsubscribe>(&ctx, &req).await?))
 }
 
 /// `?access_token=` for WebSocket clients that cannot set headers (browsers).

@@ -1,6 +1,7 @@
 //! The notification rules, free of I/O: stable notification ids, which event becomes which job,
 //! the templates (HTML + text email, in-app title and body), retry delays and inbox cursors.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -89,11 +90,64 @@ pub struct Person<'a> {
     pub email: &'a str,
 }
 
+/// Signs and checks unsubscribe links: `base64url(user · kind · notification) . base64url(HMAC)`,
+/// keyed by a secret the worker keeps in its database, so a link works without logging in and
+/// cannot be forged or altered.
+pub struct UnsubscribeLinks {
+    key: Vec<u8>,
+}
+
+impl std::fmt::Debug for UnsubscribeLinks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("UnsubscribeLinks { key: *** }")
+    }
+}
+
+type HmacSha256 = hmac::Hmac<sha2::Sha256>;
+
+impl UnsubscribeLinks {
+    pub fn new(key: Vec<u8>) -> Self {
+        Self { key }
+    }
+
+    fn mac(&self) -> HmacSha256 {
+        // HMAC accepts keys of any length.
+        <HmacSha256 as hmac::Mac>::new_from_slice(&self.key).unwrap_or_else(|_| unreachable!("any key length"))
+    }
+
+    /// The token for `user` to stop emails of `kind`, minted for notification `id`.
+    pub fn token(&self, user: Uuid, kind: NotificationKind, id: Uuid) -> String {
+        use hmac::Mac as _;
+        let payload = format!("{user}.{}.{id}", kind.as_str());
+        let mut mac = self.mac();
+        mac.update(payload.as_bytes());
+        format!("{}.{}", URL_SAFE_NO_PAD.encode(payload), URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()))
+    }
+
+    /// The user and kind of a genuine token; `None` for anything forged, altered or malformed.
+    pub fn check(&self, token: &str) -> Option<(Uuid, NotificationKind)> {
+        use hmac::Mac as _;
+        let (payload, tag) = token.split_once('.')?;
+        let payload = URL_SAFE_NO_PAD.decode(payload).ok()?;
+        let tag = URL_SAFE_NO_PAD.decode(tag).ok()?;
+        let mut mac = self.mac();
+        mac.update(&payload);
+        mac.verify_slice(&tag).ok()?;
+        let payload = String::from_utf8(payload).ok()?;
+        let mut parts = payload.split('.');
+        let user = parts.next()?.parse().ok()?;
+        let kind = parts.next()?;
+        let kind = NotificationKind::ALL.into_iter().find(|k| k.as_str() == kind)?;
+        Some((user, kind))
+    }
+}
+
 /// The templates of every kind, compiled once. Names ending in `.html` are HTML-escaped.
 #[derive(Debug)]
 pub struct Templates {
     env: Environment<'static>,
     app_url: String,
+    links: Arc<UnsubscribeLinks>,
 }
 
 macro_rules! templates {
@@ -104,7 +158,7 @@ macro_rules! templates {
 
 impl Templates {
     /// `app_url` is the public address links in emails point to (no trailing slash).
-    pub fn new(app_url: &str) -> Result<Self, minijinja::Error> {
+    pub fn new(app_url: &str, links: Arc<UnsubscribeLinks>) -> Result<Self, minijinja::Error> {
         let mut env = Environment::new();
         env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
         templates!(
@@ -118,7 +172,7 @@ impl Templates {
             "enrolled.title.txt",
             "enrolled.body.txt",
         );
-        Ok(Self { env, app_url: app_url.trim_end_matches('/').to_owned() })
+        Ok(Self { env, app_url: app_url.trim_end_matches('/').to_owned(), links })
     }
 
     fn context(&self, job: &NotificationJob, person: Option<&Person<'_>>) -> Value {
@@ -130,6 +184,11 @@ impl Templates {
         if let Some(person) = person {
             ctx.insert("display_name".into(), person.display_name.into());
             ctx.insert("email".into(), person.email.into());
+            if job.kind.optional(Channel::Email) {
+                let token = self.links.token(job.user_id, job.kind, job.id);
+                let url = format!("{}/v1/notifications/unsubscribe?token={token}", self.app_url);
+                ctx.insert("unsubscribe_url".into(), url.into());
+            }
         }
         Value::from(minijinja::value::Serde(ctx))
     }
@@ -266,7 +325,7 @@ mod tests {
 
     #[test]
     fn emails_render_text_and_escaped_html() {
-        let templates = Templates::new("https://learn.example/").unwrap();
+        let templates = Templates::new("https://learn.example/", Arc::new(UnsubscribeLinks::new(vec![7; 32]))).unwrap();
         let event = EnrollmentCreated {
             enrollment_id: Uuid::now_v7(),
             user_id: Uuid::now_v7(),
@@ -324,5 +383,20 @@ mod tests {
         assert_eq!(decode_cursor("nope!").unwrap_err().field, "cursor");
         assert_eq!(page_limit(None, 20).unwrap(), 20);
         assert_eq!(page_limit(Some(101), 20).unwrap_err().field, "limit");
+    }
+
+    #[test]
+    fn unsubscribe_tokens_verify_and_reject_tampering() {
+        let links = UnsubscribeLinks::new(b"a secret key".to_vec());
+        let user = Uuid::now_v7();
+        let token = links.token(user, NotificationKind::Enrolled, Uuid::now_v7());
+        assert_eq!(links.check(&token), Some((user, NotificationKind::Enrolled)));
+        // Another key, an altered payload or tag, garbage: all rejected.
+        assert_eq!(UnsubscribeLinks::new(b"another key".to_vec()).check(&token), None);
+        let (payload, tag) = token.split_once('.').unwrap();
+        let forged_payload = URL_SAFE_NO_PAD.encode(format!("{}.enrolled.{}", Uuid::now_v7(), Uuid::now_v7()));
+        assert_eq!(links.check(&format!("{forged_payload}.{tag}")), None);
+        assert_eq!(links.check(&format!("{payload}.{}", &tag[1..])), None);
+        assert_eq!(links.check("not a token"), None);
     }
 }

@@ -8,13 +8,15 @@ use coursebus_bus::auth::JwtVerifier;
 use coursebus_contracts::ErrorBody;
 use coursebus_contracts::identity::AccessClaims;
 use coursebus_contracts::notifications::{
-    ListNotificationsRequest, MarkedRead, Notification, NotificationIdRequest, NotificationPage, Preferences,
-    UnreadCount,
+    Channel, ListNotificationsRequest, MarkedRead, Notification, NotificationIdRequest, NotificationPage, Preferences,
+    UnreadCount, UnsubscribeRequest, Unsubscribed,
 };
 use coursebus_contracts::rpc::Empty;
+use coursebus_contracts::validate::ValidationError;
+use sha2::Digest as _;
 use sqlx::PgPool;
 
-use crate::domain;
+use crate::domain::{self, UnsubscribeLinks};
 use crate::store::{self, NotificationRow};
 
 /// The inbox service's state, shared by all endpoint handlers of one replica.
@@ -22,6 +24,7 @@ use crate::store::{self, NotificationRow};
 pub struct Inbox {
     pub pool: PgPool,
     pub verifier: Arc<JwtVerifier>,
+    pub links: Arc<UnsubscribeLinks>,
 }
 
 /// Log a database error and answer `internal` (the client never sees database details).
@@ -91,5 +94,22 @@ impl Inbox {
         let stored = store::preferences(&mut tx, me.sub).await.map_err(db)?;
         tx.commit().await.map_err(db)?;
         Ok(Preferences { items: domain::preference_matrix(&stored) })
+    }
+
+    /// Public: the signed link from an email turns that kind of email off, once.
+    pub async fn unsubscribe(&self, _ctx: CallContext, req: UnsubscribeRequest) -> Result<Unsubscribed, ErrorBody> {
+        let Some((user, kind)) = self.links.check(&req.token) else {
+            return Err(ValidationError::new("token", "this unsubscribe link is not valid").into());
+        };
+        let hash = sha2::Sha256::digest(req.token.as_bytes());
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        if !store::use_unsubscribe_link(&mut tx, &hash, user, kind.as_str()).await.map_err(db)? {
+            return Err(ErrorBody::conflict("this unsubscribe link was already used")
+                .with_details(serde_json::json!({ "field": "token" })));
+        }
+        store::set_preference(&mut tx, user, kind, Channel::Email, false).await.map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        tracing::info!(user_id = %user, kind = kind.as_str(), "unsubscribed by link");
+        Ok(Unsubscribed { kind, channel: Channel::Email })
     }
 }

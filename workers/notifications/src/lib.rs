@@ -29,7 +29,7 @@ use coursebus_bus::auth::{BusJwks, JwtVerifier};
 use coursebus_bus::{Bus, MicroService, ServiceSpec, streams};
 use coursebus_contracts::Rpc;
 use coursebus_contracts::notifications::{
-    GetPreferences, GetUnreadCount, ListNotifications, MarkAllRead, MarkRead, UpdatePreferences,
+    GetPreferences, GetUnreadCount, ListNotifications, MarkAllRead, MarkRead, Unsubscribe, UpdatePreferences,
 };
 use coursebus_contracts::subjects::notifications as subj;
 use sqlx::postgres::PgPoolOptions;
@@ -122,7 +122,6 @@ impl Config {
 
 /// Connect, migrate, provision `JOB_NOTIFY` and the consumers, serve until `shutdown`.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), NotificationsError> {
-    let templates = Arc::new(domain::Templates::new(&config.app_url)?);
     let mailer = mailer::Mailer::new(&config.smtp_url, &config.mail_from, config.smtp_timeout)?;
     let pool = PgPoolOptions::new()
         .max_connections(config.db_max_connections)
@@ -130,6 +129,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Noti
         .connect(&config.database_url)
         .await?;
     sqlx::migrate!("./migrations").run(&pool).await?;
+    let links = Arc::new(domain::UnsubscribeLinks::new(store::unsubscribe_key(&pool).await?));
+    let templates = Arc::new(domain::Templates::new(&config.app_url, links.clone())?);
 
     let client = coursebus_bus::connect(&config.nats_url, subj::SERVICE, Duration::from_secs(30)).await?;
     let js = async_nats::jetstream::new(client.clone());
@@ -149,7 +150,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Noti
         .map_err(|e| NotificationsError::JetStream(format!("consumer {}: {e}", subj::SENDER_CONSUMER)))?;
 
     let bus = Bus::new(client.clone(), config.call_deadline);
-    let inbox = Arc::new(Inbox { pool: pool.clone(), verifier: JwtVerifier::new(BusJwks(bus.clone())) });
+    let inbox = Arc::new(Inbox { pool: pool.clone(), verifier: JwtVerifier::new(BusJwks(bus.clone())), links });
     let mut service = MicroService::start(&client, SPEC, shutdown.clone()).await?;
     coursebus_bus::serve!(
         service,
@@ -160,6 +161,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Noti
         MarkAllRead => read_all,
         GetPreferences => preferences,
         UpdatePreferences => update_preferences,
+        Unsubscribe => unsubscribe,
     );
     tracing::info!(endpoints = 6, first = %<ListNotifications as Rpc>::ENDPOINT.subject(), "notifications serving");
 

@@ -2,7 +2,7 @@
 //! one transaction.
 
 use coursebus_contracts::notifications::{Channel, Notification, NotificationKind};
-use sqlx::PgConnection;
+use sqlx::{PgConnection, PgPool};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -299,4 +299,32 @@ pub async fn set_preference(
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// The HMAC key of unsubscribe links: made by the first replica that starts, then shared.
+pub async fn unsubscribe_key(pool: &PgPool) -> Result<Vec<u8>> {
+    let fresh: [u8; 32] = rand::random();
+    sqlx::query("INSERT INTO secrets (name, value) VALUES ('unsubscribe', $1) ON CONFLICT (name) DO NOTHING")
+        .bind(fresh.as_slice())
+        .execute(pool)
+        .await?;
+    sqlx::query_scalar("SELECT value FROM secrets WHERE name = 'unsubscribe'").fetch_one(pool).await
+}
+
+/// Record the use of an unsubscribe link; false when it was used before.
+pub async fn use_unsubscribe_link(
+    conn: &mut PgConnection,
+    token_hash: &[u8],
+    user_id: Uuid,
+    kind: &str,
+) -> Result<bool> {
+    let done = sqlx::query(
+        "INSERT INTO unsubscribe_uses (token_hash, user_id, kind) VALUES ($1, $2, $3) ON CONFLICT (token_hash) DO NOTHING",
+    )
+    .bind(token_hash)
+    .bind(user_id)
+    .bind(kind)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
 }
