@@ -330,9 +330,7 @@ impl Platform {
 
     /// Stop every identity replica (gracefully: in-flight requests are answered).
     pub async fn stop_identity_replicas(&mut self) {
-        for task in self.identity.drain(..) {
-            task.stop().await;
-        }
+        self.stop_replicas("identity").await;
     }
 
     /// A plain NATS client on this platform's server.

@@ -120,3 +120,34 @@ impl Drop for Server {
         self.stop(Duration::from_secs(10));
     }
 }
+
+/// Start `cmd` as `name`, its output in `<logs>/<name>.log`, dying with us.
+pub fn start_logged(mut cmd: Command, name: &str, logs: &std::path::Path) -> anyhow::Result<Server> {
+    use anyhow::Context as _;
+    let log = logs.join(format!("{name}.log"));
+    let file = std::fs::File::create(&log)?;
+    cmd.stdin(std::process::Stdio::null()).stdout(file.try_clone()?).stderr(file);
+    die_with_parent(&mut cmd);
+    let child = spawn(cmd).with_context(|| format!("starting {name}"))?;
+    Ok(Server::new(name, child, log, libc::SIGTERM))
+}
+
+/// Poll `GET url` until it succeeds, failing at once if one of `servers` exits, and after 60 s.
+pub async fn wait_http_ok(url: &str, servers: &mut [Server]) -> anyhow::Result<()> {
+    let http = reqwest::Client::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if http.get(url).send().await.is_ok_and(|r| r.status().is_success()) {
+            return Ok(());
+        }
+        for server in servers.iter_mut() {
+            if let Some(status) = server.exited() {
+                anyhow::bail!("{} exited ({status}):\n{}", server.name, server.log_tail(20));
+            }
+        }
+        if tokio::time::Instant::now() > deadline {
+            anyhow::bail!("{url} did not answer within 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

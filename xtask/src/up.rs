@@ -1,12 +1,12 @@
 //! `cargo xtask up`: the whole platform on this machine, with demo data.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode, Stdio};
+use std::path::PathBuf;
+use std::process::{Command, ExitCode};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use serde_json::json;
-use xtask::process::{Server, die_with_parent, spawn};
+use xtask::process::{start_logged, wait_http_ok};
 use xtask::stack::{Durability, Mongo, Nats, Postgres, Smtp, Tools, workspace_root};
 
 const NATS_PORT: u16 = 4222;
@@ -87,31 +87,33 @@ pub fn run() -> Result<ExitCode> {
             .env("CB_IDENTITY_DATABASE_URL", pg.url("identity"))
             .env("CB_IDENTITY_BOOTSTRAP_ADMIN_EMAIL", ADMIN_EMAIL)
             .env("CB_IDENTITY_BOOTSTRAP_ADMIN_PASSWORD", DEMO_PASSWORD);
-        workers.push(start(cmd, &format!("identity-{replica}"), &logs)?);
+        workers.push(start_logged(cmd, &format!("identity-{replica}"), &logs)?);
         let mut cmd = Command::new(bin.join("coursebus-worker-catalog"));
         cmd.env("CB_NATS_URL", nats.url()).env("CB_CATALOG_MONGODB_URL", mongo.url());
-        workers.push(start(cmd, &format!("catalog-{replica}"), &logs)?);
+        workers.push(start_logged(cmd, &format!("catalog-{replica}"), &logs)?);
         let mut cmd = Command::new(bin.join("coursebus-worker-search"));
         cmd.env("CB_NATS_URL", nats.url());
-        workers.push(start(cmd, &format!("search-{replica}"), &logs)?);
+        workers.push(start_logged(cmd, &format!("search-{replica}"), &logs)?);
         let mut cmd = Command::new(bin.join("coursebus-worker-enrollment"));
         cmd.env("CB_NATS_URL", nats.url()).env("CB_ENROLLMENT_DATABASE_URL", pg.url("enrollment"));
-        workers.push(start(cmd, &format!("enrollment-{replica}"), &logs)?);
+        workers.push(start_logged(cmd, &format!("enrollment-{replica}"), &logs)?);
         let mut cmd = Command::new(bin.join("coursebus-worker-notifications"));
         cmd.env("CB_NATS_URL", nats.url())
             .env("CB_NOTIFICATIONS_DATABASE_URL", pg.url("notifications"))
             .env("CB_SMTP_URL", smtp.url())
             .env("CB_APP_URL", format!("http://{gateway_addr}"));
-        workers.push(start(cmd, &format!("notifications-{replica}"), &logs)?);
+        workers.push(start_logged(cmd, &format!("notifications-{replica}"), &logs)?);
     }
     let mut cmd = Command::new(bin.join("coursebus-gateway"));
     cmd.env("CB_NATS_URL", nats.url()).env("CB_GATEWAY_LISTEN", &gateway_addr);
-    workers.push(start(cmd, "gateway", &logs)?);
+    workers.push(start_logged(cmd, "gateway", &logs)?);
 
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let base = format!("http://{gateway_addr}");
     runtime.block_on(async {
-        wait_ready(&base, &mut workers).await?;
+        wait_http_ok(&format!("{base}/readyz"), &mut workers)
+            .await
+            .context("the platform did not become ready (logs in .stack/logs)")?;
         seed(&base).await
     })?;
 
@@ -165,34 +167,6 @@ pub fn run() -> Result<ExitCode> {
     drop(pg);
     outcome?;
     Ok(ExitCode::SUCCESS)
-}
-
-fn start(mut cmd: Command, name: &str, logs: &Path) -> Result<Server> {
-    let log = logs.join(format!("{name}.log"));
-    let file = std::fs::File::create(&log)?;
-    cmd.stdin(Stdio::null()).stdout(file.try_clone()?).stderr(file);
-    die_with_parent(&mut cmd);
-    let child = spawn(cmd).with_context(|| format!("starting {name}"))?;
-    Ok(Server::new(name, child, log, libc::SIGTERM))
-}
-
-async fn wait_ready(base: &str, workers: &mut [Server]) -> Result<()> {
-    let http = reqwest::Client::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        if http.get(format!("{base}/readyz")).send().await.is_ok_and(|r| r.status().is_success()) {
-            return Ok(());
-        }
-        for w in workers.iter_mut() {
-            if let Some(status) = w.exited() {
-                bail!("{} exited ({status}):\n{}", w.name, w.log_tail(20));
-            }
-        }
-        if tokio::time::Instant::now() > deadline {
-            bail!("the gateway did not become ready within 60 s; see .stack/logs");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 /// Demo users; a second `up` finds them already there.

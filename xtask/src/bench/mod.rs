@@ -13,7 +13,7 @@ pub mod cpu;
 pub mod load;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode, Stdio};
+use std::process::{Command, ExitCode};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -22,7 +22,7 @@ use anyhow::{Context, Result, bail, ensure};
 use futures::StreamExt;
 use serde_json::{Value, json};
 
-use crate::process::{Server, die_with_parent, spawn};
+use crate::process::{Server, start_logged, wait_http_ok};
 use crate::stack::{Durability, Mongo, Nats, Postgres, Tools, free_port, workspace_root};
 use load::{Sample, closed_loop, median};
 
@@ -138,7 +138,7 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let outcome = runtime.block_on(async {
         let gateway = format!("http://{gateway}");
-        wait_http(&format!("{gateway}/readyz"), &mut procs).await?;
+        wait_http_ok(&format!("{gateway}/readyz"), &mut procs).await?;
         let fixture = setup(&gateway).await?;
         let mut cmd = Command::new(bin("xtask"));
         cmd.args([
@@ -150,7 +150,7 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
         ]);
         procs.push(start(cmd, "monolith", &logs)?);
         let monolith = format!("http://{monolith}");
-        wait_http(&format!("{monolith}/v1/courses/{}", fixture.courses[0]), &mut procs).await.ok();
+        wait_http_ok(&format!("{monolith}/v1/courses/{}", fixture.courses[0]), &mut procs).await.ok();
         load_monolith(&monolith, &fixture.snapshots).await?;
         let nats_client = async_nats::connect(nats.url()).await?;
         let mut meter = cpu::CpuMeter::default();
@@ -179,32 +179,10 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Start a bench server quietly (warnings only: logging is not what is measured).
 fn start(mut cmd: Command, name: &str, logs: &Path) -> Result<Server> {
-    let log = logs.join(format!("{name}.log"));
-    let file = std::fs::File::create(&log)?;
-    cmd.env("RUST_LOG", "warn").stdin(Stdio::null()).stdout(file.try_clone()?).stderr(file);
-    die_with_parent(&mut cmd);
-    let child = spawn(cmd).with_context(|| format!("starting {name}"))?;
-    Ok(Server::new(name, child, log, libc::SIGTERM))
-}
-
-async fn wait_http(url: &str, procs: &mut [Server]) -> Result<()> {
-    let http = reqwest::Client::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        if http.get(url).send().await.is_ok_and(|r| r.status().is_success()) {
-            return Ok(());
-        }
-        for p in procs.iter_mut() {
-            if let Some(status) = p.exited() {
-                bail!("{} exited ({status}):\n{}", p.name, p.log_tail(20));
-            }
-        }
-        if tokio::time::Instant::now() > deadline {
-            bail!("{url} did not answer within 60 s");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    cmd.env("RUST_LOG", "warn");
+    start_logged(cmd, name, logs)
 }
 
 /// What the scenarios need: published courses and logged-in learners.
