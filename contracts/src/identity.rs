@@ -56,6 +56,8 @@ pub struct Profile {
     pub display_name: String,
     pub bio: String,
     pub roles: Vec<Role>,
+    /// Whether the owner confirmed the address with the link in their welcome email.
+    pub email_verified: bool,
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub created_at: OffsetDateTime,
@@ -128,6 +130,45 @@ rpc!(UpdateProfile, UpdateProfileRequest, Profile, subj::PROFILE_UPDATE);
 rpc!(GrantRole, RoleChangeRequest, RolesReply, subj::ROLE_GRANT);
 rpc!(RevokeRole, RoleChangeRequest, RolesReply, subj::ROLE_REVOKE);
 rpc!(GetJwks, Empty, Jwks, subj::JWKS_GET);
+rpc!(VerifyEmail, VerifyEmailRequest, EmailVerification, subj::EMAIL_VERIFY);
+rpc!(ResendVerification, Empty, Empty, subj::EMAIL_RESEND);
+rpc!(IssueVerificationToken, VerificationTokenRequest, VerificationToken, subj::INTERNAL_VERIFICATION_TOKEN);
+
+/// `GET /v1/auth/verify-email?token=`: the link in the welcome (or resent) email; works without
+/// logging in. Following it again after success answers the same (mail scanners open links too).
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct VerifyEmailRequest {
+    pub token: String,
+}
+
+/// The address that is now confirmed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct EmailVerification {
+    pub user_id: Uuid,
+    pub email: String,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub verified_at: OffsetDateTime,
+}
+
+/// Internal (notifications → identity): a fresh single-use token for `user_id`'s address.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerificationTokenRequest {
+    pub user_id: Uuid,
+}
+
+/// `token` is `None` when the address is confirmed already (the email then carries no link).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VerificationToken {
+    pub token: Option<String>,
+    /// The address the token confirms.
+    pub email: String,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub expires_at: Option<OffsetDateTime>,
+}
 
 /// `cb.evt.identity.user.registered`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -178,4 +219,28 @@ pub struct RoleRevoked {
 impl Event for RoleRevoked {
     const SUBJECT: &'static str = subj::EVT_ROLE_REVOKED;
     const TYPE: &'static str = "identity.user.role_revoked";
+}
+
+/// `cb.evt.identity.user.email_verified`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EmailVerified {
+    pub user_id: Uuid,
+    pub email: String,
+}
+
+impl Event for EmailVerified {
+    const SUBJECT: &'static str = subj::EVT_EMAIL_VERIFIED;
+    const TYPE: &'static str = "identity.user.email_verified";
+}
+
+/// `cb.evt.identity.user.verification_requested`: send another verification email.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VerificationRequested {
+    pub user_id: Uuid,
+    pub email: String,
+}
+
+impl Event for VerificationRequested {
+    const SUBJECT: &'static str = subj::EVT_VERIFICATION_REQUESTED;
+    const TYPE: &'static str = "identity.user.verification_requested";
 }

@@ -17,41 +17,46 @@ use crate::subjects::notifications as subj;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum NotificationKind {
-    /// A new account: welcome (and, once identity issues tokens for it, verify the address).
+    /// A new account: welcome, with the link that verifies the address.
     Welcome,
+    /// Another link to verify the address (the user asked for it).
+    VerifyEmail,
     /// The learner was enrolled in a course.
     Enrolled,
 }
 
 impl NotificationKind {
-    pub const ALL: [NotificationKind; 2] = [NotificationKind::Welcome, NotificationKind::Enrolled];
+    pub const ALL: [NotificationKind; 3] =
+        [NotificationKind::Welcome, NotificationKind::VerifyEmail, NotificationKind::Enrolled];
 
     /// The channels this kind is delivered on (unless the user turned one off).
     pub fn channels(self) -> &'static [Channel] {
         match self {
-            NotificationKind::Welcome => &[Channel::Email],
+            NotificationKind::Welcome | NotificationKind::VerifyEmail => &[Channel::Email],
             NotificationKind::Enrolled => &[Channel::InApp, Channel::Email],
         }
     }
 
     /// Whether the user may turn `channel` off for this kind (account emails cannot be).
-    pub fn optional(self, channel: Channel) -> bool {
-        !matches!((self, channel), (NotificationKind::Welcome, Channel::Email))
+    pub fn optional(self, _channel: Channel) -> bool {
+        !self.is_account()
+    }
+
+    /// Account emails (welcome, verification) always go out and carry the verification link.
+    pub fn is_account(self) -> bool {
+        matches!(self, NotificationKind::Welcome | NotificationKind::VerifyEmail)
     }
 
     pub fn as_str(self) -> &'static str {
         match self {
             NotificationKind::Welcome => "welcome",
+            NotificationKind::VerifyEmail => "verify_email",
             NotificationKind::Enrolled => "enrolled",
         }
     }
 
     pub fn parse(raw: &str) -> Option<Self> {
-        match raw {
-            "welcome" => Some(NotificationKind::Welcome),
-            "enrolled" => Some(NotificationKind::Enrolled),
-            _ => None,
-        }
+        Self::ALL.into_iter().find(|kind| kind.as_str() == raw)
     }
 }
 
@@ -214,7 +219,7 @@ mod tests {
 
     #[test]
     fn kinds_and_jobs_round_trip() {
-        for kind in [NotificationKind::Welcome, NotificationKind::Enrolled] {
+        for kind in NotificationKind::ALL {
             assert_eq!(NotificationKind::parse(kind.as_str()), Some(kind));
             assert_eq!(serde_json::to_value(kind).unwrap(), kind.as_str());
         }

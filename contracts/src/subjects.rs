@@ -28,6 +28,13 @@ pub mod identity {
     pub const ROLE_GRANT: Endpoint = ep("role.grant");
     pub const ROLE_REVOKE: Endpoint = ep("role.revoke");
     pub const JWKS_GET: Endpoint = ep("jwks.get");
+    /// Confirm an email address with the token from the link in the email (public).
+    pub const EMAIL_VERIFY: Endpoint = ep("email.verify");
+    /// Ask for another verification email (the caller's own address).
+    pub const EMAIL_RESEND: Endpoint = ep("email.resend");
+    /// Internal, for the notifications service only: mint a verification token for the email it
+    /// is about to send. Subjects under `cb.*.internal.>` are denied to the gateway (nats/accounts.conf).
+    pub const INTERNAL_VERIFICATION_TOKEN: Endpoint = ep("internal.verification_token");
 
     /// The stream holding identity events.
     pub const EVENT_STREAM: &str = "EVT_IDENTITY";
@@ -37,6 +44,9 @@ pub mod identity {
     pub const EVT_PROFILE_UPDATED: &str = "cb.evt.identity.user.profile_updated";
     pub const EVT_ROLE_GRANTED: &str = "cb.evt.identity.user.role_granted";
     pub const EVT_ROLE_REVOKED: &str = "cb.evt.identity.user.role_revoked";
+    pub const EVT_EMAIL_VERIFIED: &str = "cb.evt.identity.user.email_verified";
+    /// The user asked for another verification email.
+    pub const EVT_VERIFICATION_REQUESTED: &str = "cb.evt.identity.user.verification_requested";
 }
 
 /// Catalog: courses, modules, lessons, the publish workflow.

@@ -128,7 +128,9 @@ pub fn router(state: AppState, config: &Config) -> Result<Router, GatewayError> 
     let auth = OpenApiRouter::new()
         .routes(routes!(routes::identity::register))
         .routes(routes!(routes::identity::login))
-        .routes(routes!(routes::identity::refresh));
+        .routes(routes!(routes::identity::refresh))
+        .routes(routes!(routes::identity::verify_email))
+        .routes(routes!(routes::identity::resend_verification));
     let auth = if config.trust_forwarded_for {
         rate_limited(auth, config.auth_rate_limit, SmartIpKeyExtractor)?
     } else {

@@ -52,6 +52,11 @@ async fn wait_emails(smtp: &Smtp, to: &str, n: usize) -> Result<Vec<String>> {
     .await
 }
 
+/// Whether `kind` on `channel` is on in a preferences answer (`None`: the pair is not listed).
+fn preference(body: &Value, kind: &str, channel: &str) -> Option<bool> {
+    body["items"].as_array()?.iter().find(|p| p["kind"] == kind && p["channel"] == channel)?["enabled"].as_bool()
+}
+
 /// Wait until every job on `JOB_NOTIFY` was acknowledged (the work queue is empty).
 async fn jobs_drained(p: &Platform) -> Result<()> {
     let js = async_nats::jetstream::new(p.nats_client().await?);
@@ -81,7 +86,7 @@ async fn email_delivery(db: &sqlx::PgPool, user_id: &str, kind: &str) -> Result<
     .await?)
 }
 
-pub async fn registration_sends_exactly_one_welcome_email(infra: Arc<Infra>) -> Result<()> {
+pub async fn registration_sends_exactly_one_verification_email(infra: Arc<Infra>) -> Result<()> {
     let p = Platform::start(&infra, options(2)).await?;
     let email = address("welcome");
     let reply = crate::support::register(&p, &email, crate::support::PASSWORD, "Ada Lovelace").await?;
@@ -113,6 +118,58 @@ pub async fn registration_sends_exactly_one_welcome_email(infra: Arc<Infra>) -> 
     let inbox = call(&p, Method::GET, "/v1/notifications", Some(&token), None).await?;
     assert_eq!(inbox.status, StatusCode::OK, "{inbox:?}");
     assert_eq!(inbox.body["items"], json!([]));
+
+    // The email's link confirms the address, without logging in; following it again answers the
+    // same; a made-up token is refused.
+    let me = call(&p, Method::GET, "/v1/me", Some(&token), None).await?;
+    assert_eq!(me.body["email_verified"], false, "{me:?}");
+    let link = link_token(&mail, "verify-email?token=").context("a verification link in the email")?;
+    let path = format!("/v1/auth/verify-email?token={link}");
+    let verified = call(&p, Method::GET, &path, None, None).await?;
+    assert_eq!(verified.status, StatusCode::OK, "{verified:?}");
+    assert_eq!(
+        (verified.body["user_id"].as_str(), verified.body["email"].as_str()),
+        (Some(user_id.as_str()), Some(email.as_str()))
+    );
+    let again = call(&p, Method::GET, &path, None, None).await?;
+    assert_eq!((again.status, &again.body), (StatusCode::OK, &verified.body), "a used link answers the same");
+    let bogus = call(&p, Method::GET, "/v1/auth/verify-email?token=not-a-token", None, None).await?;
+    assert_eq!((bogus.status, bogus.code()), (StatusCode::BAD_REQUEST, "invalid_input"), "{bogus:?}");
+    let me = call(&p, Method::GET, "/v1/me", Some(&token), None).await?;
+    assert_eq!(me.body["email_verified"], true, "{me:?}");
+    // Verified: no other email; asking for another link is a conflict.
+    let resend = call(&p, Method::POST, "/v1/me/verify-email", Some(&token), None).await?;
+    assert_eq!((resend.status, resend.code()), (StatusCode::CONFLICT, "conflict"), "{resend:?}");
+    jobs_drained(&p).await?;
+    assert_eq!(emails_to(&infra.smtp, &email)?.len(), 1, "exactly one verification email");
+    p.shutdown().await;
+    Ok(())
+}
+
+/// An unverified user asks for another link: a second email whose link works; the first
+/// email's link still works too until it expires.
+pub async fn a_resent_verification_link_confirms_the_address(infra: Arc<Infra>) -> Result<()> {
+    let p = Platform::start(&infra, options(1)).await?;
+    let email = address("resend");
+    let (_, token) = user(&p, &email).await?;
+    wait_emails(&infra.smtp, &email, 1).await?;
+    let resend = call(&p, Method::POST, "/v1/me/verify-email", Some(&token), None).await?;
+    assert_eq!(resend.status, StatusCode::ACCEPTED, "{resend:?}");
+    let mails = wait_emails(&infra.smtp, &email, 2).await?;
+    let second = mails
+        .iter()
+        .find(|m| header(m, "Subject") == Some("Confirm your email address for coursebus"))
+        .context("the verification email")?;
+    let first = mails.iter().find(|m| !std::ptr::eq(*m, second)).context("the welcome email")?;
+    let (a, b) = (
+        link_token(first, "verify-email?token=").context("link 1")?,
+        link_token(second, "verify-email?token=").context("link 2")?,
+    );
+    assert_ne!(a, b, "every email has its own link");
+    let done = call(&p, Method::GET, &format!("/v1/auth/verify-email?token={b}"), None, None).await?;
+    assert_eq!(done.status, StatusCode::OK, "{done:?}");
+    let me = call(&p, Method::GET, "/v1/me", Some(&token), None).await?;
+    assert_eq!(me.body["email_verified"], true, "{me:?}");
     p.shutdown().await;
     Ok(())
 }
@@ -297,17 +354,23 @@ pub async fn preferences_turn_channels_off(infra: Arc<Infra>) -> Result<()> {
     let (learner_id, learner) = user(&p, &learner_email).await?;
     let (_, other) = user(&p, &address("loud")).await?;
 
-    let all_on = json!({"items": [
-        {"kind": "welcome", "channel": "email", "enabled": true},
-        {"kind": "enrolled", "channel": "in_app", "enabled": true},
-        {"kind": "enrolled", "channel": "email", "enabled": true},
-    ]});
     let prefs = call(&p, Method::GET, "/v1/notifications/preferences", Some(&learner), None).await?;
-    assert_eq!((prefs.status, &prefs.body), (StatusCode::OK, &all_on), "{prefs:?}");
+    let defaults = prefs.clone();
+    assert_eq!(prefs.status, StatusCode::OK, "{prefs:?}");
+    for (kind, channel) in
+        [("welcome", "email"), ("verify_email", "email"), ("enrolled", "in_app"), ("enrolled", "email")]
+    {
+        assert_eq!(
+            preference(&prefs.body, kind, channel),
+            Some(true),
+            "{kind} by {channel} is on by default: {prefs:?}"
+        );
+    }
     let off = json!({"items": [{"kind": "enrolled", "channel": "email", "enabled": false}]});
     let changed = call(&p, Method::PUT, "/v1/notifications/preferences", Some(&learner), Some(off)).await?;
     assert_eq!(changed.status, StatusCode::OK, "{changed:?}");
-    assert_eq!(changed.body["items"][2], json!({"kind": "enrolled", "channel": "email", "enabled": false}));
+    assert_eq!(preference(&changed.body, "enrolled", "email"), Some(false), "{changed:?}");
+    assert_eq!(preference(&changed.body, "enrolled", "in_app"), Some(true), "{changed:?}");
     for (bad, field) in [
         (json!({"kind": "welcome", "channel": "email", "enabled": false}), "enabled"),
         (json!({"kind": "welcome", "channel": "in_app", "enabled": false}), "channel"),
@@ -319,7 +382,7 @@ pub async fn preferences_turn_channels_off(infra: Arc<Infra>) -> Result<()> {
         assert_eq!(refused.body["details"]["field"], field);
     }
     let others = call(&p, Method::GET, "/v1/notifications/preferences", Some(&other), None).await?;
-    assert_eq!(others.body, all_on, "preferences are per user");
+    assert_eq!(others.body, defaults.body, "preferences are per user");
     wait_emails(&infra.smtp, &learner_email, 1).await?;
 
     let enrolled =
@@ -420,14 +483,18 @@ pub async fn a_websocket_gets_its_own_pushes_only(infra: Arc<Infra>) -> Result<(
     Ok(())
 }
 
-/// The unsubscribe token in a raw email (its text part may be quoted-printable: soft line
-/// breaks and `=3D` for `=`).
-fn unsubscribe_token(raw: &str) -> Option<String> {
+/// The token of the first link containing `marker` in a raw email (its text part may be
+/// quoted-printable: soft line breaks and `=3D` for `=`).
+fn link_token(raw: &str, marker: &str) -> Option<String> {
     let text = raw.replace("=\r\n", "").replace("=\n", "").replace("=3D", "=");
-    let start = text.find("unsubscribe?token=")? + "unsubscribe?token=".len();
+    let start = text.find(marker)? + marker.len();
     let token: String =
         text[start..].chars().take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')).collect();
     (!token.is_empty()).then_some(token)
+}
+
+fn unsubscribe_token(raw: &str) -> Option<String> {
+    link_token(raw, "unsubscribe?token=")
 }
 
 pub async fn unsubscribe_link_works_once_and_a_tampered_one_is_rejected(infra: Arc<Infra>) -> Result<()> {
@@ -466,7 +533,7 @@ pub async fn unsubscribe_link_works_once_and_a_tampered_one_is_rejected(infra: A
     let again = call(&p, Method::GET, &path, None, None).await?;
     assert_eq!((again.status, again.code()), (StatusCode::CONFLICT, "conflict"), "{again:?}");
     let prefs = call(&p, Method::GET, "/v1/notifications/preferences", Some(&learner), None).await?;
-    assert_eq!(prefs.body["items"][2], json!({"kind": "enrolled", "channel": "email", "enabled": false}), "{prefs:?}");
+    assert_eq!(preference(&prefs.body, "enrolled", "email"), Some(false), "{prefs:?}");
     p.shutdown().await;
     Ok(())
 }

@@ -6,7 +6,7 @@ use reqwest::{Method, StatusCode, header::HeaderMap};
 use serde_json::{Value, json};
 
 /// A reply: status, headers, JSON body (`null` when empty or not JSON).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Reply {
     pub status: StatusCode,
     pub headers: HeaderMap,

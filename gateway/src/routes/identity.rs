@@ -6,15 +6,16 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use coursebus_contracts::ErrorBody;
 use coursebus_contracts::identity::{
-    GetProfile, GrantRole, Login, LoginRequest, Logout, Profile, Refresh, RefreshRequest, Register, RegisterRequest,
-    RevokeRole, RoleChangeRequest, RolesReply, TokenResponse, UpdateProfile, UpdateProfileRequest,
+    EmailVerification, GetProfile, GrantRole, Login, LoginRequest, Logout, Profile, Refresh, RefreshRequest, Register,
+    RegisterRequest, ResendVerification, RevokeRole, RoleChangeRequest, RolesReply, TokenResponse, UpdateProfile,
+    UpdateProfileRequest, VerifyEmail, VerifyEmailRequest,
 };
 use coursebus_contracts::rpc::Empty;
 use uuid::Uuid;
 
 use super::ApiResult;
 use crate::AppState;
-use crate::extract::{ApiJson, ApiPath, Caller, Ctx};
+use crate::extract::{ApiJson, ApiPath, ApiQuery, Caller, Ctx};
 
 /// Create an account (role `student`).
 #[utoipa::path(post, path = "/v1/auth/register", tag = "auth", request_body = RegisterRequest,
@@ -135,4 +136,33 @@ pub async fn revoke_role(
     ApiPath((user_id, role)): ApiPath<(Uuid, String)>,
 ) -> ApiResult<Json<RolesReply>> {
     Ok(Json(s.bus.request::<RevokeRole>(&ctx, &RoleChangeRequest { user_id, role }).await?))
+}
+
+/// Confirm an email address: the link in the welcome email, no login needed. Following a used
+/// link again answers the same while the address stays confirmed.
+#[utoipa::path(get, path = "/v1/auth/verify-email", tag = "auth", params(VerifyEmailRequest),
+    responses(
+        (status = 200, description = "The address is confirmed", body = EmailVerification),
+        (status = 400, description = "An unknown, expired or outdated link (`details.field` = `token`)", body = ErrorBody),
+        (status = 429, description = "Too many attempts from this client", body = ErrorBody),
+    ))]
+pub async fn verify_email(
+    State(s): State<AppState>,
+    Ctx(ctx): Ctx,
+    ApiQuery(req): ApiQuery<VerifyEmailRequest>,
+) -> ApiResult<Json<EmailVerification>> {
+    Ok(Json(s.bus.request::<VerifyEmail>(&ctx, &req).await?))
+}
+
+/// Send me another verification email.
+#[utoipa::path(post, path = "/v1/me/verify-email", tag = "profile", security(("bearer" = [])),
+    responses(
+        (status = 202, description = "An email with a new link is on its way"),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 409, description = "The address is verified already", body = ErrorBody),
+        (status = 429, description = "Too many attempts from this client", body = ErrorBody),
+    ))]
+pub async fn resend_verification(State(s): State<AppState>, _caller: Caller, Ctx(ctx): Ctx) -> ApiResult<StatusCode> {
+    s.bus.request::<ResendVerification>(&ctx, &Empty {}).await?;
+    Ok(StatusCode::ACCEPTED)
 }

@@ -187,15 +187,15 @@ impl KeyRing {
     }
 }
 
-/// A new opaque refresh token (256 random bits, base64url).
-pub fn new_refresh_token() -> String {
+/// A new opaque secret token (256 random bits, base64url): refresh and email verification tokens.
+pub fn new_secret_token() -> String {
     let mut bytes = [0u8; 32];
     OsRng.fill_bytes(&mut bytes);
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
-/// What is stored of a refresh token: its SHA-256.
-pub fn refresh_token_hash(token: &str) -> Vec<u8> {
+/// What is stored of a secret token: its SHA-256.
+pub fn secret_token_hash(token: &str) -> Vec<u8> {
     Sha256::digest(token.as_bytes()).to_vec()
 }
 
@@ -234,10 +234,10 @@ mod tests {
 
     #[test]
     fn refresh_tokens_are_random_and_hashed() {
-        let (a, b) = (new_refresh_token(), new_refresh_token());
+        let (a, b) = (new_secret_token(), new_secret_token());
         assert_ne!(a, b);
         assert_eq!(a.len(), 43);
-        assert_eq!(refresh_token_hash(&a).len(), 32);
-        assert_ne!(refresh_token_hash(&a), refresh_token_hash(&b));
+        assert_eq!(secret_token_hash(&a).len(), 32);
+        assert_ne!(secret_token_hash(&a), secret_token_hash(&b));
     }
 }

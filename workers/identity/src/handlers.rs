@@ -10,8 +10,9 @@ use coursebus_bus::idempotency::Idempotency;
 use coursebus_bus::{CallContext, outbox};
 use coursebus_contracts::identity::Register;
 use coursebus_contracts::identity::{
-    AccessClaims, Jwks, LoginRequest, Profile, ProfileUpdated, RefreshRequest, RegisterRequest, RoleChangeRequest,
-    RoleGranted, RoleRevoked, RolesReply, TokenResponse, UpdateProfileRequest, UserRegistered,
+    AccessClaims, EmailVerification, EmailVerified, Jwks, LoginRequest, Profile, ProfileUpdated, RefreshRequest,
+    RegisterRequest, RoleChangeRequest, RoleGranted, RoleRevoked, RolesReply, TokenResponse, UpdateProfileRequest,
+    UserRegistered, VerificationRequested, VerificationToken, VerificationTokenRequest, VerifyEmailRequest,
 };
 use coursebus_contracts::rpc::Empty;
 use coursebus_contracts::validate::{Bio, DisplayName, Email, Password, Role};
@@ -20,7 +21,7 @@ use sqlx::PgPool;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::domain::{KeyRing, Passwords, new_refresh_token, refresh_token_hash};
+use crate::domain::{KeyRing, Passwords, new_secret_token, secret_token_hash};
 use crate::store;
 
 /// Token lifetimes.
@@ -28,6 +29,8 @@ use crate::store;
 pub struct TokenPolicy {
     pub access_ttl: Duration,
     pub refresh_ttl: Duration,
+    /// How long the link in a verification email works.
+    pub verification_ttl: Duration,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -158,9 +161,9 @@ impl Identity {
     async fn issue(&self, tx: &mut sqlx::PgConnection, user: Uuid, family: Uuid) -> Result<TokenResponse, ErrorBody> {
         let roles = store::roles(tx, user).await.map_err(db)?;
         let access_token = self.keys.sign_access(user, roles, self.tokens.access_ttl).await?;
-        let refresh_token = new_refresh_token();
+        let refresh_token = new_secret_token();
         let expires_at = OffsetDateTime::now_utc() + self.tokens.refresh_ttl;
-        store::insert_refresh(tx, family, user, &refresh_token_hash(&refresh_token), expires_at).await.map_err(db)?;
+        store::insert_refresh(tx, family, user, &secret_token_hash(&refresh_token), expires_at).await.map_err(db)?;
         Ok(TokenResponse {
             access_token,
             token_type: "Bearer".to_owned(),
@@ -170,7 +173,7 @@ impl Identity {
     }
 
     pub async fn refresh(&self, _ctx: CallContext, req: RefreshRequest) -> Result<TokenResponse, ErrorBody> {
-        let hash = refresh_token_hash(req.refresh_token.trim());
+        let hash = secret_token_hash(req.refresh_token.trim());
         let mut tx = self.pool.begin().await.map_err(db)?;
         let Some(row) = store::refresh_for_update(&mut tx, &hash).await.map_err(db)? else {
             return Err(ErrorBody::unauthenticated("invalid refresh token"));
@@ -195,7 +198,7 @@ impl Identity {
     }
 
     pub async fn logout(&self, _ctx: CallContext, req: RefreshRequest) -> Result<Empty, ErrorBody> {
-        let hash = refresh_token_hash(req.refresh_token.trim());
+        let hash = secret_token_hash(req.refresh_token.trim());
         let mut tx = self.pool.begin().await.map_err(db)?;
         if let Some(row) = store::refresh_for_update(&mut tx, &hash).await.map_err(db)? {
             store::revoke_family(&mut tx, row.family_id).await.map_err(db)?;
@@ -320,5 +323,80 @@ impl Identity {
 
     pub async fn jwks(&self, _ctx: CallContext, _req: Empty) -> Result<Jwks, ErrorBody> {
         Ok(self.keys.jwks().await)
+    }
+
+    /// Public: the link from a verification email confirms the address it was minted for. A used
+    /// link answers the same again while the address stays confirmed; an unknown, expired or
+    /// outdated one is `invalid_input` on `token`.
+    pub async fn verify_email(
+        &self,
+        ctx: CallContext,
+        req: VerifyEmailRequest,
+    ) -> Result<EmailVerification, ErrorBody> {
+        let invalid = |why: &str| ErrorBody::invalid_field("token", why);
+        let hash = secret_token_hash(req.token.trim());
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let Some(row) = store::verification_for_update(&mut tx, &hash).await.map_err(db)? else {
+            return Err(invalid("this verification link is not valid"));
+        };
+        if row.email != row.current_email {
+            return Err(invalid("this link was sent to an address that is no longer on the account"));
+        }
+        if let (Some(_), Some(verified_at)) = (row.used_at, row.email_verified_at) {
+            return Ok(EmailVerification { user_id: row.user_id, email: row.email, verified_at });
+        }
+        if row.expires_at <= OffsetDateTime::now_utc() {
+            return Err(invalid("this verification link has expired; ask for a new one"));
+        }
+        let verified_at = store::confirm_email(&mut tx, &hash, row.user_id).await.map_err(db)?;
+        if row.email_verified_at.is_none() {
+            let event = EmailVerified { user_id: row.user_id, email: row.email.clone() }
+                .envelope(Actor::User { id: row.user_id });
+            outbox::enqueue(&mut tx, &event, Some(&ctx)).await.map_err(bus)?;
+        }
+        tx.commit().await.map_err(db)?;
+        self.outbox.wake();
+        tracing::info!(user_id = %row.user_id, "email verified");
+        Ok(EmailVerification { user_id: row.user_id, email: row.email, verified_at })
+    }
+
+    /// Ask for another verification email (an event the notifications service turns into one).
+    pub async fn resend_verification(&self, ctx: CallContext, _req: Empty) -> Result<Empty, ErrorBody> {
+        let me = self.caller(&ctx).await?;
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let Some((email, verified_at)) = store::email_status(&mut tx, me.sub).await.map_err(db)? else {
+            return Err(ErrorBody::not_found("user not found"));
+        };
+        if verified_at.is_some() {
+            return Err(ErrorBody::conflict("the email address is verified already"));
+        }
+        let event = VerificationRequested { user_id: me.sub, email }.envelope(Actor::User { id: me.sub });
+        outbox::enqueue(&mut tx, &event, Some(&ctx)).await.map_err(bus)?;
+        tx.commit().await.map_err(db)?;
+        self.outbox.wake();
+        Ok(Empty {})
+    }
+
+    /// Internal (NATS permissions let only the notifications service call it): a fresh
+    /// single-use token for the user's current address, or none when it is confirmed already.
+    pub async fn issue_verification_token(
+        &self,
+        _ctx: CallContext,
+        req: VerificationTokenRequest,
+    ) -> Result<VerificationToken, ErrorBody> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let Some((email, verified_at)) = store::email_status(&mut tx, req.user_id).await.map_err(db)? else {
+            return Err(ErrorBody::not_found("user not found"));
+        };
+        if verified_at.is_some() {
+            return Ok(VerificationToken { token: None, email, expires_at: None });
+        }
+        let token = new_secret_token();
+        let expires_at = OffsetDateTime::now_utc() + self.tokens.verification_ttl;
+        store::insert_verification(&mut tx, &secret_token_hash(&token), req.user_id, &email, expires_at)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(VerificationToken { token: Some(token), email, expires_at: Some(expires_at) })
     }
 }

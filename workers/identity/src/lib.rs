@@ -13,7 +13,8 @@ use std::time::Duration;
 use coursebus_bus::auth::{JwksSource, JwtVerifier};
 use coursebus_bus::{CallContext, MicroService, ServiceSpec, idempotency, outbox, streams};
 use coursebus_contracts::identity::{
-    GetJwks, GetProfile, GrantRole, Jwks, Login, Logout, Refresh, Register, RevokeRole, UpdateProfile,
+    GetJwks, GetProfile, GrantRole, IssueVerificationToken, Jwks, Login, Logout, Refresh, Register, ResendVerification,
+    RevokeRole, UpdateProfile, VerifyEmail,
 };
 use coursebus_contracts::subjects::identity as subj;
 use coursebus_contracts::validate::{DisplayName, Email, Password, Role};
@@ -68,6 +69,8 @@ pub struct Config {
     pub database_url: String,
     pub access_ttl: Duration,
     pub refresh_ttl: Duration,
+    /// How long the link in a verification email works.
+    pub verification_ttl: Duration,
     /// A new signing key is made when the newest is older than this.
     pub key_rotation: Duration,
     pub hash_cost: HashCost,
@@ -84,6 +87,7 @@ impl Config {
             database_url: database_url.into(),
             access_ttl: Duration::from_secs(15 * 60),
             refresh_ttl: Duration::from_secs(30 * 24 * 3600),
+            verification_ttl: Duration::from_secs(48 * 3600),
             key_rotation: Duration::from_secs(30 * 24 * 3600),
             hash_cost: HashCost::default(),
             bootstrap_admin: None,
@@ -121,7 +125,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Iden
         passwords: Passwords::new(config.hash_cost)?,
         keys: keys.clone(),
         verifier: JwtVerifier::new(LocalJwks(keys.clone())),
-        tokens: TokenPolicy { access_ttl: config.access_ttl, refresh_ttl: config.refresh_ttl },
+        tokens: TokenPolicy {
+            access_ttl: config.access_ttl,
+            refresh_ttl: config.refresh_ttl,
+            verification_ttl: config.verification_ttl,
+        },
     });
     if let Some(admin) = &config.bootstrap_admin {
         bootstrap_admin(&identity, admin).await?;
@@ -140,8 +148,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Iden
         GrantRole => grant_role,
         RevokeRole => revoke_role,
         GetJwks => jwks,
+        VerifyEmail => verify_email,
+        ResendVerification => resend_verification,
+        IssueVerificationToken => issue_verification_token,
     );
-    tracing::info!(endpoints = 9, first = %<Register as Rpc>::ENDPOINT.subject(), "identity serving");
+    tracing::info!(endpoints = 12, first = %<Register as Rpc>::ENDPOINT.subject(), "identity serving");
 
     let relay = tokio::spawn(relay.run(shutdown.clone()));
     let housekeeping = {
@@ -157,6 +168,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Iden
                 }
                 if let Err(err) = idempotency::purge(&pool).await {
                     tracing::warn!(error = %err, "old idempotency keys could not be purged");
+                }
+                if let Err(err) = store::purge_verifications(&pool).await {
+                    tracing::warn!(error = %err, "expired verification tokens could not be purged");
                 }
             }
         })

@@ -29,6 +29,7 @@ struct ProfileRow {
     display_name: String,
     bio: String,
     roles: Vec<String>,
+    email_verified: bool,
     created_at: OffsetDateTime,
     updated_at: OffsetDateTime,
 }
@@ -43,6 +44,7 @@ impl From<ProfileRow> for Profile {
             display_name: row.display_name,
             bio: row.bio,
             roles,
+            email_verified: row.email_verified,
             created_at: row.created_at,
             updated_at: row.updated_at,
         }
@@ -81,6 +83,7 @@ pub async fn user_id_by_email(conn: &mut PgConnection, email: &str) -> Result<Op
 pub async fn profile(conn: &mut PgConnection, user: Uuid) -> Result<Option<Profile>> {
     let row: Option<ProfileRow> = sqlx::query_as(
         "SELECT u.id, u.email, u.display_name, u.bio, u.created_at, u.updated_at, \
+                u.email_verified_at IS NOT NULL AS email_verified, \
                 COALESCE(array_agg(r.role) FILTER (WHERE r.role IS NOT NULL), '{}') AS roles \
          FROM users u LEFT JOIN user_roles r ON r.user_id = u.id \
          WHERE u.id = $1 GROUP BY u.id",
@@ -237,4 +240,72 @@ pub async fn insert_key(conn: &mut PgConnection, kid: &str, der: &[u8]) -> Resul
         .execute(conn)
         .await?;
     Ok(())
+}
+
+/// The address of `user` and when it was confirmed (`None`: no such user).
+pub async fn email_status(conn: &mut PgConnection, user: Uuid) -> Result<Option<(String, Option<OffsetDateTime>)>> {
+    sqlx::query_as("SELECT email, email_verified_at FROM users WHERE id = $1").bind(user).fetch_optional(conn).await
+}
+
+/// Store a verification token (its hash) for `user`'s current `email`.
+pub async fn insert_verification(
+    conn: &mut PgConnection,
+    token_hash: &[u8],
+    user: Uuid,
+    email: &str,
+    expires_at: OffsetDateTime,
+) -> Result<()> {
+    sqlx::query("INSERT INTO email_verifications (token_hash, user_id, email, expires_at) VALUES ($1, $2, $3, $4)")
+        .bind(token_hash)
+        .bind(user)
+        .bind(email)
+        .bind(expires_at)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// A verification token's row, locked for the rest of the transaction.
+#[derive(Debug, sqlx::FromRow)]
+pub struct VerificationRow {
+    pub user_id: Uuid,
+    pub email: String,
+    pub expires_at: OffsetDateTime,
+    pub used_at: Option<OffsetDateTime>,
+    /// The user's address now and when it was confirmed.
+    pub current_email: String,
+    pub email_verified_at: Option<OffsetDateTime>,
+}
+
+pub async fn verification_for_update(conn: &mut PgConnection, token_hash: &[u8]) -> Result<Option<VerificationRow>> {
+    sqlx::query_as(
+        "SELECT v.user_id, v.email, v.expires_at, v.used_at, u.email AS current_email, u.email_verified_at \
+         FROM email_verifications v JOIN users u ON u.id = v.user_id \
+         WHERE v.token_hash = $1 FOR UPDATE",
+    )
+    .bind(token_hash)
+    .fetch_optional(conn)
+    .await
+}
+
+/// Use a token and confirm the address; returns when it was confirmed.
+pub async fn confirm_email(conn: &mut PgConnection, token_hash: &[u8], user: Uuid) -> Result<OffsetDateTime> {
+    sqlx::query("UPDATE email_verifications SET used_at = now() WHERE token_hash = $1")
+        .bind(token_hash)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query_scalar(
+        "UPDATE users SET email_verified_at = COALESCE(email_verified_at, now()) WHERE id = $1 RETURNING email_verified_at",
+    )
+    .bind(user)
+    .fetch_one(conn)
+    .await
+}
+
+/// Forget verification tokens that expired a day ago or more.
+pub async fn purge_verifications(pool: &PgPool) -> Result<u64> {
+    let done = sqlx::query("DELETE FROM email_verifications WHERE expires_at < now() - interval '1 day'")
+        .execute(pool)
+        .await?;
+    Ok(done.rows_affected())
 }

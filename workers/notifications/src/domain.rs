@@ -8,7 +8,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use coursebus_contracts::EventEnvelope;
 use coursebus_contracts::enrollment::EnrollmentCreated;
-use coursebus_contracts::identity::UserRegistered;
+use coursebus_contracts::identity::{UserRegistered, VerificationRequested};
 use coursebus_contracts::notifications::{Channel, NotificationJob, NotificationKind, Preference};
 use coursebus_contracts::validate::ValidationError;
 use minijinja::{Environment, Value};
@@ -41,6 +41,24 @@ pub fn welcome_job(event: &EventEnvelope<UserRegistered>) -> NotificationJob {
         source_event: Some(event.id),
         created_at: event.occurred_at,
     }
+}
+
+/// `identity.user.verification_requested` → another verification email.
+pub fn verify_email_job(event: &EventEnvelope<VerificationRequested>) -> NotificationJob {
+    NotificationJob {
+        id: notification_id(event.id, NotificationKind::VerifyEmail),
+        kind: NotificationKind::VerifyEmail,
+        user_id: event.data.user_id,
+        channels: vec![Channel::Email],
+        data: serde_json::json!({}),
+        source_event: Some(event.id),
+        created_at: event.occurred_at,
+    }
+}
+
+/// The link that confirms the address, pointing at the gateway's public endpoint.
+pub fn verify_url(app_url: &str, token: &str) -> String {
+    format!("{}/v1/auth/verify-email?token={token}", app_url.trim_end_matches('/'))
 }
 
 /// What the enrolled notification says about the course (from the catalog's published snapshot).
@@ -158,6 +176,10 @@ macro_rules! templates {
 
 impl Templates {
     /// `app_url` is the public address links in emails point to (no trailing slash).
+    pub fn app_url(&self) -> &str {
+        &self.app_url
+    }
+
     pub fn new(app_url: &str, links: Arc<UnsubscribeLinks>) -> Result<Self, minijinja::Error> {
         let mut env = Environment::new();
         env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
@@ -166,6 +188,9 @@ impl Templates {
             "welcome.subject.txt",
             "welcome.txt",
             "welcome.html",
+            "verify_email.subject.txt",
+            "verify_email.txt",
+            "verify_email.html",
             "enrolled.subject.txt",
             "enrolled.txt",
             "enrolled.html",
@@ -362,7 +387,7 @@ mod tests {
     #[test]
     fn preferences_default_on_and_account_emails_stay_on() {
         let all = preference_matrix(&[]);
-        assert_eq!(all.len(), 3);
+        assert_eq!(all.len(), 4);
         assert!(all.iter().all(|p| p.enabled));
         let stored =
             vec![("enrolled".to_owned(), "email".to_owned(), false), ("welcome".to_owned(), "email".to_owned(), false)];

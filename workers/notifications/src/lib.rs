@@ -168,7 +168,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Noti
     let sources = Arc::new(Sources {
         pool: pool.clone(),
         js: js.clone(),
-        bus,
+        bus: bus.clone(),
         call_deadline: config.call_deadline,
         max_deliver: config.max_deliver,
         retry_delays: config.retry_delays.clone(),
@@ -184,6 +184,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Noti
         mailer,
         max_deliver: config.max_deliver,
         retry_delays: config.retry_delays.clone(),
+        bus,
+        call_deadline: config.call_deadline,
     });
     tasks.push(tokio::spawn(sender.run(job_consumer, config.sender_concurrency, shutdown.clone())));
 

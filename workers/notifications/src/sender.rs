@@ -16,7 +16,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind};
-use coursebus_contracts::notifications::{Channel, Notification, NotificationJob, Push};
+use coursebus_bus::{Bus, CallContext};
+use coursebus_contracts::identity::{IssueVerificationToken, VerificationTokenRequest};
+use coursebus_contracts::notifications::{Channel, Notification, NotificationJob, NotificationKind, Push};
 use coursebus_contracts::subjects::notifications as subj;
 use futures::StreamExt;
 use sqlx::PgPool;
@@ -24,7 +26,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::domain::{Person, Templates, retry_delay};
+use crate::domain::{Person, Templates, retry_delay, verify_url};
 use crate::mailer::{Mailer, SendError};
 use crate::store::{self, DeliveryStatus, NewNotification};
 
@@ -49,6 +51,9 @@ pub struct Sender {
     pub max_deliver: i64,
     /// Delays between attempts (the last repeats).
     pub retry_delays: Vec<Duration>,
+    /// For verification tokens from identity.
+    pub bus: Bus,
+    pub call_deadline: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -135,13 +140,24 @@ impl Sender {
         let result = match store::recipient(&mut tx, job.user_id).await? {
             // The identity event may not have been processed yet.
             None => Err(SendError::Retry("no address known for the user yet".into())),
-            Some(recipient) => {
-                let person = Person { display_name: &recipient.display_name, email: &recipient.email };
-                match self.templates.email(job, &person) {
-                    Ok(content) => self.mailer.send(&recipient.email, &recipient.display_name, &content, job.id).await,
-                    Err(err) => Err(SendError::Reject(format!("template: {err}"))),
+            Some(recipient) => match self.with_verification_link(job).await {
+                Err(reason) => Err(reason),
+                Ok(None) => {
+                    store::skip_delivery(&mut tx, job.id, Channel::Email).await?;
+                    tx.commit().await?;
+                    tracing::info!(notification_id = %job.id, "address verified already: no verification email");
+                    return Ok(Outcome::Settled);
                 }
-            }
+                Ok(Some(job)) => {
+                    let person = Person { display_name: &recipient.display_name, email: &recipient.email };
+                    match self.templates.email(&job, &person) {
+                        Ok(content) => {
+                            self.mailer.send(&recipient.email, &recipient.display_name, &content, job.id).await
+                        }
+                        Err(err) => Err(SendError::Reject(format!("template: {err}"))),
+                    }
+                }
+            },
         };
         let outcome = match &result {
             Ok(()) => {
@@ -161,6 +177,32 @@ impl Sender {
         };
         tx.commit().await?;
         Ok(outcome)
+    }
+
+    /// Account emails carry a fresh single-use link from identity (minted per attempt, so a
+    /// retried email never shows a link that was already used). `None`: a verification email
+    /// whose address is confirmed already (nothing to send); a welcome email then goes without link.
+    async fn with_verification_link(&self, job: &NotificationJob) -> Result<Option<NotificationJob>, SendError> {
+        if !job.kind.is_account() {
+            return Ok(Some(job.clone()));
+        }
+        let req = VerificationTokenRequest { user_id: job.user_id };
+        let reply = self
+            .bus
+            .request_within::<IssueVerificationToken>(&CallContext::new_root(), &req, self.call_deadline)
+            .await
+            .map_err(|err| SendError::Retry(format!("identity: {}", err.message)))?;
+        let mut job = job.clone();
+        match reply.token {
+            Some(token) => {
+                if let serde_json::Value::Object(data) = &mut job.data {
+                    data.insert("verify_url".into(), verify_url(self.templates.app_url(), &token).into());
+                }
+            }
+            None if job.kind == NotificationKind::VerifyEmail => return Ok(None),
+            None => {}
+        }
+        Ok(Some(job))
     }
 
     /// Handle one message of `JOB_NOTIFY` and acknowledge it as its outcome says.

@@ -13,7 +13,7 @@ use async_nats::jetstream::{self, AckKind, consumer, message::PublishMessage};
 use coursebus_bus::{Bus, CallContext};
 use coursebus_contracts::catalog::{GetCourse, GetCourseRequest};
 use coursebus_contracts::enrollment::EnrollmentCreated;
-use coursebus_contracts::identity::{ProfileUpdated, UserRegistered};
+use coursebus_contracts::identity::{ProfileUpdated, UserRegistered, VerificationRequested};
 use coursebus_contracts::notifications::NotificationJob;
 use coursebus_contracts::subjects::{enrollment, identity, notifications as subj};
 use coursebus_contracts::{ErrorCode, EventEnvelope};
@@ -38,7 +38,7 @@ pub const SOURCES: [Source; 2] = [
     Source {
         stream: identity::EVENT_STREAM,
         consumer: subj::IDENTITY_CONSUMER,
-        subjects: &[identity::EVT_USER_REGISTERED, identity::EVT_PROFILE_UPDATED],
+        subjects: &[identity::EVT_USER_REGISTERED, identity::EVT_PROFILE_UPDATED, identity::EVT_VERIFICATION_REQUESTED],
     },
     Source {
         stream: enrollment::EVENT_STREAM,
@@ -119,6 +119,10 @@ impl Sources {
                     .await?;
                 drop(conn);
                 self.publish(&domain::welcome_job(&event)).await
+            }
+            identity::EVT_VERIFICATION_REQUESTED => {
+                let Some(event) = decode::<VerificationRequested>(message) else { return Ok(()) };
+                self.publish(&domain::verify_email_job(&event)).await
             }
             identity::EVT_PROFILE_UPDATED => {
                 let Some(event) = decode::<ProfileUpdated>(message) else { return Ok(()) };
