@@ -367,6 +367,26 @@ rpc!(UpdateProgress, UpdateProgressRequest, ProgressReply, subj::PROGRESS_UPDATE
 rpc!(ListRoster, RosterRequest, RosterPage, subj::ROSTER_LIST);
 rpc!(VerifyCertificate, VerifyCertificateRequest, Certificate, subj::CERTIFICATE_VERIFY);
 rpc!(CheckAccess, AccessCheckRequest, AccessReply, subj::ACCESS_CHECK);
+rpc!(ListLearners, LearnersRequest, LearnersPage, subj::INTERNAL_LEARNERS);
+
+/// Internal: a page of the users with a live (active or completed) enrolment in `course_id`, in
+/// user id order, strictly after `after`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LearnersRequest {
+    pub course_id: Uuid,
+    #[serde(default)]
+    pub after: Option<Uuid>,
+    /// 1 to 5,000.
+    pub limit: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LearnersPage {
+    pub user_ids: Vec<Uuid>,
+    /// Pass as `after` for the next page; `None` on the last one.
+    pub next: Option<Uuid>,
+}
 
 /// `cb.evt.enrollment.enrolment.created`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

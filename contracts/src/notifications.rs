@@ -23,23 +23,37 @@ pub enum NotificationKind {
     VerifyEmail,
     /// The learner was enrolled in a course.
     Enrolled,
+    /// The instructor of a course the learner is enrolled in posted an announcement.
+    Announcement,
 }
 
 impl NotificationKind {
-    pub const ALL: [NotificationKind; 3] =
-        [NotificationKind::Welcome, NotificationKind::VerifyEmail, NotificationKind::Enrolled];
+    pub const ALL: [NotificationKind; 4] = [
+        NotificationKind::Welcome,
+        NotificationKind::VerifyEmail,
+        NotificationKind::Enrolled,
+        NotificationKind::Announcement,
+    ];
 
-    /// The channels this kind is delivered on (unless the user turned one off).
+    /// The channels this kind can be delivered on (see [`NotificationKind::on_by_default`]).
     pub fn channels(self) -> &'static [Channel] {
         match self {
             NotificationKind::Welcome | NotificationKind::VerifyEmail => &[Channel::Email],
-            NotificationKind::Enrolled => &[Channel::InApp, Channel::Email],
+            NotificationKind::Enrolled | NotificationKind::Announcement => {
+                &[Channel::InApp, Channel::Email, Channel::Sms]
+            }
         }
     }
 
     /// Whether the user may turn `channel` off for this kind (account emails cannot be).
     pub fn optional(self, _channel: Channel) -> bool {
         !self.is_account()
+    }
+
+    /// What a user who changed nothing gets: every channel but SMS, which is opt-in (it costs
+    /// money and needs a number the user gave for it).
+    pub fn on_by_default(self, channel: Channel) -> bool {
+        channel != Channel::Sms
     }
 
     /// Account emails (welcome, verification) always go out and carry the verification link.
@@ -52,6 +66,7 @@ impl NotificationKind {
             NotificationKind::Welcome => "welcome",
             NotificationKind::VerifyEmail => "verify_email",
             NotificationKind::Enrolled => "enrolled",
+            NotificationKind::Announcement => "announcement",
         }
     }
 
@@ -67,6 +82,8 @@ pub enum Channel {
     /// The user's inbox in the app.
     InApp,
     Email,
+    /// A text message (Twilio) to the number the user set.
+    Sms,
 }
 
 impl Channel {
@@ -74,15 +91,12 @@ impl Channel {
         match self {
             Channel::InApp => "in_app",
             Channel::Email => "email",
+            Channel::Sms => "sms",
         }
     }
 
     pub fn parse(raw: &str) -> Option<Self> {
-        match raw {
-            "in_app" => Some(Channel::InApp),
-            "email" => Some(Channel::Email),
-            _ => None,
-        }
+        [Channel::InApp, Channel::Email, Channel::Sms].into_iter().find(|c| c.as_str() == raw)
     }
 }
 
@@ -196,6 +210,79 @@ rpc!(MarkAllRead, Empty, MarkedRead, subj::INBOX_READ_ALL);
 rpc!(GetPreferences, Empty, Preferences, subj::PREFERENCES_GET);
 rpc!(UpdatePreferences, Preferences, Preferences, subj::PREFERENCES_UPDATE);
 rpc!(Unsubscribe, UnsubscribeRequest, Unsubscribed, subj::UNSUBSCRIBE);
+rpc!(SetPhone, PhoneRequest, PhoneReply, subj::PHONE_SET);
+rpc!(CreateAnnouncement, CreateAnnouncementRequest, Announcement, subj::ANNOUNCEMENT_CREATE);
+rpc!(GetAnnouncement, AnnouncementIdRequest, Announcement, subj::ANNOUNCEMENT_GET);
+
+/// `PUT /v1/notifications/phone`: where text messages go (E.164, e.g. `+14155550100`); `null`
+/// removes it. Text messages are still off until a kind's `sms` preference is turned on.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PhoneRequest {
+    pub phone: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PhoneReply {
+    pub phone: Option<String>,
+}
+
+/// `POST /v1/courses/{course_id}/announcements` (the course's instructor or an admin).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateAnnouncementRequest {
+    #[serde(default)]
+    #[schema(ignore)]
+    pub course_id: Uuid,
+    /// 1 to 200 characters.
+    pub title: String,
+    /// 1 to 10,000 characters of plain text.
+    pub body: String,
+}
+
+/// `GET /v1/courses/{course_id}/announcements/{id}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnnouncementIdRequest {
+    pub course_id: Uuid,
+    pub id: Uuid,
+}
+
+/// Where an announcement's fan-out is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AnnouncementStatus {
+    /// Accepted; the fan-out job has not started.
+    Queued,
+    Delivering,
+    /// Every learner enrolled when the fan-out ran has it in their inbox.
+    Done,
+}
+
+/// An announcement and its fan-out so far.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Announcement {
+    pub id: Uuid,
+    pub course_id: Uuid,
+    pub author_id: Uuid,
+    pub title: String,
+    pub body: String,
+    pub status: AnnouncementStatus,
+    /// Learners whose inbox has it (emails and texts follow through the job queue).
+    pub recipients: u64,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub finished_at: Option<OffsetDateTime>,
+}
+
+/// One job on `JOB_NOTIFY` (`cb.job.notifications.announce`): fan announcement `id` out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnnounceJob {
+    pub id: Uuid,
+}
 
 /// `GET /v1/notifications/unsubscribe?token=`: the signed link at the bottom of an email; works
 /// without logging in, once.

@@ -119,6 +119,8 @@ pub mod enrollment {
     pub const CERTIFICATE_VERIFY: Endpoint = ep("certificate.verify");
     /// Is a user enrolled in a course (and is a lesson released to them)? For other services.
     pub const ACCESS_CHECK: Endpoint = ep("access.check");
+    /// Internal (notifications' announcement fan-out): a page of a course's current learners.
+    pub const INTERNAL_LEARNERS: Endpoint = ep("internal.learners");
 
     pub const EVENT_STREAM: &str = "EVT_ENROLLMENT";
     pub const EVENT_SUBJECTS: &str = "cb.evt.enrollment.>";
@@ -149,12 +151,20 @@ pub mod notifications {
     pub const PREFERENCES_GET: Endpoint = ep("preferences.get");
     pub const PREFERENCES_UPDATE: Endpoint = ep("preferences.update");
     pub const UNSUBSCRIBE: Endpoint = ep("preferences.unsubscribe");
+    /// The caller's phone number for text messages.
+    pub const PHONE_SET: Endpoint = ep("preferences.phone");
+    /// An instructor posts to everyone enrolled in their course.
+    pub const ANNOUNCEMENT_CREATE: Endpoint = ep("announcement.create");
+    /// How far an announcement's fan-out got (its author and admins).
+    pub const ANNOUNCEMENT_GET: Endpoint = ep("announcement.get");
 
     /// The work-queue stream of notification jobs (one message per notification to deliver).
     pub const JOB_STREAM: &str = "JOB_NOTIFY";
     pub const JOB_SUBJECTS: &str = "cb.job.notifications.>";
     /// A notification to deliver on its channels (`NotificationJob`).
     pub const JOB_DELIVER: &str = "cb.job.notifications.deliver";
+    /// Fan an announcement out to the course's learners (`AnnounceJob`).
+    pub const JOB_ANNOUNCE: &str = "cb.job.notifications.announce";
     /// The durable pull consumer on `JOB_NOTIFY` that every sender replica shares.
     pub const SENDER_CONSUMER: &str = "notifications_sender";
     /// Durable consumers turning other domains' events into jobs.

@@ -537,3 +537,221 @@ pub async fn unsubscribe_link_works_once_and_a_tampered_one_is_rejected(infra: A
     p.shutdown().await;
     Ok(())
 }
+
+/// Enrol `token`'s user in `course` (201).
+async fn enrol(p: &Platform, token: &str, course: &Value) -> Result<()> {
+    let reply = call(p, Method::POST, "/v1/enrollments", Some(token), Some(json!({"course_id": course["id"]}))).await?;
+    ensure!(reply.status == StatusCode::CREATED, "enrol: {reply:?}");
+    Ok(())
+}
+
+pub async fn an_announcement_reaches_every_learner_once(infra: Arc<Infra>) -> Result<()> {
+    let options = Options { catalog_replicas: 1, enrollment_replicas: 1, ..options(0) };
+    let mut p = Platform::start(&infra, options).await?;
+    // Two replicas, pages of 2 learners: the fan-out walks several pages.
+    for _ in 0..2 {
+        let mut config = p.notifications_config();
+        config.fanout_page = 2;
+        p.start_notifications_replica_with(config);
+    }
+    p.wait_replicas("notifications", 2).await?;
+    let (_, teacher) = instructor(&p, &address("teacher")).await?;
+    let course = create_course(&p, &teacher, "Announced Course", json!({})).await?;
+    let course = publish_with_lessons(&p, &teacher, &course, 1).await?;
+    let mut learners = Vec::new();
+    for i in 0..5 {
+        let email = address(&format!("learner{i}"));
+        let (id, token) = user(&p, &email).await?;
+        enrol(&p, &token, &course).await?;
+        learners.push((id, token, email));
+    }
+    let (_, outsider) = user(&p, &address("outsider")).await?;
+    let mut socket = socket(&p, &learners[0].1, false).await?;
+    // The enrolment push may still come: wait for it before the announcement.
+    let _ = next_push(&mut socket, Duration::from_secs(2)).await?;
+
+    let path = format!("/v1/courses/{}/announcements", course["id"].as_str().context("id")?);
+    let body = json!({"title": "Live session moved", "body": "Thursday 18:00 UTC instead of Wednesday."});
+    let refused = call(&p, Method::POST, &path, Some(&learners[1].1), Some(body.clone())).await?;
+    assert_eq!((refused.status, refused.code()), (StatusCode::FORBIDDEN, "forbidden"), "{refused:?}");
+    let empty = call(&p, Method::POST, &path, Some(&teacher), Some(json!({"title": " ", "body": "x"}))).await?;
+    assert_eq!((empty.status, empty.body["details"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("title")));
+    let unknown = format!("/v1/courses/{}/announcements", Uuid::now_v7());
+    let missing = call(&p, Method::POST, &unknown, Some(&teacher), Some(body.clone())).await?;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND, "{missing:?}");
+
+    // Posted twice with one key: one announcement.
+    let client = reqwest::Client::new();
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let reply = client
+            .post(p.url(&path))
+            .bearer_auth(&teacher)
+            .header("Idempotency-Key", "announce-1")
+            .json(&body)
+            .send()
+            .await?;
+        assert_eq!(reply.status(), StatusCode::ACCEPTED);
+        ids.push(reply.json::<Value>().await?["id"].as_str().context("id")?.to_owned());
+    }
+    assert_eq!(ids[0], ids[1], "the same key posts once");
+    let status_path = format!("{path}/{}", ids[0]);
+    let done = eventually(WAIT, "the fan-out to finish", || async {
+        let reply = call(&p, Method::GET, &status_path, Some(&teacher), None).await?;
+        Ok((reply.body["status"] == "done").then_some(reply.body))
+    })
+    .await?;
+    assert_eq!(done["recipients"], 5, "{done}");
+    let hidden = call(&p, Method::GET, &status_path, Some(&learners[0].1), None).await?;
+    assert_eq!(hidden.status, StatusCode::NOT_FOUND, "only its author sees the fan-out: {hidden:?}");
+
+    let push = next_push(&mut socket, WAIT).await?.context("the announcement pushed")?;
+    assert_eq!(push["notification"]["title"], "Announced Course: Live session moved");
+    for (_, token, email) in &learners {
+        let inbox = call(&p, Method::GET, "/v1/notifications", Some(token), None).await?;
+        let announcements: Vec<&Value> =
+            inbox.body["items"].as_array().context("items")?.iter().filter(|n| n["kind"] == "announcement").collect();
+        assert_eq!(announcements.len(), 1, "{inbox:?}");
+        assert_eq!(announcements[0]["body"], "Thursday 18:00 UTC instead of Wednesday.");
+        let mails = wait_emails(&infra.smtp, email, 3).await?;
+        let subject = "Announced Course: Live session moved";
+        assert_eq!(mails.iter().filter(|m| header(m, "Subject") == Some(subject)).count(), 1, "{email}");
+    }
+    let inbox = call(&p, Method::GET, "/v1/notifications", Some(&outsider), None).await?;
+    assert_eq!(inbox.body["items"], json!([]), "not enrolled, not told");
+    jobs_drained(&p).await?;
+    for (_, _, email) in &learners {
+        assert_eq!(emails_to(&infra.smtp, email)?.len(), 3, "welcome, enrolled, announcement: once each");
+    }
+    socket.close(None).await?;
+    p.shutdown().await;
+    Ok(())
+}
+
+/// The SMS delivery log row of `user`'s notification of `kind`: (status, attempts, last_error).
+async fn sms_delivery(db: &sqlx::PgPool, user_id: &str, kind: &str) -> Result<Option<(String, i32, Option<String>)>> {
+    Ok(sqlx::query_as(
+        "SELECT status, attempts, last_error FROM deliveries WHERE user_id = $1::uuid AND kind = $2 AND channel = 'sms'",
+    )
+    .bind(user_id)
+    .bind(kind)
+    .fetch_optional(db)
+    .await?)
+}
+
+pub async fn texts_go_to_twilio_rejections_fail_and_outages_retry(infra: Arc<Infra>) -> Result<()> {
+    use wiremock::matchers::{body_string_contains, header as header_is, method, path as path_is};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    let twilio = MockServer::start().await;
+    let api = "/2010-04-01/Accounts/ACtest123/Messages.json";
+    let auth =
+        format!("Basic {}", base64::Engine::encode(&base64::engine::general_purpose::STANDARD, "ACtest123:tw-secret"));
+    let refused = json!({"code": 21211, "message": "The 'To' number is not a valid phone number.", "status": 400});
+    Mock::given(method("POST"))
+        .and(path_is(api))
+        .and(header_is("authorization", auth.as_str()))
+        .and(body_string_contains("To=%2B15005550001"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(refused))
+        .mount(&twilio)
+        .await;
+    // The other number: Twilio fails once, then accepts.
+    Mock::given(method("POST"))
+        .and(path_is(api))
+        .and(body_string_contains("To=%2B15005550006"))
+        .respond_with(ResponseTemplate::new(500))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&twilio)
+        .await;
+    Mock::given(method("POST"))
+        .and(path_is(api))
+        .and(header_is("authorization", auth.as_str()))
+        .and(body_string_contains("To=%2B15005550006"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({"sid": "SM123", "status": "queued"})))
+        .with_priority(2)
+        .mount(&twilio)
+        .await;
+
+    let options = Options { catalog_replicas: 1, enrollment_replicas: 1, ..options(0) };
+    let mut p = Platform::start(&infra, options).await?;
+    let mut config = p.notifications_config();
+    config.twilio = Some(coursebus_worker_notifications::sms::TwilioConfig {
+        base_url: twilio.uri(),
+        account_sid: "ACtest123".into(),
+        auth_token: "tw-secret".into(),
+        from: "+15005550000".into(),
+        timeout: Duration::from_secs(5),
+    });
+    p.start_notifications_replica_with(config);
+    p.wait_replicas("notifications", 1).await?;
+    let (_, teacher) = instructor(&p, &address("teacher")).await?;
+    let course = create_course(&p, &teacher, "Texted Course", json!({})).await?;
+    let course = publish_with_lessons(&p, &teacher, &course, 1).await?;
+
+    let (bad_id, bad) = user(&p, &address("badnumber")).await?;
+    let (good_id, good) = user(&p, &address("goodnumber")).await?;
+    let (quiet_id, quiet) = user(&p, &address("nosms")).await?;
+    let invalid =
+        call(&p, Method::PUT, "/v1/notifications/phone", Some(&bad), Some(json!({"phone": "0800 123"}))).await?;
+    assert_eq!((invalid.status, invalid.body["details"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("phone")));
+    for (token, phone) in [(&bad, "+1 500 555 0001"), (&good, "+15005550006"), (&quiet, "+15005550007")] {
+        let set = call(&p, Method::PUT, "/v1/notifications/phone", Some(token), Some(json!({"phone": phone}))).await?;
+        assert_eq!(set.status, StatusCode::OK, "{set:?}");
+    }
+    // SMS is opt-in: the third user keeps the default.
+    let prefs = call(&p, Method::GET, "/v1/notifications/preferences", Some(&quiet), None).await?;
+    assert_eq!(preference(&prefs.body, "enrolled", "sms"), Some(false), "{prefs:?}");
+    for token in [&bad, &good] {
+        let on = json!({"items": [{"kind": "enrolled", "channel": "sms", "enabled": true}]});
+        let changed = call(&p, Method::PUT, "/v1/notifications/preferences", Some(token), Some(on)).await?;
+        assert_eq!(preference(&changed.body, "enrolled", "sms"), Some(true), "{changed:?}");
+    }
+    for token in [&bad, &good, &quiet] {
+        enrol(&p, token, &course).await?;
+    }
+
+    let db = notifications_db(&p).await?;
+    let settled = |user: String| {
+        let db = db.clone();
+        async move {
+            eventually(WAIT, "the text message to settle", || async {
+                Ok(sms_delivery(&db, &user, "enrolled").await?.filter(|(status, _, _)| status != "queued"))
+            })
+            .await
+        }
+    };
+    let (status, attempts, error) = settled(bad_id.clone()).await?;
+    assert_eq!((status.as_str(), attempts), ("failed", 1), "a 400 is not retried");
+    assert!(error.as_deref().is_some_and(|e| e.contains("21211")), "Twilio's reason is logged: {error:?}");
+    let (status, attempts, _) = settled(good_id.clone()).await?;
+    assert_eq!((status.as_str(), attempts), ("sent", 2), "a 500 is retried");
+    let (status, _, _) = sms_delivery(&db, &quiet_id, "enrolled").await?.context("logged")?;
+    assert_eq!(status, "skipped", "not opted in");
+    jobs_drained(&p).await?;
+
+    // Exactly what Twilio's Messages API expects, and nothing for the user who did not opt in.
+    let requests = twilio.received_requests().await.context("recorded")?;
+    assert_eq!(requests.len(), 3, "1 refused + 2 for the retried one: {requests:?}");
+    let slug = course["slug"].as_str().context("slug")?;
+    for request in &requests {
+        assert_eq!(request.headers.get("authorization").and_then(|v| v.to_str().ok()), Some(auth.as_str()));
+        assert_eq!(
+            request.headers.get("content-type").and_then(|v| v.to_str().ok()),
+            Some("application/x-www-form-urlencoded")
+        );
+        let form: Vec<(String, String)> = form_urlencoded::parse(&request.body).into_owned().collect();
+        assert_eq!(form.len(), 3, "{form:?}");
+        assert_eq!(form[1], ("From".to_owned(), "+15005550000".to_owned()));
+        assert_eq!(
+            form[2],
+            (
+                "Body".to_owned(),
+                format!("coursebus: you are enrolled in \"Texted Course\". http://127.0.0.1:8080/courses/{slug}")
+            )
+        );
+        assert!(["+15005550001", "+15005550006"].contains(&form[0].1.as_str()), "{form:?}");
+    }
+    p.shutdown().await;
+    Ok(())
+}

@@ -7,12 +7,14 @@ use axum::Json;
 use axum::extract::State;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
+use axum::http::StatusCode;
 use axum::response::Response;
 use coursebus_contracts::ErrorBody;
 use coursebus_contracts::notifications::{
+    Announcement, AnnouncementIdRequest, CreateAnnouncement, CreateAnnouncementRequest, GetAnnouncement,
     GetPreferences, GetUnreadCount, ListNotifications, ListNotificationsRequest, MarkAllRead, MarkRead, MarkedRead,
-    Notification, NotificationIdRequest, NotificationPage, Preferences, UnreadCount, Unsubscribe, UnsubscribeRequest,
-    Unsubscribed, UpdatePreferences,
+    Notification, NotificationIdRequest, NotificationPage, PhoneReply, PhoneRequest, Preferences, SetPhone,
+    UnreadCount, Unsubscribe, UnsubscribeRequest, Unsubscribed, UpdatePreferences,
 };
 use coursebus_contracts::rpc::Empty;
 use coursebus_contracts::subjects::notifications as subj;
@@ -175,4 +177,59 @@ async fn pushes(mut socket: WebSocket, mut subscriber: async_nats::Subscriber, v
         }
     }
     let _ = subscriber.unsubscribe().await;
+}
+
+/// Set or remove (`null`) my phone number for text messages (SMS stays off per kind until its
+/// `sms` preference is turned on).
+#[utoipa::path(put, path = "/v1/notifications/phone", tag = "notifications", security(("bearer" = [])),
+    request_body = PhoneRequest,
+    responses(
+        (status = 200, description = "The number now on file (E.164)", body = PhoneReply),
+        (status = 400, description = "Not a number in international form", body = ErrorBody),
+    ))]
+pub async fn set_phone(
+    State(s): State<AppState>,
+    _caller: Caller,
+    Ctx(ctx): Ctx,
+    ApiJson(req): ApiJson<PhoneRequest>,
+) -> ApiResult<Json<PhoneReply>> {
+    Ok(Json(s.bus.request::<SetPhone>(&ctx, &req).await?))
+}
+
+/// Post an announcement to everyone enrolled in the course (its instructor or an admin). The
+/// fan-out runs as a job: follow it with the `GET` below.
+#[utoipa::path(post, path = "/v1/courses/{course}/announcements", tag = "notifications", security(("bearer" = [])),
+    params(("course" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header, description = "Retry-safe key")),
+    request_body = CreateAnnouncementRequest,
+    responses(
+        (status = 202, description = "Accepted; learners get it in-app, by email and (if they opted in) by text", body = Announcement),
+        (status = 400, description = "Empty or too long title or body", body = ErrorBody),
+        (status = 403, description = "Not the course's instructor", body = ErrorBody),
+        (status = 404, description = "No published course with this id", body = ErrorBody),
+    ))]
+pub async fn create_announcement(
+    State(s): State<AppState>,
+    _caller: Caller,
+    Ctx(ctx): Ctx,
+    ApiPath(course_id): ApiPath<Uuid>,
+    ApiJson(mut req): ApiJson<CreateAnnouncementRequest>,
+) -> ApiResult<(StatusCode, Json<Announcement>)> {
+    req.course_id = course_id;
+    Ok((StatusCode::ACCEPTED, Json(s.bus.request::<CreateAnnouncement>(&ctx, &req).await?)))
+}
+
+/// An announcement and how far its fan-out got (its author and admins).
+#[utoipa::path(get, path = "/v1/courses/{course}/announcements/{id}", tag = "notifications", security(("bearer" = [])),
+    params(("course" = Uuid, Path), ("id" = Uuid, Path)),
+    responses(
+        (status = 200, description = "Status and recipients so far", body = Announcement),
+        (status = 404, description = "No such announcement of the caller's", body = ErrorBody),
+    ))]
+pub async fn get_announcement(
+    State(s): State<AppState>,
+    _caller: Caller,
+    Ctx(ctx): Ctx,
+    ApiPath((course_id, id)): ApiPath<(Uuid, Uuid)>,
+) -> ApiResult<Json<Announcement>> {
+    Ok(Json(s.bus.request::<GetAnnouncement>(&ctx, &AnnouncementIdRequest { course_id, id }).await?))
 }

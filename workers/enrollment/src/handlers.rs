@@ -12,8 +12,8 @@ use coursebus_contracts::catalog::{Course, CourseStatus, GetCourse, GetCourseReq
 use coursebus_contracts::enrollment::{
     AccessCheckRequest, AccessReply, Certificate, CreateEnrollmentRequest, Enroll, EnrollReply, Enrollment,
     EnrollmentCancelled, EnrollmentCompleted, EnrollmentCreated, EnrollmentDetail, EnrollmentIdRequest, EnrollmentPage,
-    EnrollmentStatus, ListEnrollmentsRequest, ProgressReply, ProgressUpdated, RosterPage, RosterRequest,
-    UpdateProgressRequest, VerifyCertificateRequest,
+    EnrollmentStatus, LearnersPage, LearnersRequest, ListEnrollmentsRequest, ProgressReply, ProgressUpdated,
+    RosterPage, RosterRequest, UpdateProgressRequest, VerifyCertificateRequest,
 };
 use coursebus_contracts::identity::AccessClaims;
 use coursebus_contracts::validate::Role;
@@ -362,6 +362,18 @@ impl Enrollments {
         let next_cursor = if more { rows.last().map(|r| domain::encode_cursor(r.id)) } else { None };
         let items = rows.iter().map(EnrollmentRow::to_roster_entry).collect::<Result<_, _>>().map_err(db)?;
         Ok(RosterPage { course_id: course.id, items, next_cursor })
+    }
+
+    /// Internal (NATS permissions keep the gateway out): a page of the course's learners, for
+    /// notifications' announcement fan-out (which checked the author itself).
+    pub async fn learners(&self, _ctx: CallContext, req: LearnersRequest) -> Result<LearnersPage, ErrorBody> {
+        if !(1..=5_000).contains(&req.limit) {
+            return Err(ErrorBody::invalid_field("limit", "limit must be between 1 and 5000"));
+        }
+        let mut conn = self.pool.acquire().await.map_err(db)?;
+        let user_ids = store::learners(&mut conn, req.course_id, req.after, req.limit).await.map_err(db)?;
+        let next = (user_ids.len() == req.limit as usize).then(|| user_ids.last().copied()).flatten();
+        Ok(LearnersPage { user_ids, next })
     }
 
     /// Public: anyone holding a code can check the certificate behind it.

@@ -21,7 +21,7 @@ use coursebus_bus::auth::{BusJwks, JwtVerifier};
 use coursebus_bus::{Bus, MicroService, ServiceSpec, idempotency, outbox, streams};
 use coursebus_contracts::Rpc;
 use coursebus_contracts::enrollment::{
-    CancelEnrollment, CheckAccess, Enroll, GetEnrollment, ListMyEnrollments, ListRoster, UpdateProgress,
+    CancelEnrollment, CheckAccess, Enroll, GetEnrollment, ListLearners, ListMyEnrollments, ListRoster, UpdateProgress,
     VerifyCertificate,
 };
 use coursebus_contracts::subjects::enrollment as subj;
@@ -112,8 +112,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Enro
         ListRoster => roster,
         VerifyCertificate => verify_certificate,
         CheckAccess => check_access,
+        ListLearners => learners,
     );
-    tracing::info!(endpoints = 8, first = %<Enroll as Rpc>::ENDPOINT.subject(), "enrollment serving");
+    tracing::info!(endpoints = 9, first = %<Enroll as Rpc>::ENDPOINT.subject(), "enrollment serving");
 
     let relay = tokio::spawn(relay.run(shutdown.clone()));
     let housekeeping = {

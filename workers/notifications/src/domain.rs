@@ -30,6 +30,50 @@ pub fn notification_id(event_id: Uuid, kind: NotificationKind) -> Uuid {
     uuid::Builder::from_custom_bytes(bytes).into_uuid()
 }
 
+/// The notification a learner gets for announcement `announcement`: stable, so a resumed or
+/// repeated fan-out stores and sends it once.
+pub fn announcement_notification_id(announcement: Uuid, user: Uuid) -> Uuid {
+    let mut hash = Sha256::new();
+    hash.update(b"coursebus-announcement\0");
+    hash.update(announcement.as_bytes());
+    hash.update(user.as_bytes());
+    let digest = hash.finalize();
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_custom_bytes(bytes).into_uuid()
+}
+
+/// Where an announcement takes the learner in the app.
+pub fn announcement_link(course_slug: &str) -> String {
+    format!("/courses/{course_slug}")
+}
+
+/// An announcement's title and body, trimmed and within bounds.
+pub fn check_announcement(title: &str, body: &str) -> Result<(String, String), ValidationError> {
+    let (title, body) = (title.trim(), body.trim());
+    if title.is_empty() || title.chars().count() > 200 || title.chars().any(char::is_control) {
+        return Err(ValidationError::new("title", "title must be 1 to 200 characters on one line"));
+    }
+    if body.is_empty() || body.chars().count() > 10_000 {
+        return Err(ValidationError::new("body", "body must be 1 to 10,000 characters"));
+    }
+    Ok((title.to_owned(), body.to_owned()))
+}
+
+/// A phone number in E.164 form (`+` and 7 to 15 digits, no leading zero); spaces, dashes,
+/// dots and parentheses are dropped first.
+pub fn parse_phone(raw: &str) -> Result<String, ValidationError> {
+    let cleaned: String = raw.chars().filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')')).collect();
+    let digits = cleaned.strip_prefix('+').unwrap_or("");
+    let valid =
+        (7..=15).contains(&digits.len()) && digits.chars().all(|c| c.is_ascii_digit()) && !digits.starts_with('0');
+    if valid {
+        Ok(cleaned)
+    } else {
+        Err(ValidationError::new("phone", "phone must be in international form, e.g. +14155550100"))
+    }
+}
+
 /// `identity.user.registered` → a welcome email.
 pub fn welcome_job(event: &EventEnvelope<UserRegistered>) -> NotificationJob {
     NotificationJob {
@@ -74,7 +118,7 @@ pub fn enrolled_job(event: &EventEnvelope<EnrollmentCreated>, course: &CourseRef
         id: notification_id(event.id, NotificationKind::Enrolled),
         kind: NotificationKind::Enrolled,
         user_id: event.data.user_id,
-        channels: vec![Channel::InApp, Channel::Email],
+        channels: NotificationKind::Enrolled.channels().to_vec(),
         data: serde_json::json!({
             "course_id": event.data.course_id,
             "course_title": course.title,
@@ -196,6 +240,11 @@ impl Templates {
             "enrolled.html",
             "enrolled.title.txt",
             "enrolled.body.txt",
+            "enrolled.sms.txt",
+            "announcement.subject.txt",
+            "announcement.txt",
+            "announcement.html",
+            "announcement.sms.txt",
         );
         Ok(Self { env, app_url: app_url.trim_end_matches('/').to_owned(), links })
     }
@@ -234,6 +283,12 @@ impl Templates {
         })
     }
 
+    /// The text message of `job` (plain text, one segment where it can).
+    pub fn sms(&self, job: &NotificationJob) -> Result<String, minijinja::Error> {
+        let ctx = self.context(job, None);
+        Ok(self.render(&format!("{}.sms.txt", job.kind.as_str()), &ctx)?.trim().to_owned())
+    }
+
     /// The in-app notification of `job`.
     pub fn in_app(&self, job: &NotificationJob) -> Result<InAppContent, minijinja::Error> {
         let ctx = self.context(job, None);
@@ -267,7 +322,7 @@ pub fn preference_matrix(stored: &[(String, String, bool)]) -> Vec<Preference> {
                 || stored
                     .iter()
                     .find(|(k, c, _)| k == kind.as_str() && c == channel.as_str())
-                    .is_none_or(|(_, _, enabled)| *enabled);
+                    .map_or(kind.on_by_default(channel), |(_, _, enabled)| *enabled);
             Preference { kind, channel, enabled }
         })
         .collect()
@@ -387,8 +442,8 @@ mod tests {
     #[test]
     fn preferences_default_on_and_account_emails_stay_on() {
         let all = preference_matrix(&[]);
-        assert_eq!(all.len(), 4);
-        assert!(all.iter().all(|p| p.enabled));
+        assert_eq!(all.len(), 8);
+        assert!(all.iter().all(|p| p.enabled == (p.channel != Channel::Sms)), "SMS is opt-in: {all:?}");
         let stored =
             vec![("enrolled".to_owned(), "email".to_owned(), false), ("welcome".to_owned(), "email".to_owned(), false)];
         let changed = preference_matrix(&stored);

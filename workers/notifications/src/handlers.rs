@@ -8,14 +8,16 @@ use coursebus_bus::auth::JwtVerifier;
 use coursebus_contracts::ErrorBody;
 use coursebus_contracts::identity::AccessClaims;
 use coursebus_contracts::notifications::{
-    Channel, ListNotificationsRequest, MarkedRead, Notification, NotificationIdRequest, NotificationPage, Preferences,
-    UnreadCount, UnsubscribeRequest, Unsubscribed,
+    Announcement, AnnouncementIdRequest, Channel, CreateAnnouncementRequest, ListNotificationsRequest, MarkedRead,
+    Notification, NotificationIdRequest, NotificationPage, PhoneReply, PhoneRequest, Preferences, UnreadCount,
+    UnsubscribeRequest, Unsubscribed,
 };
 use coursebus_contracts::rpc::Empty;
 use coursebus_contracts::validate::ValidationError;
 use sha2::Digest as _;
 use sqlx::PgPool;
 
+use crate::announce::Announcer;
 use crate::domain::{self, UnsubscribeLinks};
 use crate::store::{self, NotificationRow};
 
@@ -25,6 +27,7 @@ pub struct Inbox {
     pub pool: PgPool,
     pub verifier: Arc<JwtVerifier>,
     pub links: Arc<UnsubscribeLinks>,
+    pub announcer: Arc<Announcer>,
 }
 
 /// Log a database error and answer `internal` (the client never sees database details).
@@ -111,5 +114,24 @@ impl Inbox {
         tx.commit().await.map_err(db)?;
         tracing::info!(user_id = %user, kind = kind.as_str(), "unsubscribed by link");
         Ok(Unsubscribed { kind, channel: Channel::Email })
+    }
+
+    /// Where the caller's text messages go (`None` removes the number).
+    pub async fn set_phone(&self, ctx: CallContext, req: PhoneRequest) -> Result<PhoneReply, ErrorBody> {
+        let me = self.caller(&ctx).await?;
+        let phone = req.phone.as_deref().map(domain::parse_phone).transpose()?;
+        let mut conn = self.pool.acquire().await.map_err(db)?;
+        store::set_phone(&mut conn, me.sub, phone.as_deref()).await.map_err(db)?;
+        Ok(PhoneReply { phone })
+    }
+
+    pub async fn announce(&self, ctx: CallContext, req: CreateAnnouncementRequest) -> Result<Announcement, ErrorBody> {
+        let me = self.caller(&ctx).await?;
+        self.announcer.create(&me, &ctx, req).await
+    }
+
+    pub async fn announcement(&self, ctx: CallContext, req: AnnouncementIdRequest) -> Result<Announcement, ErrorBody> {
+        let me = self.caller(&ctx).await?;
+        self.announcer.get(&me, &req).await
     }
 }

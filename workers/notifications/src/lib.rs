@@ -13,6 +13,7 @@
 //! (`sent` is committed before the job is acknowledged and checked before any send), transient
 //! failures retried with growing delays up to `max_deliver`, rejections not retried.
 
+pub mod announce;
 pub mod domain;
 pub mod handlers;
 pub mod mailer;
@@ -29,12 +30,14 @@ use coursebus_bus::auth::{BusJwks, JwtVerifier};
 use coursebus_bus::{Bus, MicroService, ServiceSpec, streams};
 use coursebus_contracts::Rpc;
 use coursebus_contracts::notifications::{
-    GetPreferences, GetUnreadCount, ListNotifications, MarkAllRead, MarkRead, Unsubscribe, UpdatePreferences,
+    CreateAnnouncement, GetAnnouncement, GetPreferences, GetUnreadCount, ListNotifications, MarkAllRead, MarkRead,
+    SetPhone, Unsubscribe, UpdatePreferences,
 };
 use coursebus_contracts::subjects::notifications as subj;
 use sqlx::postgres::PgPoolOptions;
 use tokio_util::sync::CancellationToken;
 
+use crate::announce::Announcer;
 use crate::handlers::Inbox;
 use crate::sender::Sender;
 use crate::sources::{SOURCES, Sources};
@@ -60,6 +63,8 @@ pub enum NotificationsError {
     Templates(#[from] minijinja::Error),
     #[error("JetStream: {0}")]
     JetStream(String),
+    #[error("Twilio client: {0}")]
+    Twilio(#[from] reqwest::Error),
 }
 
 #[derive(Clone)]
@@ -86,6 +91,11 @@ pub struct Config {
     /// How long a pulled job may take before JetStream hands it to another replica.
     pub ack_wait: Duration,
     pub smtp_timeout: Duration,
+    /// Text messages through Twilio; `None` leaves the SMS channel unconfigured (opted-in texts
+    /// are logged `failed` with that reason).
+    pub twilio: Option<sms::TwilioConfig>,
+    /// Learners per page of an announcement's fan-out.
+    pub fanout_page: u32,
 }
 
 impl std::fmt::Debug for Config {
@@ -96,6 +106,7 @@ impl std::fmt::Debug for Config {
             .field("mail_from", &self.mail_from)
             .field("sender_concurrency", &self.sender_concurrency)
             .field("max_deliver", &self.max_deliver)
+            .field("twilio", &self.twilio)
             .finish_non_exhaustive()
     }
 }
@@ -116,6 +127,8 @@ impl Config {
             retry_delays: [1, 5, 15, 30, 60, 120, 300, 600].map(Duration::from_secs).to_vec(),
             ack_wait: Duration::from_secs(60),
             smtp_timeout: Duration::from_secs(10),
+            twilio: None,
+            fanout_page: 1_000,
         }
     }
 }
@@ -129,6 +142,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Noti
         .connect(&config.database_url)
         .await?;
     sqlx::migrate!("./migrations").run(&pool).await?;
+    coursebus_bus::idempotency::install(&pool).await?;
     let links = Arc::new(domain::UnsubscribeLinks::new(store::unsubscribe_key(&pool).await?));
     let templates = Arc::new(domain::Templates::new(&config.app_url, links.clone())?);
 
@@ -150,7 +164,22 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Noti
         .map_err(|e| NotificationsError::JetStream(format!("consumer {}: {e}", subj::SENDER_CONSUMER)))?;
 
     let bus = Bus::new(client.clone(), config.call_deadline);
-    let inbox = Arc::new(Inbox { pool: pool.clone(), verifier: JwtVerifier::new(BusJwks(bus.clone())), links });
+    let announcer = Arc::new(Announcer {
+        pool: pool.clone(),
+        js: js.clone(),
+        nats: client.clone(),
+        bus: bus.clone(),
+        call_deadline: config.call_deadline,
+        page_size: config.fanout_page,
+        max_deliver: config.max_deliver,
+        retry_delays: config.retry_delays.clone(),
+    });
+    let inbox = Arc::new(Inbox {
+        pool: pool.clone(),
+        verifier: JwtVerifier::new(BusJwks(bus.clone())),
+        links,
+        announcer: announcer.clone(),
+    });
     let mut service = MicroService::start(&client, SPEC, shutdown.clone()).await?;
     coursebus_bus::serve!(
         service,
@@ -162,8 +191,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Noti
         GetPreferences => preferences,
         UpdatePreferences => update_preferences,
         Unsubscribe => unsubscribe,
+        SetPhone => set_phone,
+        CreateAnnouncement => announce,
+        GetAnnouncement => announcement,
     );
-    tracing::info!(endpoints = 6, first = %<ListNotifications as Rpc>::ENDPOINT.subject(), "notifications serving");
+    tracing::info!(endpoints = 10, first = %<ListNotifications as Rpc>::ENDPOINT.subject(), "notifications serving");
 
     let sources = Arc::new(Sources {
         pool: pool.clone(),
@@ -186,8 +218,30 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Noti
         retry_delays: config.retry_delays.clone(),
         bus,
         call_deadline: config.call_deadline,
+        twilio: config.twilio.clone().map(sms::Twilio::new).transpose()?,
+        announcer: announcer.clone(),
     });
     tasks.push(tokio::spawn(sender.run(job_consumer, config.sender_concurrency, shutdown.clone())));
+    // Re-queue announcements whose fan-out job was never stored.
+    tasks.push(tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(30)) => {}
+                }
+                if let Err(err) = coursebus_bus::idempotency::purge(&announcer.pool).await {
+                    tracing::warn!(error = %err, "old idempotency keys could not be purged");
+                }
+                match announcer.requeue_stalled(Duration::from_secs(60)).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(announcements = n, "stalled announcement fan-outs queued again"),
+                    Err(err) => tracing::warn!(error = %err, "stalled announcements could not be queued again"),
+                }
+            }
+        }
+    }));
 
     service.run().await;
     for task in tasks {

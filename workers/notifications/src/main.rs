@@ -29,6 +29,18 @@ async fn main() -> anyhow::Result<()> {
     if let Some(n) = env("CB_NOTIFICATIONS_MAX_DELIVER") {
         config.max_deliver = n.parse().context("CB_NOTIFICATIONS_MAX_DELIVER must be a number")?;
     }
+    // Text messages: all three Twilio settings, or none (the SMS channel then stays unconfigured).
+    if let (Some(account_sid), Some(auth_token), Some(from)) =
+        (env("CB_TWILIO_ACCOUNT_SID"), env("CB_TWILIO_AUTH_TOKEN"), env("CB_TWILIO_FROM"))
+    {
+        config.twilio = Some(coursebus_worker_notifications::sms::TwilioConfig {
+            base_url: env("CB_TWILIO_URL").unwrap_or_else(|| coursebus_worker_notifications::sms::TWILIO_API.into()),
+            account_sid,
+            auth_token,
+            from,
+            timeout: std::time::Duration::from_secs(10),
+        });
+    }
     if let Some(replicas) = env("CB_STREAM_REPLICAS") {
         config.stream_replicas = replicas.parse().context("CB_STREAM_REPLICAS must be a number")?;
     }

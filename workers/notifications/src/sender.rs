@@ -26,8 +26,10 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::announce::Announcer;
 use crate::domain::{Person, Templates, retry_delay, verify_url};
 use crate::mailer::{Mailer, SendError};
+use crate::sms::Twilio;
 use crate::store::{self, DeliveryStatus, NewNotification};
 
 /// What became of one job.
@@ -37,6 +39,34 @@ pub enum Outcome {
     Settled,
     /// Some channel should be tried again later.
     Retry(String),
+}
+
+/// Record what one attempt on `channel` came to (in the caller's transaction, which holds the
+/// delivery row's lock): sent (with the provider's id, if any), still queued with the reason
+/// (retry later), or failed for good (a rejection, or a transient failure on the last attempt).
+async fn settle(
+    tx: &mut sqlx::PgConnection,
+    job: &NotificationJob,
+    channel: Channel,
+    result: Result<Option<String>, SendError>,
+    last_attempt: bool,
+) -> Result<Outcome, DeliverError> {
+    Ok(match result {
+        Ok(provider_id) => {
+            store::record_attempt(tx, job.id, channel, DeliveryStatus::Sent, None).await?;
+            tracing::info!(notification_id = %job.id, kind = job.kind.as_str(), channel = channel.as_str(), provider_id = provider_id.as_deref().unwrap_or(""), "sent");
+            Outcome::Settled
+        }
+        Err(SendError::Retry(reason)) if !last_attempt => {
+            store::record_attempt(tx, job.id, channel, DeliveryStatus::Queued, Some(&reason)).await?;
+            Outcome::Retry(reason)
+        }
+        Err(SendError::Retry(reason) | SendError::Reject(reason)) => {
+            store::record_attempt(tx, job.id, channel, DeliveryStatus::Failed, Some(&reason)).await?;
+            tracing::warn!(notification_id = %job.id, kind = job.kind.as_str(), channel = channel.as_str(), reason = %reason, "failed for good");
+            Outcome::Settled
+        }
+    })
 }
 
 /// Delivers notification jobs.
@@ -54,6 +84,10 @@ pub struct Sender {
     /// For verification tokens from identity.
     pub bus: Bus,
     pub call_deadline: Duration,
+    /// Text messages; `None` when the platform has no Twilio account configured.
+    pub twilio: Option<Twilio>,
+    /// Fans announcements out (jobs on `cb.job.notifications.announce`).
+    pub announcer: Arc<Announcer>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -110,10 +144,16 @@ impl Sender {
             self.push(job, notification).await;
         }
 
+        let mut outcome = Outcome::Settled;
         if job.channels.contains(&Channel::Email) {
-            return self.email(job, last_attempt).await;
+            outcome = self.email(job, last_attempt).await?;
         }
-        Ok(Outcome::Settled)
+        if job.channels.contains(&Channel::Sms)
+            && let Outcome::Retry(reason) = self.sms(job, last_attempt).await?
+        {
+            outcome = Outcome::Retry(reason);
+        }
+        Ok(outcome)
     }
 
     /// Tell the user's open sockets (best effort: the inbox has it anyway).
@@ -159,22 +199,27 @@ impl Sender {
                 }
             },
         };
-        let outcome = match &result {
-            Ok(()) => {
-                store::record_attempt(&mut tx, job.id, Channel::Email, DeliveryStatus::Sent, None).await?;
-                tracing::info!(notification_id = %job.id, kind = job.kind.as_str(), "email sent");
-                Outcome::Settled
-            }
-            Err(SendError::Retry(reason)) if !last_attempt => {
-                store::record_attempt(&mut tx, job.id, Channel::Email, DeliveryStatus::Queued, Some(reason)).await?;
-                Outcome::Retry(reason.clone())
-            }
-            Err(SendError::Retry(reason) | SendError::Reject(reason)) => {
-                store::record_attempt(&mut tx, job.id, Channel::Email, DeliveryStatus::Failed, Some(reason)).await?;
-                tracing::warn!(notification_id = %job.id, kind = job.kind.as_str(), reason = %reason, "email failed for good");
-                Outcome::Settled
-            }
+        let outcome = settle(&mut tx, job, Channel::Email, result.map(|()| None), last_attempt).await?;
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    /// A text message through Twilio, under the same once-only rule as email.
+    async fn sms(&self, job: &NotificationJob, last_attempt: bool) -> Result<Outcome, DeliverError> {
+        let mut tx = self.pool.begin().await?;
+        match store::lock_delivery(&mut tx, job.id, Channel::Sms).await? {
+            Some(DeliveryStatus::Queued) => {}
+            _ => return Ok(Outcome::Settled),
+        }
+        let result = match (&self.twilio, store::phone(&mut tx, job.user_id).await?) {
+            (None, _) => Err(SendError::Reject("text messages are not configured on this platform".into())),
+            (Some(_), None) => Err(SendError::Reject("the user has no phone number".into())),
+            (Some(twilio), Some(phone)) => match self.templates.sms(job) {
+                Ok(text) => twilio.send(&phone, &text).await.map(Some),
+                Err(err) => Err(SendError::Reject(format!("template: {err}"))),
+            },
         };
+        let outcome = settle(&mut tx, job, Channel::Sms, result, last_attempt).await?;
         tx.commit().await?;
         Ok(outcome)
     }
@@ -207,6 +252,10 @@ impl Sender {
 
     /// Handle one message of `JOB_NOTIFY` and acknowledge it as its outcome says.
     async fn handle(&self, message: jetstream::Message) {
+        if message.subject.as_str() == subj::JOB_ANNOUNCE {
+            self.announcer.handle(message).await;
+            return;
+        }
         let delivered = message.info().map(|i| i.delivered).unwrap_or(1);
         let job: NotificationJob = match serde_json::from_slice(&message.payload) {
             Ok(job) => job,

@@ -5,7 +5,8 @@
 //! rejection that no retry can fix (bad number, unverified sender), except 429; a 5xx, a 429 or a
 //! transport failure is retried.
 //!
-//! Not wired to a channel yet: the platform has no phone numbers (see ARCHITECTURE.md).
+//! The `sms` channel uses it for users who gave a number (`PUT /v1/notifications/phone`) and
+//! turned texts on for a kind (they are opt-in).
 
 use std::time::Duration;
 

@@ -8,6 +8,11 @@ use uuid::Uuid;
 
 pub type Result<T> = std::result::Result<T, sqlx::Error>;
 
+/// True when `err` is a unique-constraint violation.
+pub fn is_unique_violation(err: &sqlx::Error) -> bool {
+    err.as_database_error().and_then(|e| e.code()).is_some_and(|code| code == "23505")
+}
+
 /// Where a user is reached.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct Recipient {
@@ -40,10 +45,13 @@ pub async fn rename_recipient(conn: &mut PgConnection, user_id: Uuid, display_na
 }
 
 pub async fn recipient(conn: &mut PgConnection, user_id: Uuid) -> Result<Option<Recipient>> {
-    sqlx::query_as("SELECT email, display_name FROM recipients WHERE user_id = $1")
-        .bind(user_id)
-        .fetch_optional(conn)
-        .await
+    sqlx::query_as(
+        "SELECT email, display_name FROM recipients \
+         WHERE user_id = $1 AND email IS NOT NULL AND display_name IS NOT NULL",
+    )
+    .bind(user_id)
+    .fetch_optional(conn)
+    .await
 }
 
 /// What an inbox row holds.
@@ -264,7 +272,7 @@ pub async fn preferences(conn: &mut PgConnection, user_id: Uuid) -> Result<Vec<(
         .await
 }
 
-/// Is `kind` on `channel` on for `user_id`? (No row: on.)
+/// Is `kind` on `channel` on for `user_id`? (No row: the kind's default.)
 pub async fn channel_enabled(
     conn: &mut PgConnection,
     user_id: Uuid,
@@ -278,7 +286,7 @@ pub async fn channel_enabled(
             .bind(channel.as_str())
             .fetch_optional(conn)
             .await?;
-    Ok(row.is_none_or(|(enabled,)| enabled))
+    Ok(row.map_or(kind.on_by_default(channel), |(enabled,)| enabled))
 }
 
 pub async fn set_preference(
@@ -327,4 +335,154 @@ pub async fn use_unsubscribe_link(
     .execute(conn)
     .await?;
     Ok(done.rows_affected() == 1)
+}
+
+/// The number text messages go to, if the user gave one.
+pub async fn phone(conn: &mut PgConnection, user_id: Uuid) -> Result<Option<String>> {
+    let row: Option<(Option<String>,)> =
+        sqlx::query_as("SELECT phone FROM recipients WHERE user_id = $1").bind(user_id).fetch_optional(conn).await?;
+    Ok(row.and_then(|(phone,)| phone))
+}
+
+/// Set (or with `None` remove) the user's number; the row may come before identity's event does.
+pub async fn set_phone(conn: &mut PgConnection, user_id: Uuid, phone: Option<&str>) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO recipients (user_id, phone) VALUES ($1, $2) \
+         ON CONFLICT (user_id) DO UPDATE SET phone = EXCLUDED.phone, updated_at = now()",
+    )
+    .bind(user_id)
+    .bind(phone)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// An announcement as stored.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct AnnouncementRow {
+    pub id: Uuid,
+    pub course_id: Uuid,
+    pub author_id: Uuid,
+    pub course_title: String,
+    pub course_slug: String,
+    pub title: String,
+    pub body: String,
+    pub status: String,
+    pub after_user: Option<Uuid>,
+    pub recipients: i64,
+    pub created_at: OffsetDateTime,
+    pub finished_at: Option<OffsetDateTime>,
+}
+
+macro_rules! select_announcement {
+    () => {
+        "SELECT id, course_id, author_id, course_title, course_slug, title, body, status, after_user, recipients, \
+         created_at, finished_at FROM announcements WHERE id = $1"
+    };
+}
+
+pub async fn insert_announcement(conn: &mut PgConnection, a: &AnnouncementRow) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO announcements (id, course_id, author_id, course_title, course_slug, title, body, status, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', $8)",
+    )
+    .bind(a.id)
+    .bind(a.course_id)
+    .bind(a.author_id)
+    .bind(&a.course_title)
+    .bind(&a.course_slug)
+    .bind(&a.title)
+    .bind(&a.body)
+    .bind(a.created_at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn announcement(conn: &mut PgConnection, id: Uuid) -> Result<Option<AnnouncementRow>> {
+    sqlx::query_as(select_announcement!()).bind(id).fetch_optional(conn).await
+}
+
+/// The announcement, locked for the rest of the transaction (one fan-out page at a time).
+pub async fn announcement_for_update(conn: &mut PgConnection, id: Uuid) -> Result<Option<AnnouncementRow>> {
+    sqlx::query_as(concat!(select_announcement!(), " FOR UPDATE")).bind(id).fetch_optional(conn).await
+}
+
+/// One page of an announcement's in-app notifications: `(notification id, user id)` pairs.
+#[derive(Debug, Clone, Default)]
+pub struct AnnouncementPage {
+    pub ids: Vec<Uuid>,
+    pub users: Vec<Uuid>,
+}
+
+/// Store a page: the in-app notifications (skipping users who turned announcements off in-app
+/// and ones stored before) with their delivery log, and move the announcement's cursor to
+/// `after_user`. Returns the notifications inserted now, to push.
+pub async fn store_announcement_page(
+    conn: &mut PgConnection,
+    a: &AnnouncementRow,
+    page: &AnnouncementPage,
+    title: &str,
+    link: &str,
+    after_user: Uuid,
+) -> Result<Vec<(Uuid, Uuid)>> {
+    let kind = NotificationKind::Announcement.as_str();
+    let inserted: Vec<(Uuid, Uuid)> = sqlx::query_as(
+        "INSERT INTO notifications (id, user_id, kind, title, body, link, created_at) \
+         SELECT n.id, n.user_id, $3, $4, $5, $6, $7 FROM UNNEST($1::uuid[], $2::uuid[]) AS n(id, user_id) \
+         WHERE NOT EXISTS (SELECT 1 FROM preferences p WHERE p.user_id = n.user_id AND p.kind = $3 \
+                           AND p.channel = 'in_app' AND NOT p.enabled) \
+         ON CONFLICT (id) DO NOTHING RETURNING id, user_id",
+    )
+    .bind(&page.ids)
+    .bind(&page.users)
+    .bind(kind)
+    .bind(title)
+    .bind(&a.body)
+    .bind(link)
+    .bind(a.created_at)
+    .fetch_all(&mut *conn)
+    .await?;
+    sqlx::query(
+        "INSERT INTO deliveries (notification_id, channel, user_id, kind, status, attempts, sent_at) \
+         SELECT n.id, 'in_app', n.user_id, $3, \
+                CASE WHEN EXISTS (SELECT 1 FROM notifications x WHERE x.id = n.id) THEN 'sent' ELSE 'skipped' END, \
+                1, CASE WHEN EXISTS (SELECT 1 FROM notifications x WHERE x.id = n.id) THEN now() END \
+         FROM UNNEST($1::uuid[], $2::uuid[]) AS n(id, user_id) \
+         ON CONFLICT (notification_id, channel) DO NOTHING",
+    )
+    .bind(&page.ids)
+    .bind(&page.users)
+    .bind(kind)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "UPDATE announcements SET status = 'delivering', after_user = $2, recipients = recipients + $3 WHERE id = $1",
+    )
+    .bind(a.id)
+    .bind(after_user)
+    .bind(i64::try_from(inserted.len()).unwrap_or(i64::MAX))
+    .execute(conn)
+    .await?;
+    Ok(inserted)
+}
+
+pub async fn finish_announcement(conn: &mut PgConnection, id: Uuid) -> Result<()> {
+    sqlx::query("UPDATE announcements SET status = 'done', finished_at = now() WHERE id = $1 AND status <> 'done'")
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Announcements still `queued` a while after they were accepted (their job may never have
+/// been stored).
+pub async fn stalled_announcements(pool: &PgPool, older_than: std::time::Duration) -> Result<Vec<Uuid>> {
+    sqlx::query_scalar(
+        "SELECT id FROM announcements WHERE status = 'queued' AND created_at < now() - make_interval(secs => $1) \
+         ORDER BY created_at LIMIT 100",
+    )
+    .bind(older_than.as_secs_f64())
+    .fetch_all(pool)
+    .await
 }
