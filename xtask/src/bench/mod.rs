@@ -11,6 +11,7 @@
 mod baseline;
 pub mod cpu;
 pub mod load;
+mod notify;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -44,6 +45,7 @@ const PACKAGES: &[&str] = &[
     "coursebus-worker-identity",
     "coursebus-worker-catalog",
     "coursebus-worker-enrollment",
+    "coursebus-worker-notifications",
 ];
 
 #[derive(Debug, Clone, Copy)]
@@ -51,10 +53,20 @@ struct Settings {
     runs: usize,
     warmup: Duration,
     duration: Duration,
+    /// Run the HTTP scenarios (read, write, ceilings).
+    http: bool,
+    /// Run the notifications measurements (announcement fan-out, email throughput).
+    notifications: bool,
 }
 
 fn settings(args: &[String]) -> Result<Settings> {
-    let mut s = Settings { runs: 3, warmup: Duration::from_secs(1), duration: Duration::from_secs(5) };
+    let mut s = Settings {
+        runs: 3,
+        warmup: Duration::from_secs(1),
+        duration: Duration::from_secs(5),
+        http: true,
+        notifications: true,
+    };
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         let mut value =
@@ -62,14 +74,21 @@ fn settings(args: &[String]) -> Result<Settings> {
         match arg.as_str() {
             "--runs" => s.runs = value()?.max(1) as usize,
             "--seconds" => s.duration = Duration::from_secs(value()?.max(1)),
-            "--quick" => s = Settings { runs: 1, warmup: Duration::from_millis(500), duration: Duration::from_secs(2) },
-            other => bail!("unknown bench option {other} (--runs N, --seconds S, --quick)"),
+            "--quick" => {
+                s = Settings { runs: 1, warmup: Duration::from_millis(500), duration: Duration::from_secs(2), ..s }
+            }
+            "--only" => match it.next().map(String::as_str) {
+                Some("http") => s.notifications = false,
+                Some("notifications") => s.http = false,
+                _ => bail!("--only takes http or notifications"),
+            },
+            other => bail!("unknown bench option {other} (--runs N, --seconds S, --quick, --only http|notifications)"),
         }
     }
     Ok(s)
 }
 
-/// `cargo xtask bench [--runs N] [--seconds S] [--quick]`.
+/// `cargo xtask bench [--runs N] [--seconds S] [--quick] [--only http|notifications]`.
 pub fn run(args: &[String]) -> Result<ExitCode> {
     let settings = settings(args)?;
     let root = workspace_root();
@@ -89,14 +108,32 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
         return Ok(if status.success() { ExitCode::SUCCESS } else { ExitCode::FAILURE });
     }
     let tools = Tools::ensure(&root)?;
-    let dir = tempfile::Builder::new().prefix("coursebus-bench-").tempdir()?;
     // Logs outlive the run (the servers' data does not).
     let logs = target.join("bench/logs");
     std::fs::create_dir_all(&logs)?;
+    let mut report = String::new();
+    if settings.http {
+        report.push_str(&http(settings, &tools, &release, &logs)?);
+    }
+    if settings.notifications {
+        eprintln!("bench: notifications (logs in {})", logs.display());
+        report.push_str(&notify::run(&tools, &release, &logs)?);
+    }
+    println!("{report}");
+    let out = target.join("bench");
+    std::fs::create_dir_all(&out)?;
+    std::fs::write(out.join("latest.md"), &report)?;
+    eprintln!("bench: written to {}", out.join("latest.md").display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The HTTP scenarios on a stack of their own; returns their report section.
+fn http(settings: Settings, tools: &Tools, release: &Path, logs: &Path) -> Result<String> {
+    let dir = tempfile::Builder::new().prefix("coursebus-bench-").tempdir()?;
     eprintln!("bench: starting the stack (logs in {})", logs.display());
-    let nats = Nats::start(&tools, &dir.path().join("nats"), 0, 0, &logs.join("nats.log"))?;
-    let pg = Postgres::start(&tools, &dir.path().join("pg"), 0, Durability::Durable, &logs.join("pg.log"))?;
-    let mongo = Mongo::start(&tools, &dir.path().join("mongo"), 0, &logs.join("mongo.log"))?;
+    let nats = Nats::start(tools, &dir.path().join("nats"), 0, 0, &logs.join("nats.log"))?;
+    let pg = Postgres::start(tools, &dir.path().join("pg"), 0, Durability::Durable, &logs.join("pg.log"))?;
+    let mongo = Mongo::start(tools, &dir.path().join("mongo"), 0, &logs.join("mongo.log"))?;
     for db in ["identity", "enrollment", "monolith"] {
         pg.create_database(db)?;
     }
@@ -112,28 +149,28 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
             .env("CB_IDENTITY_DATABASE_URL", pg.url("identity"))
             .env("CB_IDENTITY_BOOTSTRAP_ADMIN_EMAIL", ADMIN_EMAIL)
             .env("CB_IDENTITY_BOOTSTRAP_ADMIN_PASSWORD", PASSWORD);
-        procs.push(start(cmd, &format!("identity-{replica}"), &logs)?);
+        procs.push(start(cmd, &format!("identity-{replica}"), logs)?);
         let mut cmd = Command::new(bin("coursebus-worker-catalog"));
         cmd.env("CB_NATS_URL", nats.url()).env("CB_CATALOG_MONGODB_URL", mongo.url());
-        procs.push(start(cmd, &format!("catalog-{replica}"), &logs)?);
+        procs.push(start(cmd, &format!("catalog-{replica}"), logs)?);
         let mut cmd = Command::new(bin("coursebus-worker-enrollment"));
         // Both replicas together get the monolith's 32 database connections.
         cmd.env("CB_NATS_URL", nats.url())
             .env("CB_ENROLLMENT_DATABASE_URL", pg.url("enrollment"))
             .env("CB_ENROLLMENT_DB_MAX_CONNECTIONS", (MONOLITH_DB_CONNECTIONS / 2).to_string());
-        procs.push(start(cmd, &format!("enrollment-{replica}"), &logs)?);
+        procs.push(start(cmd, &format!("enrollment-{replica}"), logs)?);
         let mut cmd = Command::new(bin("xtask"));
         cmd.args(["__bench-serve", "echo", &nats.url()]);
-        procs.push(start(cmd, &format!("echo-{replica}"), &logs)?);
+        procs.push(start(cmd, &format!("echo-{replica}"), logs)?);
     }
     let mut cmd = Command::new(bin("coursebus-gateway"));
     // Each simulated client sends its own X-Forwarded-For, as behind a load balancer, so the
     // per-client limit on auth endpoints sees distinct clients during setup.
     cmd.env("CB_NATS_URL", nats.url()).env("CB_GATEWAY_LISTEN", &gateway).env("CB_GATEWAY_TRUST_FORWARDED_FOR", "true");
-    procs.push(start(cmd, "gateway", &logs)?);
+    procs.push(start(cmd, "gateway", logs)?);
     let mut cmd = Command::new(bin("xtask"));
     cmd.args(["__bench-serve", "hello", &hello]);
-    procs.push(start(cmd, "hello", &logs)?);
+    procs.push(start(cmd, "hello", logs)?);
 
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let outcome = runtime.block_on(async {
@@ -148,7 +185,7 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
             &pg.url("monolith"),
             &format!("{gateway}/.well-known/jwks.json"),
         ]);
-        procs.push(start(cmd, "monolith", &logs)?);
+        procs.push(start(cmd, "monolith", logs)?);
         let monolith = format!("http://{monolith}");
         wait_http_ok(&format!("{monolith}/v1/courses/{}", fixture.courses[0]), &mut procs).await.ok();
         load_monolith(&monolith, &fixture.snapshots).await?;
@@ -170,13 +207,7 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
     for mut p in procs.into_iter().rev() {
         p.stop(Duration::from_secs(5));
     }
-    let report = outcome?;
-    println!("{report}");
-    let out = target.join("bench");
-    std::fs::create_dir_all(&out)?;
-    std::fs::write(out.join("latest.md"), &report)?;
-    eprintln!("bench: written to {}", out.join("latest.md").display());
-    Ok(ExitCode::SUCCESS)
+    outcome
 }
 
 /// Start a bench server quietly (warnings only: logging is not what is measured).
@@ -230,35 +261,7 @@ async fn setup(gateway: &str) -> Result<Fixture> {
     let courses: Vec<Result<(String, Value)>> = futures::stream::iter(0..COURSES)
         .map(|i| {
             let (http, teacher) = (http.clone(), teacher.clone());
-            async move {
-                let course = send(
-                    http.post(format!("{gateway}/v1/courses")).bearer_auth(&teacher).json(&json!({
-                    "title": format!("Benchmark course {i}"), "summary": "A course the benchmark reads and enrols in",
-                    "description": "Three lessons.", "language": "en", "level": "beginner", "tags": ["bench"],
-                    "price": {"amount_minor": 0, "currency": "EUR"}})),
-                    201,
-                )
-                .await?;
-                let id = course["id"].as_str().context("course id")?.to_owned();
-                let lessons: Vec<Value> =
-                    (1..=3).map(|l| json!({"title": format!("Lesson {l}"), "kind": "video"})).collect();
-                let outlined = send(
-                    http.put(format!("{gateway}/v1/courses/{id}/outline")).bearer_auth(&teacher).json(
-                        &json!({"version": course["version"], "modules": [{"title": "Module", "lessons": lessons}]}),
-                    ),
-                    200,
-                )
-                .await?;
-                send(
-                    http.post(format!("{gateway}/v1/courses/{id}/publish"))
-                        .bearer_auth(&teacher)
-                        .json(&json!({"version": outlined["version"]})),
-                    200,
-                )
-                .await?;
-                let snapshot = send(http.get(format!("{gateway}/v1/courses/{id}")), 200).await?;
-                Ok((id, snapshot))
-            }
+            async move { publish_course(&http, gateway, &teacher, i).await }
         })
         .buffer_unordered(8)
         .collect()
@@ -289,6 +292,37 @@ async fn setup(gateway: &str) -> Result<Fixture> {
         .await;
     let learners = learners.into_iter().collect::<Result<Vec<_>>>()?;
     Ok(Fixture { courses, snapshots, learners })
+}
+
+/// Create, outline (one module, three video lessons) and publish benchmark course `i`; its id
+/// and published snapshot.
+async fn publish_course(http: &reqwest::Client, gateway: &str, teacher: &str, i: usize) -> Result<(String, Value)> {
+    let course = send(
+        http.post(format!("{gateway}/v1/courses")).bearer_auth(teacher).json(&json!({
+        "title": format!("Benchmark course {i}"), "summary": "A course the benchmark reads and enrols in",
+        "description": "Three lessons.", "language": "en", "level": "beginner", "tags": ["bench"],
+        "price": {"amount_minor": 0, "currency": "EUR"}})),
+        201,
+    )
+    .await?;
+    let id = course["id"].as_str().context("course id")?.to_owned();
+    let lessons: Vec<Value> = (1..=3).map(|l| json!({"title": format!("Lesson {l}"), "kind": "video"})).collect();
+    let outlined = send(
+        http.put(format!("{gateway}/v1/courses/{id}/outline"))
+            .bearer_auth(teacher)
+            .json(&json!({"version": course["version"], "modules": [{"title": "Module", "lessons": lessons}]})),
+        200,
+    )
+    .await?;
+    send(
+        http.post(format!("{gateway}/v1/courses/{id}/publish"))
+            .bearer_auth(teacher)
+            .json(&json!({"version": outlined["version"]})),
+        200,
+    )
+    .await?;
+    let snapshot = send(http.get(format!("{gateway}/v1/courses/{id}")), 200).await?;
+    Ok((id, snapshot))
 }
 
 async fn load_monolith(monolith: &str, snapshots: &[Value]) -> Result<()> {
