@@ -25,20 +25,23 @@ pub enum NotificationKind {
     Enrolled,
     /// The instructor of a course the learner is enrolled in posted an announcement.
     Announcement,
+    /// One email gathering the emails of a day or a week (for users who chose a digest).
+    Digest,
 }
 
 impl NotificationKind {
-    pub const ALL: [NotificationKind; 4] = [
+    pub const ALL: [NotificationKind; 5] = [
         NotificationKind::Welcome,
         NotificationKind::VerifyEmail,
         NotificationKind::Enrolled,
         NotificationKind::Announcement,
+        NotificationKind::Digest,
     ];
 
     /// The channels this kind can be delivered on (see [`NotificationKind::on_by_default`]).
     pub fn channels(self) -> &'static [Channel] {
         match self {
-            NotificationKind::Welcome | NotificationKind::VerifyEmail => &[Channel::Email],
+            NotificationKind::Welcome | NotificationKind::VerifyEmail | NotificationKind::Digest => &[Channel::Email],
             NotificationKind::Enrolled | NotificationKind::Announcement => {
                 &[Channel::InApp, Channel::Email, Channel::Sms]
             }
@@ -61,12 +64,19 @@ impl NotificationKind {
         matches!(self, NotificationKind::Welcome | NotificationKind::VerifyEmail)
     }
 
+    /// Whether this kind's emails wait for the user's digest (when they chose one) and its
+    /// emails and texts for the end of their quiet hours.
+    pub fn can_wait(self) -> bool {
+        matches!(self, NotificationKind::Enrolled | NotificationKind::Announcement)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             NotificationKind::Welcome => "welcome",
             NotificationKind::VerifyEmail => "verify_email",
             NotificationKind::Enrolled => "enrolled",
             NotificationKind::Announcement => "announcement",
+            NotificationKind::Digest => "digest",
         }
     }
 
@@ -211,6 +221,70 @@ rpc!(GetPreferences, Empty, Preferences, subj::PREFERENCES_GET);
 rpc!(UpdatePreferences, Preferences, Preferences, subj::PREFERENCES_UPDATE);
 rpc!(Unsubscribe, UnsubscribeRequest, Unsubscribed, subj::UNSUBSCRIBE);
 rpc!(SetPhone, PhoneRequest, PhoneReply, subj::PHONE_SET);
+rpc!(GetSchedule, Empty, DeliverySchedule, subj::SCHEDULE_GET);
+rpc!(UpdateSchedule, DeliverySchedule, DeliverySchedule, subj::SCHEDULE_UPDATE);
+
+/// How often a user who chose a digest gets it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DigestFrequency {
+    /// One email per notification (no digest).
+    #[default]
+    Off,
+    /// Every day at 07:00 UTC.
+    Daily,
+    /// Mondays at 07:00 UTC.
+    Weekly,
+}
+
+impl DigestFrequency {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DigestFrequency::Off => "off",
+            DigestFrequency::Daily => "daily",
+            DigestFrequency::Weekly => "weekly",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        [DigestFrequency::Off, DigestFrequency::Daily, DigestFrequency::Weekly].into_iter().find(|f| f.as_str() == raw)
+    }
+}
+
+/// A daily window in the user's time zone when emails and texts wait (in-app still arrives).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QuietHours {
+    /// `HH:MM`, local time.
+    #[schema(example = "22:00")]
+    pub start: String,
+    /// `HH:MM`, local time; before `start` means the window spans midnight.
+    #[schema(example = "07:00")]
+    pub end: String,
+    /// An IANA time zone.
+    #[schema(example = "Europe/Berlin")]
+    pub time_zone: String,
+}
+
+/// `GET`/`PUT /v1/notifications/schedule`: when emails of kinds that can wait (enrolments,
+/// announcements) arrive. A `PUT` replaces both settings.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeliverySchedule {
+    #[serde(default)]
+    pub digest: DigestFrequency,
+    #[serde(default)]
+    pub quiet_hours: Option<QuietHours>,
+}
+
+/// One job on `JOB_NOTIFY` (`cb.job.notifications.digest`): send the due digests of `frequency`,
+/// gathering what was held for them until `cutoff`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DigestRun {
+    pub frequency: DigestFrequency,
+    #[serde(with = "time::serde::rfc3339")]
+    pub cutoff: OffsetDateTime,
+}
 rpc!(CreateAnnouncement, CreateAnnouncementRequest, Announcement, subj::ANNOUNCEMENT_CREATE);
 rpc!(GetAnnouncement, AnnouncementIdRequest, Announcement, subj::ANNOUNCEMENT_GET);
 

@@ -153,6 +153,9 @@ pub mod notifications {
     pub const UNSUBSCRIBE: Endpoint = ep("preferences.unsubscribe");
     /// The caller's phone number for text messages.
     pub const PHONE_SET: Endpoint = ep("preferences.phone");
+    /// The caller's digest frequency and quiet hours.
+    pub const SCHEDULE_GET: Endpoint = ep("preferences.schedule.get");
+    pub const SCHEDULE_UPDATE: Endpoint = ep("preferences.schedule.update");
     /// An instructor posts to everyone enrolled in their course.
     pub const ANNOUNCEMENT_CREATE: Endpoint = ep("announcement.create");
     /// How far an announcement's fan-out got (its author and admins).
@@ -165,6 +168,31 @@ pub mod notifications {
     pub const JOB_DELIVER: &str = "cb.job.notifications.deliver";
     /// Fan an announcement out to the course's learners (`AnnounceJob`).
     pub const JOB_ANNOUNCE: &str = "cb.job.notifications.announce";
+    /// Send the digests of one frequency that are due (`DigestRun`).
+    pub const JOB_DIGEST: &str = "cb.job.notifications.digest";
+
+    /// Timers: a limits stream with JetStream message schedules (`Nats-Schedule`). Schedules
+    /// live on `schedule.>` subjects and fire messages on `tick.>` subjects, which the
+    /// `notifications_scheduler` consumer turns into jobs.
+    pub const SCHEDULE_STREAM: &str = "SCHED_NOTIFY";
+    pub const SCHEDULE_SUBJECTS: &str = "cb.sched.notifications.>";
+    pub const TICK_SUBJECTS: &str = "cb.sched.notifications.tick.>";
+    pub const SCHEDULER_CONSUMER: &str = "notifications_scheduler";
+    /// The cron schedule of digests of `frequency` (`daily`, `weekly`) and the tick it fires;
+    /// an operator (or a test) may publish the tick by hand to send due digests now.
+    pub fn digest_schedule(frequency: &str) -> String {
+        format!("cb.sched.notifications.schedule.digest.{frequency}")
+    }
+    pub fn digest_tick(frequency: &str) -> String {
+        format!("cb.sched.notifications.tick.digest.{frequency}")
+    }
+    /// A job held back by quiet hours: its one-shot schedule and the tick that releases it.
+    pub fn deferred_schedule(notification: &uuid::Uuid) -> String {
+        format!("cb.sched.notifications.schedule.deferred.{notification}")
+    }
+    pub fn deferred_tick(notification: &uuid::Uuid) -> String {
+        format!("cb.sched.notifications.tick.deferred.{notification}")
+    }
     /// The durable pull consumer on `JOB_NOTIFY` that every sender replica shares.
     pub const SENDER_CONSUMER: &str = "notifications_sender";
     /// Durable consumers turning other domains' events into jobs.

@@ -755,3 +755,139 @@ pub async fn texts_go_to_twilio_rejections_fail_and_outages_retry(infra: Arc<Inf
     p.shutdown().await;
     Ok(())
 }
+
+/// The deliveries of `user`'s notifications of `kind` on email: (status, last_error) each.
+async fn email_deliveries(db: &sqlx::PgPool, user_id: &str, kind: &str) -> Result<Vec<(String, Option<String>)>> {
+    Ok(sqlx::query_as(
+        "SELECT status, last_error FROM deliveries WHERE user_id = $1::uuid AND kind = $2 AND channel = 'email' \
+         ORDER BY queued_at",
+    )
+    .bind(user_id)
+    .bind(kind)
+    .fetch_all(db)
+    .await?)
+}
+
+/// Publish a tick on the timer stream by hand (what the cron schedule does at 07:00 UTC) and
+/// wait until the scheduler consumed it and every job it caused is done.
+async fn tick(p: &Platform, subject: String) -> Result<()> {
+    let js = async_nats::jetstream::new(p.nats_client().await?);
+    js.publish(subject, bytes::Bytes::new()).await?.await?;
+    eventually(WAIT, "the tick to be handled", || {
+        let js = js.clone();
+        async move {
+            let stream = js.get_stream(subj::SCHEDULE_STREAM).await?;
+            let mut consumer: async_nats::jetstream::consumer::PullConsumer =
+                stream.get_consumer(subj::SCHEDULER_CONSUMER).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            let info = consumer.info().await?;
+            Ok((info.num_pending == 0 && info.num_ack_pending == 0).then_some(()))
+        }
+    })
+    .await?;
+    jobs_drained(p).await
+}
+
+pub async fn a_digest_gathers_emails_into_one(infra: Arc<Infra>) -> Result<()> {
+    let options = Options { catalog_replicas: 1, enrollment_replicas: 1, ..options(1) };
+    let p = Platform::start(&infra, options).await?;
+    let (_, teacher) = instructor(&p, &address("teacher")).await?;
+    let mut courses = Vec::new();
+    for title in ["Digest Course One", "Digest Course Two"] {
+        let course = create_course(&p, &teacher, title, json!({})).await?;
+        courses.push(publish_with_lessons(&p, &teacher, &course, 1).await?);
+    }
+    let email = address("digester");
+    let (user_id, learner) = user(&p, &email).await?;
+    wait_emails(&infra.smtp, &email, 1).await?;
+
+    let defaults = call(&p, Method::GET, "/v1/notifications/schedule", Some(&learner), None).await?;
+    assert_eq!(defaults.body, json!({"digest": "off", "quiet_hours": null}), "{defaults:?}");
+    let bad = json!({"digest": "hourly"});
+    let refused = call(&p, Method::PUT, "/v1/notifications/schedule", Some(&learner), Some(bad)).await?;
+    assert_eq!((refused.status, refused.code()), (StatusCode::BAD_REQUEST, "invalid_input"), "{refused:?}");
+    let daily = json!({"digest": "daily", "quiet_hours": null});
+    let set = call(&p, Method::PUT, "/v1/notifications/schedule", Some(&learner), Some(daily.clone())).await?;
+    assert_eq!((set.status, &set.body), (StatusCode::OK, &daily), "{set:?}");
+
+    for course in &courses {
+        enrol(&p, &learner, course).await?;
+    }
+    jobs_drained(&p).await?;
+    let db = notifications_db(&p).await?;
+    let held = email_deliveries(&db, &user_id, "enrolled").await?;
+    assert_eq!(held.iter().map(|(s, _)| s.as_str()).collect::<Vec<_>>(), ["digested", "digested"], "{held:?}");
+    let inbox = call(&p, Method::GET, "/v1/notifications", Some(&learner), None).await?;
+    assert_eq!(inbox.body["items"].as_array().map(Vec::len), Some(2), "in-app does not wait: {inbox:?}");
+    assert_eq!(emails_to(&infra.smtp, &email)?.len(), 1, "only the welcome so far");
+
+    // 07:00 UTC comes (the tick published by hand): one email with both enrolments.
+    tick(&p, subj::digest_tick("daily")).await?;
+    let mails = wait_emails(&infra.smtp, &email, 2).await?;
+    let digest = mails
+        .iter()
+        .find(|m| header(m, "Subject") == Some("Your daily coursebus digest: 2 updates"))
+        .context("the digest email")?;
+    let text = digest.replace("=\r\n", "").replace("=\n", "");
+    for title in ["You are enrolled in Digest Course One", "You are enrolled in Digest Course Two"] {
+        assert!(text.contains(title), "{title} in {digest}");
+    }
+    // The next run finds nothing new: no second digest.
+    tick(&p, subj::digest_tick("daily")).await?;
+    assert_eq!(emails_to(&infra.smtp, &email)?.len(), 2, "one digest");
+    p.shutdown().await;
+    Ok(())
+}
+
+pub async fn quiet_hours_hold_emails_until_they_end(infra: Arc<Infra>) -> Result<()> {
+    let options = Options { catalog_replicas: 1, enrollment_replicas: 1, ..options(1) };
+    let p = Platform::start(&infra, options).await?;
+    let (_, teacher) = instructor(&p, &address("teacher")).await?;
+    let course = create_course(&p, &teacher, "Night Course", json!({})).await?;
+    let course = publish_with_lessons(&p, &teacher, &course, 1).await?;
+    let email = address("sleeper");
+    let (user_id, learner) = user(&p, &email).await?;
+    wait_emails(&infra.smtp, &email, 1).await?;
+
+    // Quiet hours in Kolkata (UTC+05:30) from an hour ago until the next whole minute that is at
+    // least 20 s away.
+    let zone = time::macros::offset!(+5:30);
+    let now = time::OffsetDateTime::now_utc().to_offset(zone);
+    let mut end = now.replace_second(0)?.replace_nanosecond(0)? + Duration::from_secs(60);
+    if end - now < time::Duration::seconds(20) {
+        end += Duration::from_secs(60);
+    }
+    let start = now - Duration::from_secs(3600);
+    let hhmm = |t: time::OffsetDateTime| format!("{:02}:{:02}", t.hour(), t.minute());
+    let schedule =
+        json!({"digest": "off", "quiet_hours": {"start": hhmm(start), "end": hhmm(end), "time_zone": "Asia/Kolkata"}});
+    let set = call(&p, Method::PUT, "/v1/notifications/schedule", Some(&learner), Some(schedule.clone())).await?;
+    assert_eq!((set.status, &set.body), (StatusCode::OK, &schedule), "{set:?}");
+
+    enrol(&p, &learner, &course).await?;
+    let db = notifications_db(&p).await?;
+    let note = eventually(WAIT, "the email to be held", || async {
+        Ok(email_deliveries(&db, &user_id, "enrolled").await?.pop().and_then(|(status, note)| {
+            (status == "queued").then_some(note).flatten().filter(|n| n.contains("quiet hours"))
+        }))
+    })
+    .await?;
+    eprintln!("notifications: {note}");
+    let inbox = call(&p, Method::GET, "/v1/notifications", Some(&learner), None).await?;
+    assert_eq!(inbox.body["items"].as_array().map(Vec::len), Some(1), "in-app arrives at once: {inbox:?}");
+    assert_eq!(emails_to(&infra.smtp, &email)?.len(), 1, "the email waits");
+
+    // The schedule fires at the end of the quiet hours and the email goes out then, once.
+    let wait = (end - time::OffsetDateTime::now_utc()).unsigned_abs() + Duration::from_secs(30);
+    eventually(wait, "the held email", || async {
+        let found = emails_to(&infra.smtp, &email)?;
+        Ok((found.len() >= 2).then_some(()))
+    })
+    .await?;
+    let arrived = time::OffsetDateTime::now_utc();
+    assert!(arrived >= end - Duration::from_secs(1), "sent at {arrived}, quiet hours end at {end}");
+    jobs_drained(&p).await?;
+    assert_eq!(emails_to(&infra.smtp, &email)?.len(), 2);
+    assert_eq!(email_deliveries(&db, &user_id, "enrolled").await?.pop().map(|(s, _)| s).as_deref(), Some("sent"));
+    p.shutdown().await;
+    Ok(())
+}

@@ -11,10 +11,11 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use coursebus_contracts::ErrorBody;
 use coursebus_contracts::notifications::{
-    Announcement, AnnouncementIdRequest, CreateAnnouncement, CreateAnnouncementRequest, GetAnnouncement,
-    GetPreferences, GetUnreadCount, ListNotifications, ListNotificationsRequest, MarkAllRead, MarkRead, MarkedRead,
-    Notification, NotificationIdRequest, NotificationPage, PhoneReply, PhoneRequest, Preferences, SetPhone,
-    UnreadCount, Unsubscribe, UnsubscribeRequest, Unsubscribed, UpdatePreferences,
+    Announcement, AnnouncementIdRequest, CreateAnnouncement, CreateAnnouncementRequest, DeliverySchedule,
+    GetAnnouncement, GetPreferences, GetSchedule, GetUnreadCount, ListNotifications, ListNotificationsRequest,
+    MarkAllRead, MarkRead, MarkedRead, Notification, NotificationIdRequest, NotificationPage, PhoneReply, PhoneRequest,
+    Preferences, SetPhone, UnreadCount, Unsubscribe, UnsubscribeRequest, Unsubscribed, UpdatePreferences,
+    UpdateSchedule,
 };
 use coursebus_contracts::rpc::Empty;
 use coursebus_contracts::subjects::notifications as subj;
@@ -232,4 +233,33 @@ pub async fn get_announcement(
     ApiPath((course_id, id)): ApiPath<(Uuid, Uuid)>,
 ) -> ApiResult<Json<Announcement>> {
     Ok(Json(s.bus.request::<GetAnnouncement>(&ctx, &AnnouncementIdRequest { course_id, id }).await?))
+}
+
+/// My digest frequency and quiet hours.
+#[utoipa::path(get, path = "/v1/notifications/schedule", tag = "notifications", security(("bearer" = [])),
+    responses((status = 200, description = "Digest `off` and no quiet hours unless changed", body = DeliverySchedule)))]
+pub async fn get_schedule(
+    State(s): State<AppState>,
+    _caller: Caller,
+    Ctx(ctx): Ctx,
+) -> ApiResult<Json<DeliverySchedule>> {
+    Ok(Json(s.bus.request::<GetSchedule>(&ctx, &Empty {}).await?))
+}
+
+/// Replace my digest frequency (`off`, `daily`, `weekly`: emails about enrolments and
+/// announcements gathered into one at 07:00 UTC) and quiet hours (emails and texts wait for
+/// their end; in-app arrives at once).
+#[utoipa::path(put, path = "/v1/notifications/schedule", tag = "notifications", security(("bearer" = [])),
+    request_body = DeliverySchedule,
+    responses(
+        (status = 200, description = "The schedule now", body = DeliverySchedule),
+        (status = 400, description = "A time not HH:MM, an empty window, an unknown time zone", body = ErrorBody),
+    ))]
+pub async fn update_schedule(
+    State(s): State<AppState>,
+    _caller: Caller,
+    Ctx(ctx): Ctx,
+    ApiJson(req): ApiJson<DeliverySchedule>,
+) -> ApiResult<Json<DeliverySchedule>> {
+    Ok(Json(s.bus.request::<UpdateSchedule>(&ctx, &req).await?))
 }

@@ -9,7 +9,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use coursebus_contracts::EventEnvelope;
 use coursebus_contracts::enrollment::EnrollmentCreated;
 use coursebus_contracts::identity::{UserRegistered, VerificationRequested};
-use coursebus_contracts::notifications::{Channel, NotificationJob, NotificationKind, Preference};
+use coursebus_contracts::notifications::{
+    Channel, DeliverySchedule, DigestFrequency, DigestRun, NotificationJob, NotificationKind, Preference,
+};
 use coursebus_contracts::validate::ValidationError;
 use minijinja::{Environment, Value};
 use serde::Serialize;
@@ -71,6 +73,85 @@ pub fn parse_phone(raw: &str) -> Result<String, ValidationError> {
         Ok(cleaned)
     } else {
         Err(ValidationError::new("phone", "phone must be in international form, e.g. +14155550100"))
+    }
+}
+
+/// A user's quiet hours, checked: local start and end and a known IANA time zone.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Quiet {
+    pub start: jiff::civil::Time,
+    pub end: jiff::civil::Time,
+    pub zone: String,
+}
+
+/// `HH:MM` (24-hour clock).
+pub fn parse_hhmm(field: &'static str, raw: &str) -> Result<jiff::civil::Time, ValidationError> {
+    let invalid = || ValidationError::new(field, format!("{field} must be a time of day as HH:MM, e.g. 22:00"));
+    let (h, m) = raw.split_once(':').filter(|(h, m)| h.len() == 2 && m.len() == 2).ok_or_else(invalid)?;
+    let (h, m): (i8, i8) = (h.parse().map_err(|_| invalid())?, m.parse().map_err(|_| invalid())?);
+    jiff::civil::Time::new(h, m, 0, 0).map_err(|_| invalid())
+}
+
+/// Check a schedule: a known time zone and a window of some length.
+pub fn check_schedule(schedule: &DeliverySchedule) -> Result<Option<Quiet>, ValidationError> {
+    let Some(q) = &schedule.quiet_hours else { return Ok(None) };
+    let start = parse_hhmm("start", &q.start)?;
+    let end = parse_hhmm("end", &q.end)?;
+    if start == end {
+        return Err(ValidationError::new("end", "quiet hours must end at another time than they start"));
+    }
+    jiff::tz::TimeZone::get(&q.time_zone)
+        .map_err(|_| ValidationError::new("time_zone", "time_zone must be an IANA time zone, e.g. Europe/Berlin"))?;
+    Ok(Some(Quiet { start, end, zone: q.time_zone.clone() }))
+}
+
+/// When the quiet hours that hold `now` end, or `None` outside them. Windows may span midnight
+/// (22:00–07:00); the end is taken on the local calendar, so daylight-saving changes are honoured.
+pub fn quiet_until(now: jiff::Timestamp, quiet: &Quiet) -> Option<jiff::Timestamp> {
+    let zone = jiff::tz::TimeZone::get(&quiet.zone).ok()?;
+    let local = now.to_zoned_datetime(zone.clone());
+    let (today, time) = (local.date(), local.time());
+    let end_day = if quiet.start < quiet.end {
+        (quiet.start <= time && time < quiet.end).then_some(today)?
+    } else if time >= quiet.start {
+        today.tomorrow().ok()?
+    } else if time < quiet.end {
+        today
+    } else {
+        return None;
+    };
+    end_day.to_datetime(quiet.end).to_zoned_datetime(zone).ok().map(|z| z.timestamp())
+}
+
+/// `time` ↔ `jiff` instants.
+pub fn to_jiff(t: time::OffsetDateTime) -> jiff::Timestamp {
+    jiff::Timestamp::from_nanosecond(t.unix_timestamp_nanos()).unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+}
+
+/// The digest of `frequency` for `user` that gathers what was held until `cutoff`: one id per
+/// run, so a repeated run sends nothing twice.
+pub fn digest_id(user: Uuid, frequency: DigestFrequency, cutoff: time::OffsetDateTime) -> Uuid {
+    let mut hash = Sha256::new();
+    hash.update(b"coursebus-digest\0");
+    hash.update(user.as_bytes());
+    hash.update(frequency.as_str().as_bytes());
+    hash.update(cutoff.unix_timestamp_nanos().to_be_bytes());
+    let digest = hash.finalize();
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_custom_bytes(bytes).into_uuid()
+}
+
+/// The digest email job (its items are gathered when it is sent).
+pub fn digest_job(user: Uuid, run: &DigestRun) -> NotificationJob {
+    NotificationJob {
+        id: digest_id(user, run.frequency, run.cutoff),
+        kind: NotificationKind::Digest,
+        user_id: user,
+        channels: vec![Channel::Email],
+        data: serde_json::json!({ "frequency": run.frequency.as_str(), "cutoff": run.cutoff.unix_timestamp() }),
+        source_event: None,
+        created_at: run.cutoff,
     }
 }
 
@@ -245,6 +326,9 @@ impl Templates {
             "announcement.txt",
             "announcement.html",
             "announcement.sms.txt",
+            "digest.subject.txt",
+            "digest.txt",
+            "digest.html",
         );
         Ok(Self { env, app_url: app_url.trim_end_matches('/').to_owned(), links })
     }
@@ -281,6 +365,12 @@ impl Templates {
             text: self.render(&format!("{kind}.txt"), &ctx)?,
             html: self.render(&format!("{kind}.html"), &ctx)?,
         })
+    }
+
+    /// One line saying what `job` is about (its email subject), for a digest.
+    pub fn line(&self, job: &NotificationJob) -> Result<String, minijinja::Error> {
+        let ctx = self.context(job, None);
+        Ok(one_line(&self.render(&format!("{}.subject.txt", job.kind.as_str()), &ctx)?))
     }
 
     /// The text message of `job` (plain text, one segment where it can).
@@ -430,6 +520,53 @@ mod tests {
         assert_eq!(welcome.subject, "Welcome to coursebus, Ada Bcc: evil", "no header injection");
     }
 
+    fn quiet(start: &str, end: &str, zone: &str) -> Quiet {
+        let schedule = DeliverySchedule {
+            digest: DigestFrequency::Off,
+            quiet_hours: Some(coursebus_contracts::notifications::QuietHours {
+                start: start.into(),
+                end: end.into(),
+                time_zone: zone.into(),
+            }),
+        };
+        check_schedule(&schedule).unwrap().unwrap()
+    }
+
+    #[test]
+    fn quiet_hours_span_midnight_and_follow_the_local_clock() {
+        let at = |s: &str| s.parse::<jiff::Timestamp>().unwrap();
+        let night = quiet("22:00", "07:00", "Europe/Berlin");
+        // 23:30 in Berlin (CET, UTC+1) → 07:00 the next morning.
+        assert_eq!(quiet_until(at("2026-01-10T22:30:00Z"), &night), Some(at("2026-01-11T06:00:00Z")));
+        // 05:00 in Berlin → 07:00 the same morning.
+        assert_eq!(quiet_until(at("2026-01-11T04:00:00Z"), &night), Some(at("2026-01-11T06:00:00Z")));
+        assert_eq!(quiet_until(at("2026-01-11T12:00:00Z"), &night), None, "noon is not quiet");
+        // The night clocks go forward (29 March 2026): 07:00 CEST is 05:00 UTC.
+        assert_eq!(quiet_until(at("2026-03-28T22:30:00Z"), &night), Some(at("2026-03-29T05:00:00Z")));
+        let lunch = quiet("12:00", "13:30", "UTC");
+        assert_eq!(quiet_until(at("2026-01-11T12:10:00Z"), &lunch), Some(at("2026-01-11T13:30:00Z")));
+        assert_eq!(quiet_until(at("2026-01-11T13:30:00Z"), &lunch), None, "the end is not quiet any more");
+    }
+
+    #[test]
+    fn schedules_are_checked() {
+        let bad = |start: &str, end: &str, zone: &str| {
+            let q = coursebus_contracts::notifications::QuietHours {
+                start: start.into(),
+                end: end.into(),
+                time_zone: zone.into(),
+            };
+            check_schedule(&DeliverySchedule { digest: DigestFrequency::Daily, quiet_hours: Some(q) })
+                .unwrap_err()
+                .field
+        };
+        assert_eq!(bad("24:00", "07:00", "UTC"), "start");
+        assert_eq!(bad("22:00", "7:00", "UTC"), "end");
+        assert_eq!(bad("22:00", "22:00", "UTC"), "end");
+        assert_eq!(bad("22:00", "07:00", "Mars/Olympus"), "time_zone");
+        assert!(check_schedule(&DeliverySchedule::default()).unwrap().is_none());
+    }
+
     #[test]
     fn retry_delays_grow_then_stay() {
         let delays = [Duration::from_secs(1), Duration::from_secs(5)];
@@ -442,7 +579,7 @@ mod tests {
     #[test]
     fn preferences_default_on_and_account_emails_stay_on() {
         let all = preference_matrix(&[]);
-        assert_eq!(all.len(), 8);
+        assert_eq!(all.len(), 9);
         assert!(all.iter().all(|p| p.enabled == (p.channel != Channel::Sms)), "SMS is opt-in: {all:?}");
         let stored =
             vec![("enrolled".to_owned(), "email".to_owned(), false), ("welcome".to_owned(), "email".to_owned(), false)];

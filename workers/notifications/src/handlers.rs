@@ -8,9 +8,9 @@ use coursebus_bus::auth::JwtVerifier;
 use coursebus_contracts::ErrorBody;
 use coursebus_contracts::identity::AccessClaims;
 use coursebus_contracts::notifications::{
-    Announcement, AnnouncementIdRequest, Channel, CreateAnnouncementRequest, ListNotificationsRequest, MarkedRead,
-    Notification, NotificationIdRequest, NotificationPage, PhoneReply, PhoneRequest, Preferences, UnreadCount,
-    UnsubscribeRequest, Unsubscribed,
+    Announcement, AnnouncementIdRequest, Channel, CreateAnnouncementRequest, DeliverySchedule, DigestFrequency,
+    ListNotificationsRequest, MarkedRead, Notification, NotificationIdRequest, NotificationPage, PhoneReply,
+    PhoneRequest, Preferences, QuietHours, UnreadCount, UnsubscribeRequest, Unsubscribed,
 };
 use coursebus_contracts::rpc::Empty;
 use coursebus_contracts::validate::ValidationError;
@@ -134,4 +134,44 @@ impl Inbox {
         let me = self.caller(&ctx).await?;
         self.announcer.get(&me, &req).await
     }
+
+    pub async fn schedule(&self, ctx: CallContext, _req: Empty) -> Result<DeliverySchedule, ErrorBody> {
+        let me = self.caller(&ctx).await?;
+        let mut conn = self.pool.acquire().await.map_err(db)?;
+        let row = store::schedule(&mut conn, me.sub).await.map_err(db)?;
+        Ok(row.map(|r| to_schedule(&r)).unwrap_or_default())
+    }
+
+    /// Replace the caller's digest frequency and quiet hours.
+    pub async fn update_schedule(
+        &self,
+        ctx: CallContext,
+        req: DeliverySchedule,
+    ) -> Result<DeliverySchedule, ErrorBody> {
+        let me = self.caller(&ctx).await?;
+        let quiet = domain::check_schedule(&req)?;
+        let time = |t: jiff::civil::Time| {
+            time::Time::from_hms(t.hour() as u8, t.minute() as u8, 0).map_err(|_| ErrorBody::internal())
+        };
+        let row = store::ScheduleRow {
+            digest: req.digest.as_str().to_owned(),
+            quiet_start: quiet.as_ref().map(|q| time(q.start)).transpose()?,
+            quiet_end: quiet.as_ref().map(|q| time(q.end)).transpose()?,
+            time_zone: quiet.map(|q| q.zone),
+        };
+        let mut conn = self.pool.acquire().await.map_err(db)?;
+        store::set_schedule(&mut conn, me.sub, &row).await.map_err(db)?;
+        Ok(to_schedule(&row))
+    }
+}
+
+fn to_schedule(row: &store::ScheduleRow) -> DeliverySchedule {
+    let hhmm = |t: time::Time| format!("{:02}:{:02}", t.hour(), t.minute());
+    let quiet_hours = match (row.quiet_start, row.quiet_end, &row.time_zone) {
+        (Some(start), Some(end), Some(zone)) => {
+            Some(QuietHours { start: hhmm(start), end: hhmm(end), time_zone: zone.clone() })
+        }
+        _ => None,
+    };
+    DeliverySchedule { digest: DigestFrequency::parse(&row.digest).unwrap_or_default(), quiet_hours }
 }

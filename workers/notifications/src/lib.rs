@@ -17,6 +17,7 @@ pub mod announce;
 pub mod domain;
 pub mod handlers;
 pub mod mailer;
+pub mod schedule;
 pub mod sender;
 pub mod sms;
 pub mod sources;
@@ -30,8 +31,8 @@ use coursebus_bus::auth::{BusJwks, JwtVerifier};
 use coursebus_bus::{Bus, MicroService, ServiceSpec, streams};
 use coursebus_contracts::Rpc;
 use coursebus_contracts::notifications::{
-    CreateAnnouncement, GetAnnouncement, GetPreferences, GetUnreadCount, ListNotifications, MarkAllRead, MarkRead,
-    SetPhone, Unsubscribe, UpdatePreferences,
+    CreateAnnouncement, GetAnnouncement, GetPreferences, GetSchedule, GetUnreadCount, ListNotifications, MarkAllRead,
+    MarkRead, SetPhone, Unsubscribe, UpdatePreferences, UpdateSchedule,
 };
 use coursebus_contracts::subjects::notifications as subj;
 use sqlx::postgres::PgPoolOptions;
@@ -163,6 +164,29 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Noti
         .await
         .map_err(|e| NotificationsError::JetStream(format!("consumer {}: {e}", subj::SENDER_CONSUMER)))?;
 
+    streams::ensure_stream(&js, schedule::stream_config(config.stream_replicas)).await?;
+    let scheduler = Arc::new(schedule::Scheduler {
+        pool: pool.clone(),
+        js: js.clone(),
+        max_deliver: config.max_deliver,
+        retry_delays: config.retry_delays.clone(),
+    });
+    scheduler.publish_digest_schedules().await.map_err(|e| NotificationsError::JetStream(e.to_string()))?;
+    let tick_consumer = js
+        .get_stream(subj::SCHEDULE_STREAM)
+        .await
+        .map_err(|e| NotificationsError::JetStream(format!("stream {}: {e}", subj::SCHEDULE_STREAM)))?
+        .create_consumer(consumer::pull::Config {
+            durable_name: Some(subj::SCHEDULER_CONSUMER.to_owned()),
+            filter_subject: subj::TICK_SUBJECTS.to_owned(),
+            ack_policy: consumer::AckPolicy::Explicit,
+            ack_wait: Duration::from_secs(30),
+            max_deliver: config.max_deliver,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| NotificationsError::JetStream(format!("consumer {}: {e}", subj::SCHEDULER_CONSUMER)))?;
+
     let bus = Bus::new(client.clone(), config.call_deadline);
     let announcer = Arc::new(Announcer {
         pool: pool.clone(),
@@ -192,10 +216,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Noti
         UpdatePreferences => update_preferences,
         Unsubscribe => unsubscribe,
         SetPhone => set_phone,
+        GetSchedule => schedule,
+        UpdateSchedule => update_schedule,
         CreateAnnouncement => announce,
         GetAnnouncement => announcement,
     );
-    tracing::info!(endpoints = 10, first = %<ListNotifications as Rpc>::ENDPOINT.subject(), "notifications serving");
+    tracing::info!(endpoints = 12, first = %<ListNotifications as Rpc>::ENDPOINT.subject(), "notifications serving");
 
     let sources = Arc::new(Sources {
         pool: pool.clone(),
@@ -220,7 +246,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Noti
         call_deadline: config.call_deadline,
         twilio: config.twilio.clone().map(sms::Twilio::new).transpose()?,
         announcer: announcer.clone(),
+        scheduler: scheduler.clone(),
     });
+    tasks.push(tokio::spawn(scheduler.as_ref().clone().run(tick_consumer, shutdown.clone())));
     tasks.push(tokio::spawn(sender.run(job_consumer, config.sender_concurrency, shutdown.clone())));
     // Re-queue announcements whose fan-out job was never stored.
     tasks.push(tokio::spawn({

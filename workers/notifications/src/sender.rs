@@ -29,6 +29,7 @@ use tokio_util::task::TaskTracker;
 use crate::announce::Announcer;
 use crate::domain::{Person, Templates, retry_delay, verify_url};
 use crate::mailer::{Mailer, SendError};
+use crate::schedule::Scheduler;
 use crate::sms::Twilio;
 use crate::store::{self, DeliveryStatus, NewNotification};
 
@@ -39,6 +40,14 @@ pub enum Outcome {
     Settled,
     /// Some channel should be tried again later.
     Retry(String),
+}
+
+/// The end of the quiet hours `schedule` holds now, if any.
+fn quiet_now(schedule: &store::ScheduleRow) -> Option<jiff::Timestamp> {
+    let (start, end, zone) = (schedule.quiet_start?, schedule.quiet_end?, schedule.time_zone.clone()?);
+    let time = |t: time::Time| jiff::civil::Time::new(t.hour() as i8, t.minute() as i8, 0, 0).ok();
+    let quiet = crate::domain::Quiet { start: time(start)?, end: time(end)?, zone };
+    crate::domain::quiet_until(jiff::Timestamp::now(), &quiet)
 }
 
 /// Record what one attempt on `channel` came to (in the caller's transaction, which holds the
@@ -88,6 +97,8 @@ pub struct Sender {
     pub twilio: Option<Twilio>,
     /// Fans announcements out (jobs on `cb.job.notifications.announce`).
     pub announcer: Arc<Announcer>,
+    /// Digest runs and jobs held by quiet hours.
+    pub scheduler: Arc<Scheduler>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -144,16 +155,67 @@ impl Sender {
             self.push(job, notification).await;
         }
 
+        let mut channels: Vec<Channel> = job.channels.iter().copied().filter(|c| *c != Channel::InApp).collect();
+        if job.kind.can_wait() && !channels.is_empty() {
+            let mut conn = self.pool.acquire().await?;
+            let schedule = store::schedule(&mut conn, job.user_id).await?;
+            drop(conn);
+            if let Some(schedule) = schedule {
+                // The user chose a digest: the email waits for it.
+                if schedule.digest != "off" && channels.contains(&Channel::Email) {
+                    self.hold_for_digest(job).await?;
+                    channels.retain(|c| *c != Channel::Email);
+                }
+                // Quiet hours: emails and texts wait for their end (in-app did not).
+                if let Some(until) = quiet_now(&schedule)
+                    && !channels.is_empty()
+                {
+                    return self.defer(job, &channels, until).await;
+                }
+            }
+        }
         let mut outcome = Outcome::Settled;
-        if job.channels.contains(&Channel::Email) {
+        if channels.contains(&Channel::Email) {
             outcome = self.email(job, last_attempt).await?;
         }
-        if job.channels.contains(&Channel::Sms)
+        if channels.contains(&Channel::Sms)
             && let Outcome::Retry(reason) = self.sms(job, last_attempt).await?
         {
             outcome = Outcome::Retry(reason);
         }
         Ok(outcome)
+    }
+
+    /// Hold a still-queued email for the user's digest (one line: what its subject would say).
+    async fn hold_for_digest(&self, job: &NotificationJob) -> Result<(), DeliverError> {
+        let mut tx = self.pool.begin().await?;
+        if store::lock_delivery(&mut tx, job.id, Channel::Email).await? == Some(DeliveryStatus::Queued) {
+            let line = self.templates.line(job)?;
+            let link = job.data.get("link").and_then(|l| l.as_str());
+            store::hold_for_digest(&mut tx, job.id, job.user_id, job.kind, &line, link, job.created_at).await?;
+            tracing::debug!(notification_id = %job.id, "email held for the digest");
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Hold `channels` of `job` until the quiet hours end; the job is then settled here.
+    async fn defer(
+        &self,
+        job: &NotificationJob,
+        channels: &[Channel],
+        until: jiff::Timestamp,
+    ) -> Result<Outcome, DeliverError> {
+        if let Err(err) = self.scheduler.defer(job, channels, until).await {
+            return Ok(Outcome::Retry(format!("could not hold the job for quiet hours: {err}")));
+        }
+        let mut conn = self.pool.acquire().await?;
+        let note = format!("held by quiet hours until {until}");
+        for channel in channels {
+            store::note_delivery(&mut conn, job.id, *channel, &note).await?;
+        }
+        tracing::debug!(notification_id = %job.id, until = %until, "held by quiet hours");
+        Ok(Outcome::Settled)
     }
 
     /// Tell the user's open sockets (best effort: the inbox has it anyway).
@@ -180,22 +242,26 @@ impl Sender {
         let result = match store::recipient(&mut tx, job.user_id).await? {
             // The identity event may not have been processed yet.
             None => Err(SendError::Retry("no address known for the user yet".into())),
-            Some(recipient) => match self.with_verification_link(job).await {
+            Some(recipient) => match self.prepare(&mut tx, job).await? {
                 Err(reason) => Err(reason),
                 Ok(None) => {
                     store::skip_delivery(&mut tx, job.id, Channel::Email).await?;
                     tx.commit().await?;
-                    tracing::info!(notification_id = %job.id, "address verified already: no verification email");
+                    tracing::info!(notification_id = %job.id, kind = job.kind.as_str(), "nothing to send");
                     return Ok(Outcome::Settled);
                 }
-                Ok(Some(job)) => {
+                Ok(Some((job, items))) => {
                     let person = Person { display_name: &recipient.display_name, email: &recipient.email };
-                    match self.templates.email(&job, &person) {
+                    let sent = match self.templates.email(&job, &person) {
                         Ok(content) => {
                             self.mailer.send(&recipient.email, &recipient.display_name, &content, job.id).await
                         }
                         Err(err) => Err(SendError::Reject(format!("template: {err}"))),
+                    };
+                    if sent.is_ok() && !items.is_empty() {
+                        store::mark_digested(&mut tx, &items, job.id).await?;
                     }
+                    sent
                 }
             },
         };
@@ -224,37 +290,58 @@ impl Sender {
         Ok(outcome)
     }
 
-    /// Account emails carry a fresh single-use link from identity (minted per attempt, so a
-    /// retried email never shows a link that was already used). `None`: a verification email
-    /// whose address is confirmed already (nothing to send); a welcome email then goes without link.
-    async fn with_verification_link(&self, job: &NotificationJob) -> Result<Option<NotificationJob>, SendError> {
+    /// What an email needs beyond its job, read in the delivery's transaction: account emails
+    /// carry a fresh single-use link from identity (minted per attempt, so a retried email never
+    /// shows a link that was already used); a digest gathers the held emails (locked until it is
+    /// recorded sent, returned as the last element). `Ok(None)`: nothing to send (a verification
+    /// email for a confirmed address, an empty digest).
+    #[allow(clippy::type_complexity)]
+    async fn prepare(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        job: &NotificationJob,
+    ) -> Result<Result<Option<(NotificationJob, Vec<uuid::Uuid>)>, SendError>, DeliverError> {
+        let mut job = job.clone();
+        if job.kind == NotificationKind::Digest {
+            let items = store::digest_items_for_update(tx, job.user_id, job.created_at).await?;
+            if items.is_empty() {
+                return Ok(Ok(None));
+            }
+            if let serde_json::Value::Object(data) = &mut job.data {
+                data.insert("items".into(), serde_json::to_value(&items).unwrap_or_default());
+            }
+            return Ok(Ok(Some((job, items.into_iter().map(|i| i.notification_id).collect()))));
+        }
         if !job.kind.is_account() {
-            return Ok(Some(job.clone()));
+            return Ok(Ok(Some((job, Vec::new()))));
         }
         let req = VerificationTokenRequest { user_id: job.user_id };
-        let reply = self
+        let reply = match self
             .bus
             .request_within::<IssueVerificationToken>(&CallContext::new_root(), &req, self.call_deadline)
             .await
-            .map_err(|err| SendError::Retry(format!("identity: {}", err.message)))?;
-        let mut job = job.clone();
+        {
+            Ok(reply) => reply,
+            Err(err) => return Ok(Err(SendError::Retry(format!("identity: {}", err.message)))),
+        };
         match reply.token {
             Some(token) => {
                 if let serde_json::Value::Object(data) = &mut job.data {
                     data.insert("verify_url".into(), verify_url(self.templates.app_url(), &token).into());
                 }
             }
-            None if job.kind == NotificationKind::VerifyEmail => return Ok(None),
+            None if job.kind == NotificationKind::VerifyEmail => return Ok(Ok(None)),
             None => {}
         }
-        Ok(Some(job))
+        Ok(Ok(Some((job, Vec::new()))))
     }
 
     /// Handle one message of `JOB_NOTIFY` and acknowledge it as its outcome says.
     async fn handle(&self, message: jetstream::Message) {
-        if message.subject.as_str() == subj::JOB_ANNOUNCE {
-            self.announcer.handle(message).await;
-            return;
+        match message.subject.as_str() {
+            subj::JOB_ANNOUNCE => return self.announcer.handle(message).await,
+            subj::JOB_DIGEST => return self.scheduler.handle_digest_run(message).await,
+            _ => {}
         }
         let delivered = message.info().map(|i| i.delivered).unwrap_or(1);
         let job: NotificationJob = match serde_json::from_slice(&message.payload) {

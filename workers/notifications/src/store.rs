@@ -169,6 +169,8 @@ pub enum DeliveryStatus {
     Failed,
     /// The user turned the channel off for this kind.
     Skipped,
+    /// Held for the user's digest (the digest email has its own delivery).
+    Digested,
 }
 
 impl DeliveryStatus {
@@ -178,6 +180,7 @@ impl DeliveryStatus {
             DeliveryStatus::Sent => "sent",
             DeliveryStatus::Failed => "failed",
             DeliveryStatus::Skipped => "skipped",
+            DeliveryStatus::Digested => "digested",
         }
     }
 
@@ -187,6 +190,7 @@ impl DeliveryStatus {
             "sent" => Ok(DeliveryStatus::Sent),
             "failed" => Ok(DeliveryStatus::Failed),
             "skipped" => Ok(DeliveryStatus::Skipped),
+            "digested" => Ok(DeliveryStatus::Digested),
             _ => Err(sqlx::Error::Decode("unexpected stored delivery status".into())),
         }
     }
@@ -485,4 +489,129 @@ pub async fn stalled_announcements(pool: &PgPool, older_than: std::time::Duratio
     .bind(older_than.as_secs_f64())
     .fetch_all(pool)
     .await
+}
+
+/// A user's schedule as stored (no row: no digest, no quiet hours).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ScheduleRow {
+    pub digest: String,
+    pub quiet_start: Option<time::Time>,
+    pub quiet_end: Option<time::Time>,
+    pub time_zone: Option<String>,
+}
+
+pub async fn schedule(conn: &mut PgConnection, user_id: Uuid) -> Result<Option<ScheduleRow>> {
+    sqlx::query_as("SELECT digest, quiet_start, quiet_end, time_zone FROM schedules WHERE user_id = $1")
+        .bind(user_id)
+        .fetch_optional(conn)
+        .await
+}
+
+pub async fn set_schedule(conn: &mut PgConnection, user_id: Uuid, row: &ScheduleRow) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO schedules (user_id, digest, quiet_start, quiet_end, time_zone) VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (user_id) DO UPDATE SET digest = EXCLUDED.digest, quiet_start = EXCLUDED.quiet_start, \
+         quiet_end = EXCLUDED.quiet_end, time_zone = EXCLUDED.time_zone, updated_at = now()",
+    )
+    .bind(user_id)
+    .bind(&row.digest)
+    .bind(row.quiet_start)
+    .bind(row.quiet_end)
+    .bind(&row.time_zone)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Hold an email for the user's next digest and log its delivery as `digested`.
+pub async fn hold_for_digest(
+    conn: &mut PgConnection,
+    notification_id: Uuid,
+    user_id: Uuid,
+    kind: NotificationKind,
+    line: &str,
+    link: Option<&str>,
+    created_at: OffsetDateTime,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO digest_items (notification_id, user_id, kind, line, link, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (notification_id) DO NOTHING",
+    )
+    .bind(notification_id)
+    .bind(user_id)
+    .bind(kind.as_str())
+    .bind(line)
+    .bind(link)
+    .bind(created_at)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "UPDATE deliveries SET status = 'digested', updated_at = now() \
+         WHERE notification_id = $1 AND channel = 'email' AND status = 'queued'",
+    )
+    .bind(notification_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Note why a still-queued delivery waits (quiet hours), without counting an attempt.
+pub async fn note_delivery(conn: &mut PgConnection, notification_id: Uuid, channel: Channel, note: &str) -> Result<()> {
+    sqlx::query(
+        "UPDATE deliveries SET last_error = $3, updated_at = now() \
+         WHERE notification_id = $1 AND channel = $2 AND status = 'queued'",
+    )
+    .bind(notification_id)
+    .bind(channel.as_str())
+    .bind(note)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Users with emails held until `cutoff` whose digest is `frequency` (a daily run also flushes
+/// what users who turned their digest off since still have waiting).
+pub async fn digest_due(pool: &PgPool, frequency: &str, cutoff: OffsetDateTime) -> Result<Vec<Uuid>> {
+    sqlx::query_scalar(
+        "SELECT DISTINCT d.user_id FROM digest_items d LEFT JOIN schedules s ON s.user_id = d.user_id \
+         WHERE d.digest_id IS NULL AND d.created_at <= $2 \
+         AND (COALESCE(s.digest, 'off') = $1 OR ($1 = 'daily' AND COALESCE(s.digest, 'off') = 'off'))",
+    )
+    .bind(frequency)
+    .bind(cutoff)
+    .fetch_all(pool)
+    .await
+}
+
+/// A held email, as a digest lists it.
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+pub struct DigestItem {
+    pub notification_id: Uuid,
+    pub line: String,
+    pub link: Option<String>,
+}
+
+/// The user's held emails up to `cutoff`, oldest first, locked until the digest is recorded.
+pub async fn digest_items_for_update(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+    cutoff: OffsetDateTime,
+) -> Result<Vec<DigestItem>> {
+    sqlx::query_as(
+        "SELECT notification_id, line, link FROM digest_items \
+         WHERE user_id = $1 AND digest_id IS NULL AND created_at <= $2 ORDER BY created_at, notification_id FOR UPDATE",
+    )
+    .bind(user_id)
+    .bind(cutoff)
+    .fetch_all(conn)
+    .await
+}
+
+pub async fn mark_digested(conn: &mut PgConnection, items: &[Uuid], digest_id: Uuid) -> Result<()> {
+    sqlx::query("UPDATE digest_items SET digest_id = $2 WHERE notification_id = ANY($1)")
+        .bind(items)
+        .bind(digest_id)
+        .execute(conn)
+        .await?;
+    Ok(())
 }
