@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use async_nats::jetstream::{self, stream};
+use async_nats::jetstream::{self, consumer, stream};
+use tokio_util::sync::CancellationToken;
 
 use crate::BusError;
 
@@ -56,5 +57,35 @@ pub fn job_stream(name: &str, subjects: &str, replicas: usize) -> stream::Config
         num_replicas: replicas.max(1),
         allow_direct: true,
         ..Default::default()
+    }
+}
+
+/// The messages of durable pull consumer `config` on `stream`, creating it if needed. While the
+/// stream is missing (its owner has not started yet) or the server refuses, retries every second;
+/// `None` once `shutdown` is cancelled.
+pub async fn pull_durable(
+    js: &jetstream::Context,
+    stream: &str,
+    config: &consumer::pull::Config,
+    shutdown: &CancellationToken,
+) -> Option<consumer::pull::Stream> {
+    let name = config.durable_name.as_deref().unwrap_or("?");
+    loop {
+        if shutdown.is_cancelled() {
+            return None;
+        }
+        let attempt = async {
+            let stream = js.get_stream(stream).await.map_err(|e| e.to_string())?;
+            let consumer = stream.create_consumer(config.clone()).await.map_err(|e| e.to_string())?;
+            consumer.messages().await.map_err(|e| e.to_string())
+        };
+        match attempt.await {
+            Ok(messages) => return Some(messages),
+            Err(err) => tracing::debug!(error = %err, stream, consumer = name, "cannot pull yet; retrying"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return None,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
     }
 }

@@ -206,6 +206,32 @@ pub mod notifications {
     }
 }
 
+/// The dead-letter stream: copies of jobs (and events) a consumer gave up on, kept for an
+/// operator to inspect (`nats stream view DLQ`) and replay. It also captures JetStream's
+/// max-deliveries advisories, which each job owner turns into copies of the original message.
+pub mod dlq {
+    pub const STREAM: &str = "DLQ";
+    /// A copy of a message given up on: `cb.dlq.<stream>.<consumer>`.
+    pub const COPIES: &str = "cb.dlq.>";
+    /// JetStream's advisories when a message exhausted `max_deliver`.
+    pub const MAX_DELIVERIES: &str = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.>";
+
+    pub fn copy(stream: &str, consumer: &str) -> String {
+        format!("cb.dlq.{stream}.{consumer}")
+    }
+
+    pub fn max_deliveries(stream: &str, consumer: &str) -> String {
+        format!("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{stream}.{consumer}")
+    }
+
+    /// Headers of a copy: where the original was, how often it was tried, and why it was given up.
+    pub const HEADER_SUBJECT: &str = "Cb-Dlq-Subject";
+    pub const HEADER_STREAM: &str = "Cb-Dlq-Stream";
+    pub const HEADER_SEQUENCE: &str = "Cb-Dlq-Stream-Seq";
+    pub const HEADER_DELIVERIES: &str = "Cb-Dlq-Deliveries";
+    pub const HEADER_REASON: &str = "Cb-Dlq-Reason";
+}
+
 /// `cargo xtask bench`: the request-reply ceiling's empty service.
 pub mod bench {
     pub const ECHO_SERVICE: &str = "bench_echo";

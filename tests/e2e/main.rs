@@ -75,6 +75,7 @@ fn all() -> Vec<(&'static str, TestFn)> {
         notifications::texts_go_to_twilio_rejections_fail_and_outages_retry,
         notifications::a_digest_gathers_emails_into_one,
         notifications::quiet_hours_hold_emails_until_they_end,
+        notifications::poison_jobs_land_in_the_dlq_never_looping,
         operations::replicas_share_requests_and_answer_the_micro_protocol,
         operations::no_identity_replica_means_503_within_a_second,
         operations::registration_event_reaches_the_stream_once_across_a_relay_restart,

@@ -891,3 +891,81 @@ pub async fn quiet_hours_hold_emails_until_they_end(infra: Arc<Infra>) -> Result
     p.shutdown().await;
     Ok(())
 }
+
+/// Every dead letter in the `DLQ` stream: (subject, headers as name → value, payload).
+async fn dead_letters(p: &Platform) -> Result<Vec<(String, Vec<(String, String)>, Vec<u8>)>> {
+    let js = async_nats::jetstream::new(p.nats_client().await?);
+    let mut stream = js.get_stream(coursebus_contracts::subjects::dlq::STREAM).await?;
+    let last = stream.info().await?.state.last_sequence;
+    let mut letters = Vec::new();
+    for seq in 1..=last {
+        let Ok(message) = stream.get_raw_message(seq).await else { continue };
+        if !message.subject.starts_with("cb.dlq.") {
+            continue;
+        }
+        let headers = message
+            .headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.first().map(|v| v.to_string()).unwrap_or_default()))
+            .collect();
+        letters.push((message.subject.to_string(), headers, message.payload.to_vec()));
+    }
+    Ok(letters)
+}
+
+fn dlq_header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+}
+
+pub async fn poison_jobs_land_in_the_dlq_never_looping(infra: Arc<Infra>) -> Result<()> {
+    use coursebus_contracts::subjects::dlq;
+    let mut p = Platform::start(&infra, options(0)).await?;
+    let mut config = p.notifications_config();
+    config.max_deliver = 3;
+    config.retry_delays = vec![Duration::from_millis(50)];
+    p.start_notifications_replica_with(config);
+    p.wait_replicas("notifications", 1).await?;
+    let js = async_nats::jetstream::new(p.nats_client().await?);
+
+    // Not a job at all: parked at once with the reason.
+    js.publish(subj::JOB_DELIVER, bytes::Bytes::from_static(b"{\"not\": \"a job\"}")).await?.await?;
+    // A job no replica can handle (an in-app welcome has no template): it fails every time, and
+    // after 3 deliveries JetStream's advisory brings it to the DLQ.
+    let poison = NotificationJob {
+        id: Uuid::now_v7(),
+        kind: NotificationKind::Welcome,
+        user_id: Uuid::now_v7(),
+        channels: vec![Channel::InApp],
+        data: json!({}),
+        source_event: None,
+        created_at: time::OffsetDateTime::now_utc(),
+    };
+    let message = async_nats::jetstream::message::PublishMessage::build()
+        .payload(serde_json::to_vec(&poison)?.into())
+        .message_id(poison.id.to_string());
+    js.send_publish(subj::JOB_DELIVER, message).await?.await?;
+
+    let letters = eventually(WAIT, "two dead letters", || async {
+        let letters = dead_letters(&p).await?;
+        Ok((letters.len() >= 2).then_some(letters))
+    })
+    .await?;
+    jobs_drained(&p).await?;
+    assert_eq!(letters.len(), 2, "{letters:?}");
+    let copy = dlq::copy(subj::JOB_STREAM, subj::SENDER_CONSUMER);
+    let malformed = letters.iter().find(|(_, _, body)| body.starts_with(b"{\"not\"")).context("the malformed one")?;
+    assert_eq!(malformed.0, copy);
+    assert!(
+        dlq_header(&malformed.1, dlq::HEADER_REASON).is_some_and(|r| r.starts_with("malformed job")),
+        "{malformed:?}"
+    );
+    assert_eq!(dlq_header(&malformed.1, dlq::HEADER_SUBJECT), Some(subj::JOB_DELIVER));
+    let stuck = letters.iter().find(|(_, _, body)| !body.starts_with(b"{\"not\"")).context("the poison job")?;
+    assert_eq!(stuck.0, copy);
+    assert_eq!(serde_json::from_slice::<NotificationJob>(&stuck.2)?, poison, "the original payload, unchanged");
+    assert_eq!(dlq_header(&stuck.1, dlq::HEADER_REASON), Some("no answer after 3 deliveries"), "{stuck:?}");
+    assert_eq!(dlq_header(&stuck.1, dlq::HEADER_DELIVERIES), Some("3"));
+    assert_eq!(dlq_header(&stuck.1, dlq::HEADER_STREAM), Some(subj::JOB_STREAM));
+    p.shutdown().await;
+    Ok(())
+}

@@ -326,16 +326,23 @@ impl Announcer {
     /// Handle one fan-out job and acknowledge it as its outcome says.
     pub async fn handle(&self, message: jetstream::Message) {
         let delivered = message.info().map(|i| i.delivered).unwrap_or(1);
-        let ack = match serde_json::from_slice::<AnnounceJob>(&message.payload) {
-            Err(err) => {
-                tracing::error!(error = %err, "malformed fan-out job dropped");
-                AckKind::Term
+        let message = &message;
+        let park = |reason: String| async move {
+            match coursebus_bus::dlq::park(&self.js, message, &reason).await {
+                Ok(()) => AckKind::Term,
+                Err(err) => {
+                    tracing::warn!(error = %err, "could not park a fan-out job in the DLQ; it will come back");
+                    AckKind::Nak(Some(retry_delay(1, &self.retry_delays)))
+                }
             }
-            Ok(job) => match self.fan_out(job.id, &message).await {
+        };
+        let ack = match serde_json::from_slice::<AnnounceJob>(&message.payload) {
+            Err(err) => park(format!("malformed fan-out job: {err}")).await,
+            Ok(job) => match self.fan_out(job.id, message).await {
                 Ok(()) => AckKind::Ack,
                 Err(err) if delivered >= self.max_deliver => {
                     tracing::error!(announcement_id = %job.id, delivered, error = %err, "fan-out given up");
-                    AckKind::Term
+                    park(format!("fan-out given up: {err}")).await
                 }
                 Err(err) => {
                     let delay = retry_delay(delivered, &self.retry_delays);

@@ -165,6 +165,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Noti
         .map_err(|e| NotificationsError::JetStream(format!("consumer {}: {e}", subj::SENDER_CONSUMER)))?;
 
     streams::ensure_stream(&js, schedule::stream_config(config.stream_replicas)).await?;
+    streams::ensure_stream(&js, coursebus_bus::dlq::stream_config(config.stream_replicas)).await?;
     let scheduler = Arc::new(schedule::Scheduler {
         pool: pool.clone(),
         js: js.clone(),
@@ -249,6 +250,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Noti
         scheduler: scheduler.clone(),
     });
     tasks.push(tokio::spawn(scheduler.as_ref().clone().run(tick_consumer, shutdown.clone())));
+    tasks.push(tokio::spawn(coursebus_bus::dlq::capture(
+        js.clone(),
+        subj::JOB_STREAM,
+        subj::SENDER_CONSUMER,
+        shutdown.clone(),
+    )));
     tasks.push(tokio::spawn(sender.run(job_consumer, config.sender_concurrency, shutdown.clone())));
     // Re-queue announcements whose fan-out job was never stored.
     tasks.push(tokio::spawn({

@@ -36,10 +36,13 @@ use crate::store::{self, DeliveryStatus, NewNotification};
 /// What became of one job.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// Every channel is settled (sent or failed for good): acknowledge.
+    /// Every channel is settled (sent, skipped, or refused by the provider): acknowledge.
     Settled,
     /// Some channel should be tried again later.
     Retry(String),
+    /// The last attempt failed for a reason that retrying might have fixed (the server stayed
+    /// down): logged `failed`, and the job goes to the DLQ for an operator.
+    GaveUp(String),
 }
 
 /// The end of the quiet hours `schedule` holds now, if any.
@@ -70,9 +73,14 @@ async fn settle(
             store::record_attempt(tx, job.id, channel, DeliveryStatus::Queued, Some(&reason)).await?;
             Outcome::Retry(reason)
         }
-        Err(SendError::Retry(reason) | SendError::Reject(reason)) => {
+        Err(SendError::Retry(reason)) => {
             store::record_attempt(tx, job.id, channel, DeliveryStatus::Failed, Some(&reason)).await?;
-            tracing::warn!(notification_id = %job.id, kind = job.kind.as_str(), channel = channel.as_str(), reason = %reason, "failed for good");
+            tracing::warn!(notification_id = %job.id, kind = job.kind.as_str(), channel = channel.as_str(), reason = %reason, "given up after the last attempt");
+            Outcome::GaveUp(format!("{}: {reason}", channel.as_str()))
+        }
+        Err(SendError::Reject(reason)) => {
+            store::record_attempt(tx, job.id, channel, DeliveryStatus::Failed, Some(&reason)).await?;
+            tracing::warn!(notification_id = %job.id, kind = job.kind.as_str(), channel = channel.as_str(), reason = %reason, "refused");
             Outcome::Settled
         }
     })
@@ -178,10 +186,13 @@ impl Sender {
         if channels.contains(&Channel::Email) {
             outcome = self.email(job, last_attempt).await?;
         }
-        if channels.contains(&Channel::Sms)
-            && let Outcome::Retry(reason) = self.sms(job, last_attempt).await?
-        {
-            outcome = Outcome::Retry(reason);
+        if channels.contains(&Channel::Sms) {
+            // A retry wins over giving up, giving up over settled.
+            outcome = match (outcome, self.sms(job, last_attempt).await?) {
+                (Outcome::Retry(r), _) | (_, Outcome::Retry(r)) => Outcome::Retry(r),
+                (Outcome::GaveUp(r), _) | (_, Outcome::GaveUp(r)) => Outcome::GaveUp(r),
+                _ => Outcome::Settled,
+            };
         }
         Ok(outcome)
     }
@@ -347,21 +358,22 @@ impl Sender {
         let job: NotificationJob = match serde_json::from_slice(&message.payload) {
             Ok(job) => job,
             Err(err) => {
-                tracing::error!(error = %err, subject = %message.subject, "malformed notification job dropped");
-                if let Err(err) = message.ack_with(AckKind::Term).await {
-                    tracing::warn!(error = %err, "could not terminate a malformed job");
-                }
+                tracing::error!(error = %err, subject = %message.subject, "malformed notification job");
+                self.give_up(&message, &format!("malformed job: {err}")).await;
                 return;
             }
         };
         let last_attempt = delivered >= self.max_deliver;
         let ack = match self.deliver(&job, last_attempt).await {
             Ok(Outcome::Settled) => AckKind::Ack,
+            Ok(Outcome::GaveUp(reason)) => return self.give_up(&message, &reason).await,
             Ok(Outcome::Retry(reason)) => {
                 let delay = retry_delay(delivered, &self.retry_delays);
                 tracing::info!(notification_id = %job.id, delivered, retry_in_ms = delay.as_millis() as u64, reason = %reason, "delivery will be retried");
                 AckKind::Nak(Some(delay))
             }
+            // Without an answer after `max_deliver` tries, JetStream's advisory brings the job
+            // to the DLQ (`dlq::capture`).
             Err(err) => {
                 let delay = retry_delay(delivered, &self.retry_delays);
                 tracing::warn!(notification_id = %job.id, delivered, error = %err, "delivery failed; will retry");
@@ -370,6 +382,20 @@ impl Sender {
         };
         if let Err(err) = message.ack_with(ack).await {
             tracing::warn!(notification_id = %job.id, error = %err, "could not acknowledge a job");
+        }
+    }
+
+    /// Copy the job to the DLQ, then terminate it; if the copy fails, leave it for a redelivery.
+    async fn give_up(&self, message: &jetstream::Message, reason: &str) {
+        let ack = match coursebus_bus::dlq::park(&self.announcer.js, message, reason).await {
+            Ok(()) => AckKind::Term,
+            Err(err) => {
+                tracing::warn!(error = %err, "could not park a job in the DLQ; it will come back");
+                AckKind::Nak(Some(retry_delay(1, &self.retry_delays)))
+            }
+        };
+        if let Err(err) = message.ack_with(ack).await {
+            tracing::warn!(error = %err, "could not terminate a job");
         }
     }
 

@@ -154,44 +154,11 @@ impl Sources {
             deliver_policy: consumer::DeliverPolicy::All,
             ..Default::default()
         };
-        let pause = || async {
-            tokio::select! {
-                _ = shutdown.cancelled() => false,
-                _ = tokio::time::sleep(Duration::from_secs(1)) => true,
-            }
-        };
         loop {
-            if shutdown.is_cancelled() {
+            let Some(mut messages) =
+                coursebus_bus::streams::pull_durable(&self.js, source.stream, &config, &shutdown).await
+            else {
                 return;
-            }
-            let consumer = match self.js.get_stream(source.stream).await {
-                Ok(stream) => match stream.create_consumer(config.clone()).await {
-                    Ok(consumer) => consumer,
-                    Err(err) => {
-                        tracing::warn!(error = %err, consumer = source.consumer, "cannot create the consumer; retrying");
-                        if !pause().await {
-                            return;
-                        }
-                        continue;
-                    }
-                },
-                Err(err) => {
-                    tracing::debug!(error = %err, stream = source.stream, "source stream not there yet");
-                    if !pause().await {
-                        return;
-                    }
-                    continue;
-                }
-            };
-            let mut messages = match consumer.messages().await {
-                Ok(messages) => messages,
-                Err(err) => {
-                    tracing::warn!(error = %err, consumer = source.consumer, "cannot pull events; retrying");
-                    if !pause().await {
-                        return;
-                    }
-                    continue;
-                }
             };
             tracing::info!(consumer = source.consumer, stream = source.stream, "notification source ready");
             loop {

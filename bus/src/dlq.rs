@@ -1,0 +1,181 @@
+//! Dead letters: what a consumer gives up on is copied to the `DLQ` stream
+//! (`cb.dlq.<stream>.<consumer>`, original headers and payload, plus where it came from, how often
+//! it was tried and why it was given up), where an operator inspects it (`nats stream view DLQ`)
+//! and can replay it.
+//!
+//! Two ways in:
+//! - [`park`]: a handler that decides to give up (a malformed job, the last attempt failed)
+//!   copies the message itself, before terminating or acknowledging it;
+//! - [`capture`]: when JetStream itself gives up (`max_deliver` exhausted without an answer,
+//!   e.g. the replica crashed every time), its advisory lands in the `DLQ` stream; a durable
+//!   consumer of the job's owner copies the original by stream sequence and deletes it from the
+//!   work queue, where it would otherwise stay forever.
+
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::{self, AckKind, consumer, message::PublishMessage, stream};
+use coursebus_contracts::subjects::dlq;
+use futures::StreamExt;
+use tokio_util::sync::CancellationToken;
+
+use crate::BusError;
+
+/// How long dead letters are kept.
+pub const MAX_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// The `DLQ` stream: copies and max-deliveries advisories.
+pub fn stream_config(replicas: usize) -> stream::Config {
+    stream::Config {
+        name: dlq::STREAM.to_owned(),
+        subjects: vec![dlq::COPIES.to_owned(), dlq::MAX_DELIVERIES.to_owned()],
+        retention: stream::RetentionPolicy::Limits,
+        storage: stream::StorageType::File,
+        max_age: MAX_AGE,
+        duplicate_window: crate::streams::DUPLICATE_WINDOW,
+        num_replicas: replicas.max(1),
+        allow_direct: true,
+        ..Default::default()
+    }
+}
+
+fn js_err(e: impl std::fmt::Display) -> BusError {
+    BusError::JetStream(e.to_string())
+}
+
+/// One message to copy.
+struct Letter<'a> {
+    stream: &'a str,
+    consumer: &'a str,
+    sequence: u64,
+    deliveries: i64,
+    subject: &'a str,
+    headers: Option<&'a HeaderMap>,
+    payload: bytes::Bytes,
+    reason: &'a str,
+}
+
+async fn copy(js: &jetstream::Context, letter: Letter<'_>) -> Result<(), BusError> {
+    let mut headers = letter.headers.cloned().unwrap_or_default();
+    headers.insert(dlq::HEADER_SUBJECT, letter.subject);
+    headers.insert(dlq::HEADER_STREAM, letter.stream);
+    headers.insert(dlq::HEADER_SEQUENCE, letter.sequence.to_string().as_str());
+    headers.insert(dlq::HEADER_DELIVERIES, letter.deliveries.to_string().as_str());
+    // Header values are one line.
+    let reason: String = letter.reason.chars().map(|c| if c.is_control() { ' ' } else { c }).take(500).collect();
+    headers.insert(dlq::HEADER_REASON, reason.as_str());
+    // `message_id` replaces the original's own id: a second copy of the same message is then
+    // a duplicate.
+    let message = PublishMessage::build()
+        .headers(headers)
+        .payload(letter.payload)
+        .message_id(format!("dlq:{}:{}", letter.stream, letter.sequence));
+    js.send_publish(dlq::copy(letter.stream, letter.consumer), message).await.map_err(js_err)?.await.map_err(js_err)?;
+    tracing::warn!(stream = letter.stream, consumer = letter.consumer, sequence = letter.sequence, deliveries = letter.deliveries, reason = %reason, "message parked in the DLQ");
+    Ok(())
+}
+
+/// Copy `message` to the DLQ because of `reason`; call it before terminating or acknowledging.
+pub async fn park(js: &jetstream::Context, message: &jetstream::Message, reason: &str) -> Result<(), BusError> {
+    let info = message.info().map_err(js_err)?;
+    copy(
+        js,
+        Letter {
+            stream: info.stream,
+            consumer: info.consumer,
+            sequence: info.stream_sequence,
+            deliveries: info.delivered,
+            subject: message.subject.as_str(),
+            headers: message.headers.as_ref(),
+            payload: message.payload.clone(),
+            reason,
+        },
+    )
+    .await
+}
+
+/// The fields of a max-deliveries advisory this module uses.
+#[derive(Debug, serde::Deserialize)]
+struct Advisory {
+    stream_seq: u64,
+    deliveries: i64,
+}
+
+/// Copy every message of `stream` that exhausted `consumer`'s deliveries to the DLQ and delete it
+/// from `stream` (a work queue). Runs until `shutdown`; the durable consumer `<consumer>_dlq`
+/// on `DLQ` is shared by the owner's replicas.
+pub async fn capture(
+    js: jetstream::Context,
+    stream: &'static str,
+    consumer: &'static str,
+    shutdown: CancellationToken,
+) {
+    let durable = format!("{consumer}_dlq");
+    let config = consumer::pull::Config {
+        durable_name: Some(durable.clone()),
+        filter_subject: dlq::max_deliveries(stream, consumer),
+        ack_policy: consumer::AckPolicy::Explicit,
+        ack_wait: Duration::from_secs(30),
+        ..Default::default()
+    };
+    loop {
+        let Some(mut messages) = crate::streams::pull_durable(&js, dlq::STREAM, &config, &shutdown).await else {
+            return;
+        };
+        loop {
+            let next = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                next = messages.next() => next,
+            };
+            let Some(Ok(advisory)) = next else { break };
+            let ack = match handle_advisory(&js, stream, consumer, &advisory).await {
+                Ok(()) => AckKind::Ack,
+                Err(err) => {
+                    tracing::warn!(error = %err, stream, consumer, "a max-deliveries advisory will be retried");
+                    AckKind::Nak(Some(Duration::from_secs(5)))
+                }
+            };
+            if let Err(err) = advisory.ack_with(ack).await {
+                tracing::warn!(error = %err, "could not acknowledge an advisory");
+            }
+        }
+    }
+}
+
+async fn handle_advisory(
+    js: &jetstream::Context,
+    stream: &str,
+    consumer: &str,
+    advisory: &jetstream::Message,
+) -> Result<(), BusError> {
+    let Ok(parsed) = serde_json::from_slice::<Advisory>(&advisory.payload) else {
+        tracing::error!(subject = %advisory.subject, "malformed max-deliveries advisory skipped");
+        return Ok(());
+    };
+    let source = js.get_stream(stream).await.map_err(js_err)?;
+    let original = match source.get_raw_message(parsed.stream_seq).await {
+        Ok(original) => original,
+        Err(err) if err.kind() == jetstream::stream::RawMessageErrorKind::NoMessageFound => {
+            // Handled meanwhile (or copied and deleted by an earlier attempt).
+            return Ok(());
+        }
+        Err(err) => return Err(js_err(err)),
+    };
+    let reason = format!("no answer after {} deliveries", parsed.deliveries);
+    copy(
+        js,
+        Letter {
+            stream,
+            consumer,
+            sequence: parsed.stream_seq,
+            deliveries: parsed.deliveries,
+            subject: original.subject.as_str(),
+            headers: Some(&original.headers),
+            payload: original.payload,
+            reason: &reason,
+        },
+    )
+    .await?;
+    source.delete_message(parsed.stream_seq).await.map_err(js_err)?;
+    Ok(())
+}
