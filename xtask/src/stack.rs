@@ -515,3 +515,80 @@ impl Postgres {
         }
     }
 }
+
+/// MailDev (npm, pinned by `xtask/maildev/package-lock.json`): the SMTP server with a web UI
+/// that `cargo xtask up` runs, so a newcomer reads the platform's emails in a browser. Tests use
+/// aiosmtpd instead ([`Smtp`]), which needs no Node.js.
+#[derive(Debug)]
+pub struct Maildev {
+    server: Server,
+    pub smtp_port: u16,
+    pub web_port: u16,
+}
+
+impl Maildev {
+    /// Install the pinned MailDev into `.stack/maildev` (once per lock file) with `npm ci`.
+    pub fn install(root: &Path) -> Result<PathBuf> {
+        let stack = root.join(".stack");
+        std::fs::create_dir_all(&stack)?;
+        let _lock = FileLock::acquire(&stack.join("install.lock"))?;
+        let dir = stack.join("maildev");
+        let pinned = root.join("xtask/maildev");
+        let lock =
+            std::fs::read_to_string(pinned.join("package-lock.json")).context("reading the MailDev lock file")?;
+        let marker = dir.join("installed-package-lock.json");
+        let bin = dir.join("node_modules/maildev/bin/maildev");
+        if bin.exists() && std::fs::read_to_string(&marker).is_ok_and(|had| had == lock) {
+            return Ok(bin);
+        }
+        std::fs::create_dir_all(&dir)?;
+        for file in ["package.json", "package-lock.json"] {
+            std::fs::copy(pinned.join(file), dir.join(file))?;
+        }
+        eprintln!("xtask: installing MailDev into {}", dir.display());
+        let status = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+            .current_dir(&dir)
+            .status()
+            .context("npm is needed for MailDev (apt-get install nodejs npm)")?;
+        if !status.success() || !bin.exists() {
+            bail!("npm ci for MailDev failed");
+        }
+        std::fs::write(&marker, lock)?;
+        Ok(bin)
+    }
+
+    /// Start it: SMTP on `smtp_port`, the web UI and its REST API (`GET /email`) on `web_port`,
+    /// both on 127.0.0.1, keeping the emails in `dir`.
+    pub fn start(bin: &Path, dir: &Path, smtp_port: u16, web_port: u16, log: &Path) -> Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let log_file = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
+        let mut cmd = Command::new("node");
+        cmd.arg(bin)
+            .args(["--smtp", &smtp_port.to_string(), "--ip", "127.0.0.1"])
+            .args(["--web", &web_port.to_string(), "--web-ip", "127.0.0.1"])
+            .arg("--mail-directory")
+            .arg(dir)
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone()?)
+            .stderr(log_file);
+        die_with_parent(&mut cmd);
+        let child = spawn(cmd).context("starting MailDev")?;
+        let mut server = Server::new("maildev", child, log.to_path_buf(), libc::SIGTERM);
+        let (smtp, web) = (SocketAddr::from(([127, 0, 0, 1], smtp_port)), SocketAddr::from(([127, 0, 0, 1], web_port)));
+        wait_ready(&mut server, Duration::from_secs(30), || {
+            TcpStream::connect_timeout(&smtp, Duration::from_millis(200)).is_ok()
+                && TcpStream::connect_timeout(&web, Duration::from_millis(200)).is_ok()
+        })?;
+        Ok(Self { server, smtp_port, web_port })
+    }
+
+    /// `smtp://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("smtp://127.0.0.1:{}", self.smtp_port)
+    }
+
+    pub fn stop(&mut self) {
+        self.server.stop(Duration::from_secs(5));
+    }
+}

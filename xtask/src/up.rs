@@ -7,13 +7,14 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use serde_json::json;
 use xtask::process::{start_logged, wait_http_ok};
-use xtask::stack::{Durability, Mongo, Nats, Postgres, Smtp, Tools, workspace_root};
+use xtask::stack::{Durability, Maildev, Mongo, Nats, Postgres, Smtp, Tools, workspace_root};
 
 const NATS_PORT: u16 = 4222;
 const NATS_MONITOR_PORT: u16 = 8222;
 const PG_PORT: u16 = 54329;
 const MONGO_PORT: u16 = 27018;
 const SMTP_PORT: u16 = 2525;
+const MAILDEV_WEB_PORT: u16 = 1080;
 const GATEWAY: &str = "127.0.0.1:8080";
 const ADMIN_EMAIL: &str = "admin@coursebus.local";
 const DEMO_PASSWORD: &str = "coursebus-demo-2026";
@@ -75,9 +76,28 @@ pub fn run() -> Result<ExitCode> {
     pg.create_database("identity")?;
     pg.create_database("enrollment")?;
     pg.create_database("notifications")?;
-    // An SMTP sink: every email the platform sends lands as a file in this maildir.
-    let smtp = Smtp::start(&tools, &data.join("maildir"), port("CB_UP_SMTP_PORT", SMTP_PORT)?, &logs.join("smtp.log"))
-        .context("starting the SMTP sink (set CB_UP_SMTP_PORT to use another port)")?;
+    // Where the platform's emails go: MailDev with its web UI, or (without Node.js) aiosmtpd
+    // writing a maildir.
+    let smtp_port = port("CB_UP_SMTP_PORT", SMTP_PORT)?;
+    let smtp = match Maildev::install(&root) {
+        Ok(bin) => Mail::Maildev(
+            Maildev::start(
+                &bin,
+                &data.join("maildev"),
+                smtp_port,
+                port("CB_UP_MAILDEV_PORT", MAILDEV_WEB_PORT)?,
+                &logs.join("maildev.log"),
+            )
+            .context("starting MailDev (set CB_UP_SMTP_PORT / CB_UP_MAILDEV_PORT to use other ports)")?,
+        ),
+        Err(err) => {
+            eprintln!("xtask: MailDev is not available ({err:#}); emails go to a maildir instead");
+            Mail::Maildir(
+                Smtp::start(&tools, &data.join("maildir"), smtp_port, &logs.join("smtp.log"))
+                    .context("starting the SMTP sink (set CB_UP_SMTP_PORT to use another port)")?,
+            )
+        }
+    };
     let gateway_addr = std::env::var("CB_UP_GATEWAY").unwrap_or_else(|_| GATEWAY.into());
 
     let mut workers = Vec::new();
@@ -126,7 +146,7 @@ pub fn run() -> Result<ExitCode> {
          \n  NATS          {}   (monitoring: http://127.0.0.1:{}/)\
          \n  PostgreSQL    {}\
          \n  MongoDB wire  {}\
-         \n  SMTP sink     {}   (emails land in {}/new)\
+         \n  Emails        {}\
          \n  Logs          {}\
          \n\n  Demo users (password {DEMO_PASSWORD}):\
          \n    {ADMIN_EMAIL}  admin\
@@ -138,8 +158,7 @@ pub fn run() -> Result<ExitCode> {
         nats.monitor_port,
         pg.url("identity"),
         mongo.url(),
-        smtp.url(),
-        smtp.maildir.display(),
+        smtp.describe(),
         logs.display(),
         data.display(),
     );
@@ -163,7 +182,7 @@ pub fn run() -> Result<ExitCode> {
     }
     drop(nats);
     drop(mongo);
-    drop(smtp);
+    smtp.stop();
     drop(pg);
     outcome?;
     Ok(ExitCode::SUCCESS)
@@ -304,4 +323,33 @@ async fn publish_demo(http: &reqwest::Client, base: &str, token: &str, demo: ser
     )
     .await?;
     Ok(id)
+}
+
+/// The SMTP server `up` runs.
+enum Mail {
+    Maildev(Maildev),
+    Maildir(Smtp),
+}
+
+impl Mail {
+    fn url(&self) -> String {
+        match self {
+            Mail::Maildev(m) => m.url(),
+            Mail::Maildir(s) => s.url(),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Mail::Maildev(m) => format!("MailDev web UI http://127.0.0.1:{}/   (SMTP {})", m.web_port, m.url()),
+            Mail::Maildir(s) => format!("SMTP sink {}   (emails land in {}/new)", s.url(), s.maildir.display()),
+        }
+    }
+
+    fn stop(self) {
+        match self {
+            Mail::Maildev(mut m) => m.stop(),
+            Mail::Maildir(mut s) => s.stop(),
+        }
+    }
 }
