@@ -60,9 +60,11 @@ pub fn job_stream(name: &str, subjects: &str, replicas: usize) -> stream::Config
     }
 }
 
-/// The messages of durable pull consumer `config` on `stream`, creating it if needed. While the
-/// stream is missing (its owner has not started yet) or the server refuses, retries every second;
-/// `None` once `shutdown` is cancelled.
+/// The messages of durable pull consumer `config` on `stream`, creating it if needed. An
+/// existing consumer keeps where it delivers from (its deliver policy: replicas that raced to
+/// create it agree on the first one's) and takes the rest of `config`. While the stream is missing
+/// (its owner has not started yet) or the server refuses, retries every second; `None` once
+/// `shutdown` is cancelled.
 pub async fn pull_durable(
     js: &jetstream::Context,
     stream: &str,
@@ -76,7 +78,14 @@ pub async fn pull_durable(
         }
         let attempt = async {
             let stream = js.get_stream(stream).await.map_err(|e| e.to_string())?;
-            let consumer = stream.create_consumer(config.clone()).await.map_err(|e| e.to_string())?;
+            let mut config = config.clone();
+            if let Some(name) = &config.durable_name
+                && let Ok(mut existing) = stream.get_consumer::<consumer::pull::Config>(name).await
+                && let Ok(info) = existing.info().await
+            {
+                config.deliver_policy = info.config.deliver_policy;
+            }
+            let consumer = stream.create_consumer(config).await.map_err(|e| e.to_string())?;
             consumer.messages().await.map_err(|e| e.to_string())
         };
         match attempt.await {

@@ -97,6 +97,9 @@ pub struct Config {
     pub twilio: Option<sms::TwilioConfig>,
     /// Learners per page of an announcement's fan-out.
     pub fanout_page: u32,
+    /// How far back the event sources start when their consumers are created (first deployment):
+    /// events older than this are history, not news.
+    pub source_lookback: Duration,
 }
 
 impl std::fmt::Debug for Config {
@@ -130,6 +133,7 @@ impl Config {
             smtp_timeout: Duration::from_secs(10),
             twilio: None,
             fanout_page: 1_000,
+            source_lookback: Duration::from_secs(10 * 60),
         }
     }
 }
@@ -231,6 +235,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Noti
         call_deadline: config.call_deadline,
         max_deliver: config.max_deliver,
         retry_delays: config.retry_delays.clone(),
+        lookback: config.source_lookback,
     });
     let mut tasks = Vec::new();
     for source in SOURCES {

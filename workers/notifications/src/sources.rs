@@ -68,6 +68,8 @@ pub struct Sources {
     /// Deliveries of one event before it is given up.
     pub max_deliver: i64,
     pub retry_delays: Vec<Duration>,
+    /// How far back a source consumer created for the first time starts.
+    pub lookback: Duration,
 }
 
 /// Decode an envelope; a malformed event is logged and skipped (retrying cannot fix it).
@@ -144,14 +146,21 @@ impl Sources {
 
     /// Consume `source` until `shutdown`, one event at a time (in stream order). Waits for the
     /// stream to exist: its owner creates it when it starts.
+    ///
+    /// Where a new consumer starts: `lookback` before this replica started, so
+    /// deploying notifications onto a platform with history does not greet every old account,
+    /// while events of services that started just before it are not missed. An existing consumer
+    /// keeps its position (and gets the current subject filter).
     pub async fn run(self: Arc<Self>, source: Source, shutdown: CancellationToken) {
+        let deliver_policy =
+            consumer::DeliverPolicy::ByStartTime { start_time: time::OffsetDateTime::now_utc() - self.lookback };
         let config = consumer::pull::Config {
             durable_name: Some(source.consumer.to_owned()),
             filter_subjects: source.subjects.iter().map(|s| (*s).to_owned()).collect(),
             ack_policy: consumer::AckPolicy::Explicit,
             ack_wait: Duration::from_secs(30),
             max_deliver: self.max_deliver,
-            deliver_policy: consumer::DeliverPolicy::All,
+            deliver_policy,
             ..Default::default()
         };
         loop {
