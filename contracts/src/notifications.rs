@@ -27,22 +27,25 @@ pub enum NotificationKind {
     Announcement,
     /// One email gathering the emails of a day or a week (for users who chose a digest).
     Digest,
+    /// A course the learner is enrolled in was published again with changes.
+    CourseUpdated,
 }
 
 impl NotificationKind {
-    pub const ALL: [NotificationKind; 5] = [
+    pub const ALL: [NotificationKind; 6] = [
         NotificationKind::Welcome,
         NotificationKind::VerifyEmail,
         NotificationKind::Enrolled,
         NotificationKind::Announcement,
         NotificationKind::Digest,
+        NotificationKind::CourseUpdated,
     ];
 
     /// The channels this kind can be delivered on (see [`NotificationKind::on_by_default`]).
     pub fn channels(self) -> &'static [Channel] {
         match self {
             NotificationKind::Welcome | NotificationKind::VerifyEmail | NotificationKind::Digest => &[Channel::Email],
-            NotificationKind::Enrolled | NotificationKind::Announcement => {
+            NotificationKind::Enrolled | NotificationKind::Announcement | NotificationKind::CourseUpdated => {
                 &[Channel::InApp, Channel::Email, Channel::Sms]
             }
         }
@@ -67,7 +70,7 @@ impl NotificationKind {
     /// Whether this kind's emails wait for the user's digest (when they chose one) and its
     /// emails and texts for the end of their quiet hours.
     pub fn can_wait(self) -> bool {
-        matches!(self, NotificationKind::Enrolled | NotificationKind::Announcement)
+        matches!(self, NotificationKind::Enrolled | NotificationKind::Announcement | NotificationKind::CourseUpdated)
     }
 
     pub fn as_str(self) -> &'static str {
@@ -77,6 +80,7 @@ impl NotificationKind {
             NotificationKind::Enrolled => "enrolled",
             NotificationKind::Announcement => "announcement",
             NotificationKind::Digest => "digest",
+            NotificationKind::CourseUpdated => "course_updated",
         }
     }
 

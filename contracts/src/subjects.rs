@@ -198,6 +198,7 @@ pub mod notifications {
     /// Durable consumers turning other domains' events into jobs.
     pub const IDENTITY_CONSUMER: &str = "notifications_identity";
     pub const ENROLLMENT_CONSUMER: &str = "notifications_enrollment";
+    pub const CATALOG_CONSUMER: &str = "notifications_catalog";
 
     /// Real-time pushes to one user's open sockets (core NATS, not stored): `cb.rt.user.<id>`.
     /// The gateway subscribes to it for an authenticated WebSocket of that user only.

@@ -15,6 +15,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, AckKind, message::PublishMessage};
 use coursebus_bus::idempotency::Idempotency;
 use coursebus_bus::{Bus, CallContext};
+use coursebus_contracts::catalog::CoursePublished;
 use coursebus_contracts::catalog::{GetCourse, GetCourseRequest};
 use coursebus_contracts::enrollment::{LearnersRequest, ListLearners};
 use coursebus_contracts::identity::AccessClaims;
@@ -24,7 +25,7 @@ use coursebus_contracts::notifications::{
 };
 use coursebus_contracts::subjects::notifications as subj;
 use coursebus_contracts::validate::Role;
-use coursebus_contracts::{ErrorBody, ErrorCode, Rpc};
+use coursebus_contracts::{ErrorBody, ErrorCode, EventEnvelope, Rpc};
 use sqlx::PgPool;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -87,7 +88,7 @@ impl AnnouncementRow {
     fn job(&self, id: Uuid, user_id: Uuid) -> NotificationJob {
         NotificationJob {
             id,
-            kind: NotificationKind::Announcement,
+            kind: self.kind(),
             user_id,
             channels: vec![Channel::Email, Channel::Sms],
             data: serde_json::json!({
@@ -100,6 +101,10 @@ impl AnnouncementRow {
             source_event: None,
             created_at: self.created_at,
         }
+    }
+
+    fn kind(&self) -> NotificationKind {
+        NotificationKind::parse(&self.kind).unwrap_or(NotificationKind::Announcement)
     }
 
     /// The in-app title: which course, and what.
@@ -157,6 +162,7 @@ impl Announcer {
             return Err(ErrorBody::forbidden("only the course's instructor or an admin can post announcements"));
         }
         let row = AnnouncementRow {
+            kind: NotificationKind::Announcement.as_str().to_owned(),
             id: ctx.idempotency_key.as_deref().map_or_else(Uuid::now_v7, |key| keyed_id(me.sub, key)),
             course_id: course.id,
             author_id: me.sub,
@@ -172,13 +178,13 @@ impl Announcer {
         };
         let announcement = row.to_announcement();
         let mut tx = self.pool.begin().await.map_err(db)?;
-        if let Err(err) = store::insert_announcement(&mut tx, &row).await {
+        if !store::insert_announcement(&mut tx, &row).await.map_err(db)? {
             drop(tx);
             // A concurrent retry with the same key won: answer what it stored.
-            if let (Some(idem), true) = (&idem, store::is_unique_violation(&err)) {
-                return idem.replay(&self.pool).await?.ok_or_else(|| db(err));
-            }
-            return Err(db(err));
+            return match &idem {
+                Some(idem) => idem.replay(&self.pool).await?.ok_or_else(ErrorBody::internal),
+                None => Err(ErrorBody::internal()),
+            };
         }
         if let Some(idem) = &idem {
             idem.record(&mut tx, &announcement).await?;
@@ -190,6 +196,35 @@ impl Announcer {
             tracing::warn!(announcement_id = %row.id, error = %err, "fan-out job not queued yet; the sweeper will");
         }
         Ok(announcement)
+    }
+
+    /// A course was published again: tell its learners, through the same fan-out (the first
+    /// publication finds no learners and is done at once). Idempotent per event.
+    pub async fn course_updated(&self, event: &EventEnvelope<CoursePublished>) -> Result<(), FanOutError> {
+        let course = &event.data.course;
+        let row = AnnouncementRow {
+            id: domain::notification_id(event.id, NotificationKind::CourseUpdated),
+            kind: NotificationKind::CourseUpdated.as_str().to_owned(),
+            course_id: course.id,
+            author_id: course.instructor_id,
+            course_title: course.title.clone(),
+            course_slug: course.slug.clone(),
+            title: "New version published".into(),
+            body: format!("\"{}\" was updated: the course now has {} lessons.", course.title, course.lesson_count()),
+            status: "queued".into(),
+            after_user: None,
+            recipients: 0,
+            created_at: domain::to_micros(event.occurred_at),
+            finished_at: None,
+        };
+        let mut conn = self.pool.acquire().await?;
+        let new = store::insert_announcement(&mut conn, &row).await?;
+        drop(conn);
+        if new {
+            tracing::info!(announcement_id = %row.id, course_id = %course.id, "course update to announce");
+        }
+        // Queued again on a repeated event too: the job id deduplicates, the fan-out resumes.
+        self.queue(row.id).await
     }
 
     /// The announcement's progress, for its author and admins (anyone else: not found).
@@ -304,7 +339,7 @@ impl Announcer {
             let push = Push::Notification {
                 notification: Notification {
                     id: *id,
-                    kind: NotificationKind::Announcement,
+                    kind: a.kind(),
                     title: title.to_owned(),
                     body: a.body.clone(),
                     link: Some(link.to_owned()),

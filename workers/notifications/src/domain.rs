@@ -329,6 +329,10 @@ impl Templates {
             "digest.subject.txt",
             "digest.txt",
             "digest.html",
+            "course_updated.subject.txt",
+            "course_updated.txt",
+            "course_updated.html",
+            "course_updated.sms.txt",
         );
         Ok(Self { env, app_url: app_url.trim_end_matches('/').to_owned(), links })
     }
@@ -579,7 +583,7 @@ mod tests {
     #[test]
     fn preferences_default_on_and_account_emails_stay_on() {
         let all = preference_matrix(&[]);
-        assert_eq!(all.len(), 9);
+        assert_eq!(all.len(), 12);
         assert!(all.iter().all(|p| p.enabled == (p.channel != Channel::Sms)), "SMS is opt-in: {all:?}");
         let stored =
             vec![("enrolled".to_owned(), "email".to_owned(), false), ("welcome".to_owned(), "email".to_owned(), false)];

@@ -236,6 +236,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Noti
         max_deliver: config.max_deliver,
         retry_delays: config.retry_delays.clone(),
         lookback: config.source_lookback,
+        announcer: announcer.clone(),
     });
     let mut tasks = Vec::new();
     for source in SOURCES {

@@ -11,11 +11,11 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind, consumer, message::PublishMessage};
 use coursebus_bus::{Bus, CallContext};
-use coursebus_contracts::catalog::{GetCourse, GetCourseRequest};
+use coursebus_contracts::catalog::{CoursePublished, GetCourse, GetCourseRequest};
 use coursebus_contracts::enrollment::EnrollmentCreated;
 use coursebus_contracts::identity::{ProfileUpdated, UserRegistered, VerificationRequested};
 use coursebus_contracts::notifications::NotificationJob;
-use coursebus_contracts::subjects::{enrollment, identity, notifications as subj};
+use coursebus_contracts::subjects::{catalog, enrollment, identity, notifications as subj};
 use coursebus_contracts::{ErrorCode, EventEnvelope};
 use futures::StreamExt;
 use serde::de::DeserializeOwned;
@@ -34,7 +34,7 @@ pub struct Source {
 }
 
 /// Every event source notifications listens to.
-pub const SOURCES: [Source; 2] = [
+pub const SOURCES: [Source; 3] = [
     Source {
         stream: identity::EVENT_STREAM,
         consumer: subj::IDENTITY_CONSUMER,
@@ -44,6 +44,11 @@ pub const SOURCES: [Source; 2] = [
         stream: enrollment::EVENT_STREAM,
         consumer: subj::ENROLLMENT_CONSUMER,
         subjects: &[enrollment::EVT_ENROLMENT_CREATED],
+    },
+    Source {
+        stream: catalog::EVENT_STREAM,
+        consumer: subj::CATALOG_CONSUMER,
+        subjects: &[catalog::EVT_COURSE_PUBLISHED],
     },
 ];
 
@@ -56,6 +61,8 @@ pub enum SourceError {
     Publish(String),
     #[error("catalog: {0}")]
     Catalog(String),
+    #[error(transparent)]
+    FanOut(#[from] crate::announce::FanOutError),
 }
 
 /// Turns events into jobs.
@@ -70,6 +77,8 @@ pub struct Sources {
     pub retry_delays: Vec<Duration>,
     /// How far back a source consumer created for the first time starts.
     pub lookback: Duration,
+    /// Course updates fan out like announcements.
+    pub announcer: Arc<crate::announce::Announcer>,
 }
 
 /// Decode an envelope; a malformed event is logged and skipped (retrying cannot fix it).
@@ -131,6 +140,10 @@ impl Sources {
                 let mut conn = self.pool.acquire().await?;
                 store::rename_recipient(&mut conn, event.data.user_id, &event.data.display_name).await?;
                 Ok(())
+            }
+            catalog::EVT_COURSE_PUBLISHED => {
+                let Some(event) = decode::<CoursePublished>(message) else { return Ok(()) };
+                Ok(self.announcer.course_updated(&event).await?)
             }
             enrollment::EVT_ENROLMENT_CREATED => {
                 let Some(event) = decode::<EnrollmentCreated>(message) else { return Ok(()) };

@@ -365,6 +365,8 @@ pub async fn set_phone(conn: &mut PgConnection, user_id: Uuid, phone: Option<&st
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct AnnouncementRow {
     pub id: Uuid,
+    /// `announcement` or `course_updated`.
+    pub kind: String,
     pub course_id: Uuid,
     pub author_id: Uuid,
     pub course_title: String,
@@ -380,15 +382,16 @@ pub struct AnnouncementRow {
 
 macro_rules! select_announcement {
     () => {
-        "SELECT id, course_id, author_id, course_title, course_slug, title, body, status, after_user, recipients, \
-         created_at, finished_at FROM announcements WHERE id = $1"
+        "SELECT id, kind, course_id, author_id, course_title, course_slug, title, body, status, after_user, \
+         recipients, created_at, finished_at FROM announcements WHERE id = $1"
     };
 }
 
-pub async fn insert_announcement(conn: &mut PgConnection, a: &AnnouncementRow) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO announcements (id, course_id, author_id, course_title, course_slug, title, body, status, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', $8)",
+/// Store a new fan-out; false when one with this id exists (a repeated event).
+pub async fn insert_announcement(conn: &mut PgConnection, a: &AnnouncementRow) -> Result<bool> {
+    let done = sqlx::query(
+        "INSERT INTO announcements (id, kind, course_id, author_id, course_title, course_slug, title, body, status, \
+         created_at) VALUES ($1, $9, $2, $3, $4, $5, $6, $7, 'queued', $8)",
     )
     .bind(a.id)
     .bind(a.course_id)
@@ -398,9 +401,10 @@ pub async fn insert_announcement(conn: &mut PgConnection, a: &AnnouncementRow) -
     .bind(&a.title)
     .bind(&a.body)
     .bind(a.created_at)
+    .bind(&a.kind)
     .execute(conn)
     .await?;
-    Ok(())
+    Ok(done.rows_affected() == 1)
 }
 
 pub async fn announcement(conn: &mut PgConnection, id: Uuid) -> Result<Option<AnnouncementRow>> {
@@ -430,7 +434,7 @@ pub async fn store_announcement_page(
     link: &str,
     after_user: Uuid,
 ) -> Result<Vec<(Uuid, Uuid)>> {
-    let kind = NotificationKind::Announcement.as_str();
+    let kind = a.kind.as_str();
     let inserted: Vec<(Uuid, Uuid)> = sqlx::query_as(
         "INSERT INTO notifications (id, user_id, kind, title, body, link, created_at) \
          SELECT n.id, n.user_id, $3, $4, $5, $6, $7 FROM UNNEST($1::uuid[], $2::uuid[]) AS n(id, user_id) \
