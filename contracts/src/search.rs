@@ -103,6 +103,18 @@ pub struct SearchHit {
     pub lesson_count: usize,
     /// Relevance to `q` (higher is better; 0 when `q` is empty). Only comparable within one reply.
     pub score: f32,
+    /// Where `q`'s words occur in `title` and `summary` (also within one typo, and the last word
+    /// as a prefix), for the client to emphasise; empty without `q`.
+    #[serde(default)]
+    pub highlights: Highlights,
+}
+
+/// Ranges `[start, end)` in characters (Unicode scalar values) of the field's text. Ranges, not
+/// markup: a client renders them safely whatever the text holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Highlights {
+    pub title: Vec<[usize; 2]>,
+    pub summary: Vec<[usize; 2]>,
 }
 
 /// How many matching courses have one value of a facet.

@@ -208,8 +208,11 @@ pub async fn a_typo_finds_the_course_and_title_matches_rank_first(infra: Arc<Inf
         body["items"].as_array().context("items")?.iter().filter_map(|i| i["score"].as_f64()).collect();
     assert!(scores[0] > scores[1], "{scores:?}");
 
-    // One typo (a transposition here) still finds it, ranked the same way.
-    assert_eq!(titles(&found(&p, &[("q", "rsut")]).await?), ["Rust Fundamentals", "Web Servers in Practice"]);
+    // One typo (a transposition here) still finds it, ranked the same way, and says where.
+    let typo = found(&p, &[("q", "rsut")]).await?;
+    assert_eq!(titles(&typo), ["Rust Fundamentals", "Web Servers in Practice"]);
+    assert_eq!(typo["items"][0]["highlights"]["title"], json!([[0, 4]]), "{typo}");
+    assert_eq!(typo["items"][1]["highlights"], json!({"title": [], "summary": []}), "matched in the description");
     assert_eq!(titles(&found(&p, &[("q", "fundamnetals")]).await?), ["Rust Fundamentals"]);
     assert_eq!(titles(&found(&p, &[("q", "midleware")]).await?), ["Web Servers in Practice"]);
     // Case and accents do not matter.

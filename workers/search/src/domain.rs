@@ -2,9 +2,10 @@
 //! published course. No I/O here.
 
 use coursebus_contracts::catalog::{Course, Level, Price, PriceFilter};
-use coursebus_contracts::search::{FacetCount, PriceBand, SearchCoursesRequest, SearchHit};
+use coursebus_contracts::search::{FacetCount, Highlights, PriceBand, SearchCoursesRequest, SearchHit};
 use coursebus_contracts::validate::ValidationError;
 use serde::{Deserialize, Serialize};
+use tantivy::tokenizer::{AsciiFoldingFilter, LowerCaser, RemoveLongFilter, SimpleTokenizer, TextAnalyzer};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -184,6 +185,7 @@ impl CourseDoc {
             instructor_id: self.instructor_id,
             lesson_count: self.lesson_count,
             score,
+            highlights: Highlights::default(),
         }
     }
 
@@ -241,5 +243,114 @@ mod tests {
         let q3 = parse(serde_json::json!({"limit": 2, "cursor": "o4"})).unwrap();
         assert_eq!(q3.next_cursor(1, 5), None);
         assert_eq!(q.next_cursor(0, 5), None);
+    }
+}
+
+/// Only the first words of a long query count.
+pub const MAX_WORDS: usize = 16;
+/// Words shorter than this must match exactly.
+pub const MIN_FUZZY_CHARS: usize = 4;
+/// Prefixes shorter than this are not expanded (they would match nearly everything).
+pub const MIN_PREFIX_CHARS: usize = 3;
+
+/// The one analyzer of every text field and query: split on non-alphanumerics, lower-case, fold
+/// accents, drop words over 40 bytes.
+pub fn analyzer() -> TextAnalyzer {
+    TextAnalyzer::builder(SimpleTokenizer::default())
+        .filter(RemoveLongFilter::limit(40))
+        .filter(LowerCaser)
+        .filter(AsciiFoldingFilter)
+        .build()
+}
+
+/// The analysed words of a query, de-duplicated, in order, at most [`MAX_WORDS`].
+pub fn query_words(text: &str) -> Vec<String> {
+    let mut analyzer = analyzer();
+    let mut stream = analyzer.token_stream(text);
+    let mut words: Vec<String> = Vec::new();
+    while let Some(token) = stream.next() {
+        if !words.contains(&token.text) {
+            words.push(token.text.clone());
+        }
+    }
+    words.truncate(MAX_WORDS);
+    words
+}
+
+/// Edit distance with adjacent transpositions costing 1 (optimal string alignment), as the
+/// engine's typo tolerance counts it.
+fn osa_distance(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut best = (d[i - 1][j] + 1).min(d[i][j - 1] + 1).min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(d[i - 2][j - 2] + 1);
+            }
+            d[i][j] = best;
+        }
+    }
+    d[a.len()][b.len()]
+}
+
+/// Whether `token` (analysed) matches query word `word` the way the engine matches: exactly,
+/// within one typo for words of [`MIN_FUZZY_CHARS`] or more, or as a prefix for the last word.
+fn matches(token: &str, word: &str, last: bool) -> bool {
+    let chars = word.chars().count();
+    token == word
+        || (chars >= MIN_FUZZY_CHARS && osa_distance(token, word) <= 1)
+        || (last && chars >= MIN_PREFIX_CHARS && token.starts_with(word))
+}
+
+/// The character ranges of `text`'s words that match `words` (a query's analysed words).
+pub fn highlight(text: &str, words: &[String]) -> Vec<[usize; 2]> {
+    if words.is_empty() {
+        return Vec::new();
+    }
+    let mut analyzer = analyzer();
+    let mut stream = analyzer.token_stream(text);
+    let mut ranges = Vec::new();
+    while let Some(token) = stream.next() {
+        let hit = words.iter().enumerate().any(|(i, w)| matches(&token.text, w, i + 1 == words.len()));
+        if hit {
+            let start = text[..token.offset_from].chars().count();
+            let end = start + text[token.offset_from..token.offset_to].chars().count();
+            ranges.push([start, end]);
+        }
+    }
+    ranges
+}
+
+/// Highlights of a hit for a query's words.
+pub fn highlights(hit: &SearchHit, words: &[String]) -> Highlights {
+    Highlights { title: highlight(&hit.title, words), summary: highlight(&hit.summary, words) }
+}
+
+#[cfg(test)]
+mod highlight_tests {
+    use super::*;
+
+    #[test]
+    fn highlights_follow_the_matching_rules() {
+        let words = query_words("Rsut async");
+        assert_eq!(words, ["rsut", "async"]);
+        // "Rust" within one transposition, "Asynchronous" as a prefix of the last word; accents folded.
+        assert_eq!(highlight("Rust: Asynchronous programming", &words), vec![[0, 4], [6, 18]]);
+        assert_eq!(highlight("Crème brûlée for Rustaceans", &query_words("brulee")), vec![[6, 12]]);
+        assert_eq!(highlight("Go in depth", &words), Vec::<[usize; 2]>::new());
+        assert!(highlight("anything", &[]).is_empty());
+        // Short words match exactly only.
+        assert_eq!(highlight("Go to Git", &query_words("go")), vec![[0, 2]]);
+        assert_eq!(osa_distance("rust", "rsut"), 1);
+        assert_eq!(osa_distance("rust", "crust"), 1);
+        assert_eq!(osa_distance("rust", "trusts"), 2);
     }
 }

@@ -263,7 +263,13 @@ impl SearchEngine for OpenSearchEngine {
             return Err(Self::failure(response).await);
         }
         let reply: Value = response.json().await.map_err(|e| EngineError::Protocol(e.to_string()))?;
-        Self::parse_search(&reply)
+        let mut page = Self::parse_search(&reply)?;
+        // Highlighted here, by the same rules as the embedded engine, so both answer alike.
+        let words = crate::domain::query_words(&query.text);
+        for hit in &mut page.hits {
+            hit.highlights = crate::domain::highlights(hit, &words);
+        }
+        Ok(page)
     }
 }
 

@@ -19,11 +19,12 @@ use tantivy::schema::{
     FAST, Facet, FacetOptions, Field, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing, TextOptions,
     Value as _,
 };
-use tantivy::tokenizer::{AsciiFoldingFilter, LowerCaser, RemoveLongFilter, SimpleTokenizer, TextAnalyzer};
 use tantivy::{DocAddress, Index, IndexReader, IndexWriter, Order, ReloadPolicy, Searcher, TantivyDocument, Term};
 
 use super::{Change, EngineError, Feed, Page, SearchEngine};
-use crate::domain::{CourseDoc, MAX_TAG_FACETS, SearchQuery, TITLE_BOOST, level_str};
+use crate::domain::{
+    CourseDoc, MAX_TAG_FACETS, MIN_FUZZY_CHARS, MIN_PREFIX_CHARS, SearchQuery, TITLE_BOOST, analyzer, level_str,
+};
 
 const ANALYZER: &str = "cb_text";
 /// Indexing memory budget of the single indexing thread.
@@ -33,12 +34,6 @@ const WRITER_MEMORY: usize = 32_000_000;
 const FUZZY_WEIGHT: f32 = 0.3;
 /// The weight of a prefix match of the last word.
 const PREFIX_WEIGHT: f32 = 0.2;
-/// Words shorter than this must match exactly.
-const MIN_FUZZY_CHARS: usize = 4;
-/// Prefixes shorter than this are not expanded (they would match nearly everything).
-const MIN_PREFIX_CHARS: usize = 3;
-/// Only the first words of a long query count.
-const MAX_WORDS: usize = 16;
 
 impl From<tantivy::TantivyError> for EngineError {
     fn from(err: tantivy::TantivyError) -> Self {
@@ -97,20 +92,11 @@ fn schema() -> (Schema, Fields) {
     (builder.build(), fields)
 }
 
-fn analyzer() -> TextAnalyzer {
-    TextAnalyzer::builder(SimpleTokenizer::default())
-        .filter(RemoveLongFilter::limit(40))
-        .filter(LowerCaser)
-        .filter(AsciiFoldingFilter)
-        .build()
-}
-
 fn facet(value: &str) -> Facet {
     Facet::from_path([value])
 }
 
 struct Inner {
-    index: Index,
     reader: IndexReader,
     writer: Mutex<IndexWriter<TantivyDocument>>,
     fields: Fields,
@@ -152,7 +138,7 @@ impl TantivyEngine {
         let resume_after = index.load_metas()?.payload.and_then(|p| p.parse::<u64>().ok());
         let writer = index.writer_with_num_threads(1, WRITER_MEMORY)?;
         let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
-        Ok(Self { inner: Arc::new(Inner { index, reader, writer: Mutex::new(writer), fields, resume_after }) })
+        Ok(Self { inner: Arc::new(Inner { reader, writer: Mutex::new(writer), fields, resume_after }) })
     }
 
     /// How many courses the index holds (for logs and tests).
@@ -248,22 +234,8 @@ impl Inner {
         Ok(d)
     }
 
-    /// The analysed words of `text`, de-duplicated, in order.
-    fn words(&self, text: &str) -> Vec<String> {
-        let mut analyzer = self.index.tokenizers().get(ANALYZER).unwrap_or_else(analyzer);
-        let mut stream = analyzer.token_stream(text);
-        let mut words: Vec<String> = Vec::new();
-        while let Some(token) = stream.next() {
-            if !words.contains(&token.text) {
-                words.push(token.text.clone());
-            }
-        }
-        words.truncate(MAX_WORDS);
-        words
-    }
-
     fn text_query(&self, text: &str) -> Box<dyn Query> {
-        let words = self.words(text);
+        let words = crate::domain::query_words(text);
         let last = words.len().saturating_sub(1);
         let mut per_word: Vec<(Occur, Box<dyn Query>)> = Vec::new();
         for (i, word) in words.iter().enumerate() {
@@ -340,8 +312,12 @@ impl Inner {
             let (total, docs, counts) = searcher.search(&q, &(Count, best, (tag, level, language, price_band)))?;
             (total, docs.into_iter().map(|((score, _), addr)| (score, addr)).collect::<Vec<_>>(), counts)
         };
-        let hits =
+        let words = crate::domain::query_words(&query.text);
+        let mut hits =
             ranked.into_iter().map(|(score, addr)| self.hit(&searcher, addr, score)).collect::<Result<Vec<_>, _>>()?;
+        for hit in &mut hits {
+            hit.highlights = crate::domain::highlights(hit, &words);
+        }
         let (tag, level, language, price_band) = counts;
         Ok(Page {
             hits,
