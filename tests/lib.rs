@@ -50,6 +50,9 @@ pub struct Options {
     pub rate_limit_burst: u32,
     pub rate_limit_replenish: Duration,
     pub access_ttl: Duration,
+    /// NATS with the production users and permissions (`nats/secure.conf`): each service
+    /// connects as its own user; tests talk to NATS as `operator`.
+    pub secured: bool,
 }
 
 impl Default for Options {
@@ -63,6 +66,7 @@ impl Default for Options {
             rate_limit_burst: 10_000,
             rate_limit_replenish: Duration::from_millis(500),
             access_ttl: Duration::from_secs(900),
+            secured: false,
         }
     }
 }
@@ -115,7 +119,15 @@ impl Platform {
         let dir = tempfile::Builder::new().prefix("coursebus-platform-").tempdir()?;
         let nats = {
             let (tools, store, log) = (infra.tools.clone(), dir.path().join("nats"), dir.path().join("nats.log"));
-            tokio::task::spawn_blocking(move || Nats::start(&tools, &store, 0, 0, &log)).await??
+            let secured = options.secured;
+            tokio::task::spawn_blocking(move || {
+                if secured {
+                    Nats::start_secured(&tools, &store, &log)
+                } else {
+                    Nats::start(&tools, &store, 0, 0, &log)
+                }
+            })
+            .await??
         };
         let db = format!("identity_{}_{}", std::process::id(), DB_COUNTER.fetch_add(1, Ordering::SeqCst));
         infra.pg.create_database(&db)?;
@@ -161,7 +173,7 @@ impl Platform {
 
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         platform.base_url = format!("http://{}", listener.local_addr()?);
-        let mut config = coursebus_gateway::Config::new(platform.nats.url());
+        let mut config = coursebus_gateway::Config::new(platform.nats.url_as("gateway"));
         config.bus_deadline = Duration::from_secs(3);
         config.auth_rate_limit.burst = options.rate_limit_burst;
         config.auth_rate_limit.replenish = options.rate_limit_replenish;
@@ -182,7 +194,8 @@ impl Platform {
     }
 
     pub fn identity_config(&self) -> coursebus_worker_identity::Config {
-        let mut config = coursebus_worker_identity::Config::new(self.nats.url(), self.database_url.clone());
+        let mut config =
+            coursebus_worker_identity::Config::new(self.nats.url_as("identity"), self.database_url.clone());
         config.access_ttl = self.options.access_ttl;
         config.db_max_connections = 5;
         config.bootstrap_admin = Some(coursebus_worker_identity::BootstrapAdmin {
@@ -207,7 +220,7 @@ impl Platform {
 
     /// Start one more catalog replica (returns at once; see [`Platform::wait_replicas`]).
     pub fn start_catalog_replica(&mut self) {
-        let mut config = coursebus_worker_catalog::Config::new(self.nats.url(), self.mongodb_url.clone());
+        let mut config = coursebus_worker_catalog::Config::new(self.nats.url_as("catalog"), self.mongodb_url.clone());
         config.database = self.catalog_db.clone();
         let shutdown = CancellationToken::new();
         let token = shutdown.clone();
@@ -221,7 +234,7 @@ impl Platform {
 
     /// The configuration a search replica of this platform starts with.
     pub fn search_config(&self) -> coursebus_worker_search::Config {
-        coursebus_worker_search::Config::new(self.nats.url())
+        coursebus_worker_search::Config::new(self.nats.url_as("search"))
     }
 
     /// Start one more search replica (returns at once; see [`Platform::wait_replicas`]).
@@ -243,8 +256,10 @@ impl Platform {
 
     /// The configuration an enrollment replica of this platform starts with.
     pub fn enrollment_config(&self) -> coursebus_worker_enrollment::Config {
-        let mut config =
-            coursebus_worker_enrollment::Config::new(self.nats.url(), self.enrollment_database_url.clone());
+        let mut config = coursebus_worker_enrollment::Config::new(
+            self.nats.url_as("enrollment"),
+            self.enrollment_database_url.clone(),
+        );
         config.db_max_connections = 5;
         config
     }
@@ -266,7 +281,7 @@ impl Platform {
     /// server, short retry delays.
     pub fn notifications_config(&self) -> coursebus_worker_notifications::Config {
         let mut config = coursebus_worker_notifications::Config::new(
-            self.nats.url(),
+            self.nats.url_as("notifications"),
             self.notifications_database_url.clone(),
             self.smtp_url.clone(),
         );
@@ -335,7 +350,8 @@ impl Platform {
 
     /// A plain NATS client on this platform's server.
     pub async fn nats_client(&self) -> Result<async_nats::Client> {
-        Ok(async_nats::connect(self.nats.url()).await?)
+        let url = self.nats.url_as("operator");
+        Ok(coursebus_bus::connect(&url, "tests", Duration::from_secs(5)).await?)
     }
 
     /// Wait until `n` identity replicas answer `$SRV.PING.identity` and the gateway is ready.

@@ -19,13 +19,21 @@ pub async fn connect(url: &str, name: &str, give_up_after: Duration) -> Result<C
         .map(|s| s.trim().parse::<async_nats::ServerAddr>())
         .collect::<Result<_, _>>()
         .map_err(|e| BusError::Connect { url: redact(url), reason: e.to_string() })?;
+    // async-nats ignores credentials in server URLs: pass the first one found explicitly.
+    let credentials = servers.iter().find_map(|s| {
+        let user = s.username()?;
+        Some((percent_decode(user), percent_decode(s.password().unwrap_or(""))))
+    });
     let shown = redact(url);
     let url = shown.as_str();
     let deadline = Instant::now() + give_up_after;
     let mut delay = Duration::from_millis(100);
     loop {
-        let options =
+        let mut options =
             ConnectOptions::new().name(name).connection_timeout(Duration::from_secs(2)).max_reconnects(None::<usize>);
+        if let Some((user, password)) = &credentials {
+            options = options.user_and_password(user.clone(), password.clone());
+        }
         match options.connect(servers.clone()).await {
             Ok(client) => {
                 tracing::info!(nats.url = url, client.name = name, "connected to NATS");
@@ -41,6 +49,27 @@ pub async fn connect(url: &str, name: &str, give_up_after: Duration) -> Result<C
             }
         }
     }
+}
+
+/// `%XX` escapes of a URL's user or password decoded (a password may hold `@` or `:`).
+fn percent_decode(raw: &str) -> String {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = || std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex()) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// `url` without passwords, for logs and errors.
@@ -188,6 +217,13 @@ mod tests {
             redact("nats://gw:secret@nats-1:4222,nats://nats-2:4222"),
             "nats://***@nats-1:4222,nats://nats-2:4222"
         );
+    }
+
+    #[test]
+    fn escaped_credentials_are_decoded() {
+        assert_eq!(percent_decode("p%40ss%3Aword"), "p@ss:word");
+        assert_eq!(percent_decode("plain"), "plain");
+        assert_eq!(percent_decode("100%"), "100%");
     }
 
     #[test]

@@ -83,6 +83,7 @@ fn all() -> Vec<(&'static str, TestFn)> {
         operations::registration_event_reaches_the_stream_once_across_a_relay_restart,
         operations::health_metrics_openapi_jwks_and_errors,
         operations::nats_configurations_are_valid,
+        operations::every_service_works_within_its_nats_permissions,
     ]
 }
 

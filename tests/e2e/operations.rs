@@ -268,3 +268,87 @@ pub async fn nats_configurations_are_valid(infra: Arc<Infra>) -> Result<()> {
     }
     Ok(())
 }
+
+/// With the production NATS users and permissions (`nats/secure.conf`), every service does its
+/// work through the gateway's front door: a newcomer's email and verification, a course from
+/// draft to search, an enrolment and its notification, an announcement's fan-out. The gateway's
+/// user cannot reach internal endpoints.
+pub async fn every_service_works_within_its_nats_permissions(infra: Arc<Infra>) -> Result<()> {
+    let options = Options {
+        identity_replicas: 1,
+        catalog_replicas: 1,
+        search_replicas: 1,
+        enrollment_replicas: 1,
+        notifications_replicas: 1,
+        secured: true,
+        ..Options::default()
+    };
+    let p = Platform::start(&infra, options).await?;
+    let outcome = secured_journey(&infra, &p).await;
+    // What the server refused, to name a missing permission when the journey fails.
+    let log = std::fs::read_to_string(&p.nats.server.log).unwrap_or_default();
+    let refused: Vec<&str> = log.lines().filter(|l| l.contains("Violation") && !l.contains("gateway-probe")).collect();
+    p.shutdown().await;
+    outcome.with_context(|| format!("permission violations: {refused:#?}"))?;
+    assert!(refused.is_empty(), "permission violations: {refused:#?}");
+    Ok(())
+}
+
+async fn secured_journey(infra: &Infra, p: &Platform) -> Result<()> {
+    let wait = Duration::from_secs(30);
+
+    let email = format!("secured-{}@example.com", uuid::Uuid::new_v4().simple());
+    let (_, learner) = user(p, &email).await?;
+    let welcome = eventually(wait, "the welcome email", || async {
+        Ok(infra.smtp.messages()?.into_iter().find(|m| m.contains(&email)))
+    })
+    .await?;
+    let text = welcome.replace("=\r\n", "").replace("=\n", "").replace("=3D", "=");
+    let start = text.find("verify-email?token=").context("a verification link")? + "verify-email?token=".len();
+    let token: String =
+        text[start..].chars().take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_')).collect();
+    let verified = call(p, Method::GET, &format!("/v1/auth/verify-email?token={token}"), None, None).await?;
+    assert_eq!(verified.status, StatusCode::OK, "{verified:?}");
+
+    let (_, teacher) =
+        crate::support::instructor(p, &format!("secured-teacher-{}@example.com", uuid::Uuid::new_v4().simple()))
+            .await?;
+    let course = crate::support::create_course(p, &teacher, "Least Privilege", json!({})).await?;
+    let course = crate::support::publish_with_lessons(p, &teacher, &course, 1).await?;
+    eventually(wait, "the course in search", || async {
+        let r = call(p, Method::GET, "/v1/search/courses?q=privilege", None, None).await?;
+        Ok((r.body["total"] == 1).then_some(()))
+    })
+    .await?;
+    let enrolled =
+        call(p, Method::POST, "/v1/enrollments", Some(&learner), Some(json!({"course_id": course["id"]}))).await?;
+    assert_eq!(enrolled.status, StatusCode::CREATED, "{enrolled:?}");
+    let path = format!("/v1/courses/{}/announcements", course["id"].as_str().context("id")?);
+    let posted =
+        call(p, Method::POST, &path, Some(&teacher), Some(json!({"title": "Welcome", "body": "Glad you are here."})))
+            .await?;
+    assert_eq!(posted.status, StatusCode::ACCEPTED, "{posted:?}");
+    eventually(wait, "the enrolment and the announcement in the inbox", || async {
+        let inbox = call(p, Method::GET, "/v1/notifications", Some(&learner), None).await?;
+        let kinds: Vec<&str> = inbox.body["items"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|n| n["kind"].as_str()).collect())
+            .unwrap_or_default();
+        Ok((kinds.contains(&"enrolled") && kinds.contains(&"announcement")).then_some(()))
+    })
+    .await?;
+
+    // The gateway's NATS user is refused internal endpoints (the server drops the request).
+    let gateway = coursebus_bus::connect(&p.nats.url_as("gateway"), "gateway-probe", Duration::from_secs(5)).await?;
+    // Anonymous clients and wrong passwords are refused.
+    assert!(async_nats::connect(p.nats.url()).await.is_err(), "anonymous connection accepted");
+    let wrong = p.nats.url_as("gateway").replace("gateway:", "gateway:x");
+    assert!(coursebus_bus::connect(&wrong, "intruder", Duration::ZERO).await.is_err(), "wrong password accepted");
+    let asked = tokio::time::timeout(
+        Duration::from_secs(2),
+        gateway.request(identity::INTERNAL_VERIFICATION_TOKEN.subject(), b"{}".as_slice().into()),
+    )
+    .await;
+    assert!(!matches!(asked, Ok(Ok(_))), "the gateway reached an internal endpoint: {asked:?}");
+    Ok(())
+}

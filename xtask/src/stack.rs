@@ -200,11 +200,40 @@ pub struct Nats {
     pub server: Server,
     pub port: u16,
     pub monitor_port: u16,
+    /// With `nats/secure.conf`: each user of `nats/accounts.conf` and its password.
+    passwords: Option<Vec<(String, String)>>,
 }
+
+/// The users of `nats/accounts.conf`.
+pub const NATS_USERS: [&str; 7] =
+    ["operator", "gateway", "identity", "catalog", "search", "enrollment", "notifications"];
 
 impl Nats {
     pub fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// The URL `user` connects with: with its password when the server enforces users, else
+    /// [`Nats::url`].
+    pub fn url_as(&self, user: &str) -> String {
+        match self.passwords.as_ref().and_then(|p| p.iter().find(|(u, _)| u == user)) {
+            Some((user, password)) => format!("nats://{user}:{password}@127.0.0.1:{}", self.port),
+            None => self.url(),
+        }
+    }
+
+    /// Like [`Nats::start`] on a free port, but with `nats/secure.conf`: every service must
+    /// connect as its own user and stays within its permissions.
+    pub fn start_secured(tools: &Tools, store_dir: &Path, log: &Path) -> Result<Self> {
+        let passwords: Vec<(String, String)> =
+            NATS_USERS.iter().map(|user| (user.to_string(), format!("pw{}", uuid::Uuid::new_v4().simple()))).collect();
+        let mut attempt = 1;
+        loop {
+            match Self::start_once(tools, store_dir, 0, 0, log, Some(&passwords)) {
+                Err(err) if attempt < 5 && is_port_clash(&err) => attempt += 1,
+                other => return other,
+            }
+        }
     }
 
     /// Start nats-server with `nats/dev.conf`, JetStream storing into `store_dir`, on the given
@@ -215,21 +244,33 @@ impl Nats {
     pub fn start(tools: &Tools, store_dir: &Path, port: u16, monitor_port: u16, log: &Path) -> Result<Self> {
         let mut attempt = 1;
         loop {
-            match Self::start_once(tools, store_dir, port, monitor_port, log) {
+            match Self::start_once(tools, store_dir, port, monitor_port, log, None) {
                 Err(err) if attempt < 5 && (port == 0 || monitor_port == 0) && is_port_clash(&err) => attempt += 1,
                 other => return other,
             }
         }
     }
 
-    fn start_once(tools: &Tools, store_dir: &Path, port: u16, monitor_port: u16, log: &Path) -> Result<Self> {
+    fn start_once(
+        tools: &Tools,
+        store_dir: &Path,
+        port: u16,
+        monitor_port: u16,
+        log: &Path,
+        passwords: Option<&[(String, String)]>,
+    ) -> Result<Self> {
         std::fs::create_dir_all(store_dir)?;
         let port = if port == 0 { free_port()? } else { port };
         let monitor_port = if monitor_port == 0 { free_port()? } else { monitor_port };
         let log_file = std::fs::File::create(log)?;
         let mut cmd = Command::new(&tools.nats_server);
-        cmd.arg("-c")
-            .arg(tools.root.join("nats/dev.conf"))
+        let config = if passwords.is_some() { "nats/secure.conf" } else { "nats/dev.conf" };
+        for (user, password) in passwords.unwrap_or_default() {
+            cmd.env(format!("NATS_{}_PASSWORD", user.to_uppercase()), password);
+        }
+        cmd.current_dir(tools.root.join("nats"))
+            .arg("-c")
+            .arg(tools.root.join(config))
             .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-m", &monitor_port.to_string(), "-sd"])
             .arg(store_dir)
             .stdin(Stdio::null())
@@ -239,7 +280,7 @@ impl Nats {
         let child = spawn(cmd).with_context(|| format!("starting {}", tools.nats_server.display()))?;
         let mut server = Server::new("nats-server", child, log.to_path_buf(), libc::SIGTERM);
         wait_ready(&mut server, Duration::from_secs(20), || http_ok(monitor_port, "/healthz?js-enabled-only=true"))?;
-        Ok(Self { server, port, monitor_port })
+        Ok(Self { server, port, monitor_port, passwords: passwords.map(<[_]>::to_vec) })
     }
 }
 
