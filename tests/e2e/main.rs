@@ -78,6 +78,7 @@ fn all() -> Vec<(&'static str, TestFn)> {
         notifications::poison_jobs_land_in_the_dlq_never_looping,
         notifications::a_new_deployment_does_not_greet_old_accounts,
         notifications::a_republished_course_tells_its_learners,
+        notifications::an_event_given_up_on_is_kept_in_the_dlq,
         operations::replicas_share_requests_and_answer_the_micro_protocol,
         operations::no_identity_replica_means_503_within_a_second,
         operations::registration_event_reaches_the_stream_once_across_a_relay_restart,

@@ -1042,3 +1042,38 @@ pub async fn a_republished_course_tells_its_learners(infra: Arc<Infra>) -> Resul
     p.shutdown().await;
     Ok(())
 }
+
+pub async fn an_event_given_up_on_is_kept_in_the_dlq(infra: Arc<Infra>) -> Result<()> {
+    use coursebus_contracts::subjects::{dlq, enrollment};
+    let options = Options { catalog_replicas: 1, enrollment_replicas: 1, ..options(0) };
+    let mut p = Platform::start(&infra, options).await?;
+    let (_, teacher) = instructor(&p, &address("teacher")).await?;
+    let course = create_course(&p, &teacher, "Unreachable Catalog", json!({})).await?;
+    let course = publish_with_lessons(&p, &teacher, &course, 1).await?;
+    let (_, learner) = user(&p, &address("stranded")).await?;
+    enrol(&p, &learner, &course).await?;
+    // The enrolment email needs the course from the catalog, which is gone when notifications
+    // starts: the event fails every time and, after 3 deliveries, is parked.
+    p.stop_replicas("catalog").await;
+    let mut config = p.notifications_config();
+    config.max_deliver = 3;
+    config.retry_delays = vec![Duration::from_millis(50)];
+    config.call_deadline = Duration::from_millis(300);
+    p.start_notifications_replica_with(config);
+    p.wait_replicas("notifications", 1).await?;
+    let copy = dlq::copy(enrollment::EVENT_STREAM, subj::ENROLLMENT_CONSUMER);
+    let letter = eventually(WAIT, "the enrolment event in the DLQ", || async {
+        Ok(dead_letters(&p).await?.into_iter().find(|(subject, _, _)| *subject == copy))
+    })
+    .await?;
+    assert_eq!(dlq_header(&letter.1, dlq::HEADER_SUBJECT), Some(enrollment::EVT_ENROLMENT_CREATED));
+    assert_eq!(dlq_header(&letter.1, dlq::HEADER_DELIVERIES), Some("3"));
+    assert!(
+        dlq_header(&letter.1, dlq::HEADER_REASON).is_some_and(|r| r.starts_with("event given up after 3 deliveries")),
+        "{letter:?}"
+    );
+    let event: Value = serde_json::from_slice(&letter.2)?;
+    assert_eq!(event["data"]["course_id"], course["id"], "the original event, unchanged");
+    p.shutdown().await;
+    Ok(())
+}

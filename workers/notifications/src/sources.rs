@@ -200,9 +200,22 @@ impl Sources {
                     Ok(()) => AckKind::Ack,
                     Err(err) => {
                         let delivered = message.info().map(|i| i.delivered).unwrap_or(1);
-                        let delay = domain::retry_delay(delivered, &self.retry_delays);
-                        tracing::warn!(error = %err, subject = %message.subject, delivered, "event will be retried");
-                        AckKind::Nak(Some(delay))
+                        if delivered >= self.max_deliver {
+                            // Given up: a copy goes to the DLQ first (the event stays in its
+                            // stream; only this consumer stops trying).
+                            let reason = format!("event given up after {delivered} deliveries: {err}");
+                            match coursebus_bus::dlq::park(&self.js, &message, &reason).await {
+                                Ok(()) => AckKind::Term,
+                                Err(park) => {
+                                    tracing::warn!(error = %park, "could not park an event in the DLQ; retrying");
+                                    AckKind::Nak(Some(domain::retry_delay(delivered, &self.retry_delays)))
+                                }
+                            }
+                        } else {
+                            let delay = domain::retry_delay(delivered, &self.retry_delays);
+                            tracing::warn!(error = %err, subject = %message.subject, delivered, "event will be retried");
+                            AckKind::Nak(Some(delay))
+                        }
                     }
                 };
                 if let Err(err) = message.ack_with(ack).await {
