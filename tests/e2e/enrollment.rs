@@ -500,3 +500,35 @@ pub async fn enrolments_keep_their_version_across_republishing_and_restarts(infr
     p.shutdown().await;
     Ok(())
 }
+
+/// Archiving a course closes it to new learners; those enrolled keep what they enrolled in and
+/// can finish it.
+pub async fn an_archived_course_takes_no_new_learners_and_keeps_its_own(infra: Arc<Infra>) -> Result<()> {
+    let p = Platform::start(&infra, options()).await?;
+    let (_, teacher) = instructor(&p, "archiver@example.com").await?;
+    let course = create_course(&p, &teacher, "Retired Course", json!({})).await?;
+    let course = publish_with_lessons(&p, &teacher, &course, 1).await?;
+    let (_, early) = user(&p, "early@example.com").await?;
+    let (_, late) = user(&p, "late@example.com").await?;
+    let enrolment = enrolled(&p, &early, &id(&course)).await?;
+
+    let archived = call(
+        &p,
+        Method::POST,
+        &format!("/v1/courses/{}/archive", id(&course)),
+        Some(&teacher),
+        Some(json!({"version": course["version"]})),
+    )
+    .await?;
+    assert_eq!(archived.status, StatusCode::OK, "{archived:?}");
+
+    let refused = enrol(&p, &late, &id(&course), None).await?;
+    assert_eq!((refused.status, refused.code()), (StatusCode::NOT_FOUND, "not_found"), "{refused:?}");
+    let kept = detail(&p, &early, &enrolment).await?;
+    assert_eq!(kept.status, StatusCode::OK, "{kept:?}");
+    let done = progress(&p, &early, &enrolment, &lesson(&course, 0, 0), json!({"state": "completed"})).await?;
+    assert_eq!(done.status, StatusCode::OK, "{done:?}");
+    assert_eq!(done.body["enrollment"]["status"], "completed", "{done:?}");
+    p.shutdown().await;
+    Ok(())
+}

@@ -56,6 +56,7 @@ fn all() -> Vec<(&'static str, TestFn)> {
         enrollment::learners_see_only_their_own_and_rosters_are_for_instructors,
         enrollment::unenrolling_cancels_once_and_re_enrolling_starts_afresh,
         enrollment::enrolments_keep_their_version_across_republishing_and_restarts,
+        enrollment::an_archived_course_takes_no_new_learners_and_keeps_its_own,
         search::published_courses_become_searchable_and_drafts_never_do,
         search::a_typo_finds_the_course_and_title_matches_rank_first,
         search::facets_count_matches_and_filters_narrow_them,
