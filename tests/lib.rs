@@ -343,11 +343,6 @@ impl Platform {
         }
     }
 
-    /// Stop every identity replica (gracefully: in-flight requests are answered).
-    pub async fn stop_identity_replicas(&mut self) {
-        self.stop_replicas("identity").await;
-    }
-
     /// A plain NATS client on this platform's server.
     pub async fn nats_client(&self) -> Result<async_nats::Client> {
         let url = self.nats.url_as("operator");
@@ -356,19 +351,12 @@ impl Platform {
 
     /// Wait until `n` identity replicas answer `$SRV.PING.identity` and the gateway is ready.
     pub async fn wait_identity_replicas(&self, n: usize) -> Result<()> {
-        let client = self.nats_client().await?;
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            let replies = collect_replies(&client, &srv::ping("identity"), n, Duration::from_millis(300)).await?;
-            let ready =
-                self.http.get(self.url("/readyz")).send().await.map(|r| r.status().is_success()).unwrap_or(false);
-            if replies.len() >= n && ready {
-                return Ok(());
-            }
-            if tokio::time::Instant::now() > deadline {
-                bail!("{} of {n} identity replicas answered; gateway ready: {ready}", replies.len());
-            }
-        }
+        self.wait_replicas("identity", n).await?;
+        eventually(Duration::from_secs(30), "the gateway to be ready", || async {
+            let ready = self.http.get(self.url("/readyz")).send().await.map(|r| r.status().is_success());
+            Ok(ready.unwrap_or(false).then_some(()))
+        })
+        .await
     }
 
     pub fn url(&self, path: &str) -> String {

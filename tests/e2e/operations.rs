@@ -67,7 +67,7 @@ pub async fn replicas_share_requests_and_answer_the_micro_protocol(infra: Arc<In
 pub async fn no_identity_replica_means_503_within_a_second(infra: Arc<Infra>) -> Result<()> {
     let mut p = Platform::start(&infra, Options::default()).await?;
     let (_, token) = user(&p, "patient@example.com").await?;
-    p.stop_identity_replicas().await;
+    p.stop_replicas("identity").await;
 
     for (method, path, body) in [
         (Method::POST, "/v1/auth/login", Some(json!({"email": "patient@example.com", "password": PASSWORD}))),
@@ -158,7 +158,7 @@ pub async fn registration_event_reaches_the_stream_once_across_a_relay_restart(i
 
     // Simulate a relay that died after JetStream stored the event but before it recorded that:
     // stop every replica, un-mark the row, start a fresh replica (whose relay re-publishes).
-    p.stop_identity_replicas().await;
+    p.stop_replicas("identity").await;
     let db = p.db().await?;
     let unmarked = sqlx::query("UPDATE cb_outbox SET published_at = NULL WHERE id = $1::uuid")
         .bind(&event_id)
