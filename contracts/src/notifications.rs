@@ -225,6 +225,41 @@ rpc!(GetPreferences, Empty, Preferences, subj::PREFERENCES_GET);
 rpc!(UpdatePreferences, Preferences, Preferences, subj::PREFERENCES_UPDATE);
 rpc!(Unsubscribe, UnsubscribeRequest, Unsubscribed, subj::UNSUBSCRIBE);
 rpc!(SetPhone, PhoneRequest, PhoneReply, subj::PHONE_SET);
+rpc!(ListDeliveries, ListDeliveriesRequest, DeliveryPage, subj::DELIVERIES_LIST);
+
+/// `GET /v1/notifications/deliveries?limit=`: the caller's most recent deliveries, newest first.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListDeliveriesRequest {
+    /// 1 to 100 (default 20).
+    #[serde(default)]
+    pub limit: Option<u32>,
+}
+
+/// One channel of one notification in the delivery log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Delivery {
+    pub notification_id: Uuid,
+    pub kind: NotificationKind,
+    pub channel: Channel,
+    /// `queued`, `sent`, `failed`, `skipped` (turned off) or `digested` (held for the digest).
+    pub status: String,
+    pub attempts: u32,
+    /// Why the last attempt failed, or why it waits (quiet hours).
+    pub last_error: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub sent_at: Option<OffsetDateTime>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct DeliveryPage {
+    pub items: Vec<Delivery>,
+}
 rpc!(GetSchedule, Empty, DeliverySchedule, subj::SCHEDULE_GET);
 rpc!(UpdateSchedule, DeliverySchedule, DeliverySchedule, subj::SCHEDULE_UPDATE);
 

@@ -153,6 +153,8 @@ pub mod notifications {
     pub const UNSUBSCRIBE: Endpoint = ep("preferences.unsubscribe");
     /// The caller's phone number for text messages.
     pub const PHONE_SET: Endpoint = ep("preferences.phone");
+    /// The caller's delivery log: what went out on which channel, or why not.
+    pub const DELIVERIES_LIST: Endpoint = ep("deliveries.list");
     /// The caller's digest frequency and quiet hours.
     pub const SCHEDULE_GET: Endpoint = ep("preferences.schedule.get");
     pub const SCHEDULE_UPDATE: Endpoint = ep("preferences.schedule.update");

@@ -161,6 +161,7 @@ pub fn router(state: AppState, config: &Config) -> Result<Router, GatewayError> 
         .routes(routes!(routes::notifications::websocket))
         .routes(routes!(routes::notifications::unsubscribe))
         .routes(routes!(routes::notifications::set_phone))
+        .routes(routes!(routes::notifications::list_deliveries))
         .routes(routes!(routes::notifications::get_schedule, routes::notifications::update_schedule))
         .routes(routes!(routes::notifications::create_announcement))
         .routes(routes!(routes::notifications::get_announcement))

@@ -729,6 +729,26 @@ pub async fn texts_go_to_twilio_rejections_fail_and_outages_retry(infra: Arc<Inf
     let (status, _, _) = settled(quiet_id.clone()).await?;
     assert_eq!(status, "skipped", "not opted in");
     jobs_drained(&p).await?;
+    // The user sees their own delivery log: the text failed, and why.
+    let log = call(&p, Method::GET, "/v1/notifications/deliveries", Some(&bad), None).await?;
+    assert_eq!(log.status, StatusCode::OK, "{log:?}");
+    let sms = log.body["items"]
+        .as_array()
+        .context("items")?
+        .iter()
+        .find(|d| d["kind"] == "enrolled" && d["channel"] == "sms")
+        .context("the text in the log")?;
+    assert_eq!((sms["status"].as_str(), sms["attempts"].as_u64()), (Some("failed"), Some(1)), "{sms}");
+    assert!(sms["last_error"].as_str().is_some_and(|e| e.contains("21211")), "{sms}");
+    let theirs = call(&p, Method::GET, "/v1/notifications/deliveries", Some(&quiet), None).await?;
+    assert!(
+        theirs.body["items"]
+            .as_array()
+            .context("items")?
+            .iter()
+            .all(|d| d["notification_id"] != sms["notification_id"]),
+        "another user's log does not show it"
+    );
 
     // Exactly what Twilio's Messages API expects, and nothing for the user who did not opt in.
     let requests = twilio.received_requests().await.context("recorded")?;

@@ -11,11 +11,11 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use coursebus_contracts::ErrorBody;
 use coursebus_contracts::notifications::{
-    Announcement, AnnouncementIdRequest, CreateAnnouncement, CreateAnnouncementRequest, DeliverySchedule,
-    GetAnnouncement, GetPreferences, GetSchedule, GetUnreadCount, ListNotifications, ListNotificationsRequest,
-    MarkAllRead, MarkRead, MarkedRead, Notification, NotificationIdRequest, NotificationPage, PhoneReply, PhoneRequest,
-    Preferences, SetPhone, UnreadCount, Unsubscribe, UnsubscribeRequest, Unsubscribed, UpdatePreferences,
-    UpdateSchedule,
+    Announcement, AnnouncementIdRequest, CreateAnnouncement, CreateAnnouncementRequest, DeliveryPage, DeliverySchedule,
+    GetAnnouncement, GetPreferences, GetSchedule, GetUnreadCount, ListDeliveries, ListDeliveriesRequest,
+    ListNotifications, ListNotificationsRequest, MarkAllRead, MarkRead, MarkedRead, Notification,
+    NotificationIdRequest, NotificationPage, PhoneReply, PhoneRequest, Preferences, SetPhone, UnreadCount, Unsubscribe,
+    UnsubscribeRequest, Unsubscribed, UpdatePreferences, UpdateSchedule,
 };
 use coursebus_contracts::rpc::Empty;
 use coursebus_contracts::subjects::notifications as subj;
@@ -262,4 +262,18 @@ pub async fn update_schedule(
     ApiJson(req): ApiJson<DeliverySchedule>,
 ) -> ApiResult<Json<DeliverySchedule>> {
     Ok(Json(s.bus.request::<UpdateSchedule>(&ctx, &req).await?))
+}
+
+/// My delivery log, newest first: each notification's channels with status, attempts and the
+/// reason of the last failure (or why it waits).
+#[utoipa::path(get, path = "/v1/notifications/deliveries", tag = "notifications", security(("bearer" = [])),
+    params(ListDeliveriesRequest),
+    responses((status = 200, description = "The caller's deliveries", body = DeliveryPage)))]
+pub async fn list_deliveries(
+    State(s): State<AppState>,
+    _caller: Caller,
+    Ctx(ctx): Ctx,
+    ApiQuery(req): ApiQuery<ListDeliveriesRequest>,
+) -> ApiResult<Json<DeliveryPage>> {
+    Ok(Json(s.bus.request::<ListDeliveries>(&ctx, &req).await?))
 }

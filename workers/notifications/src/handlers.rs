@@ -8,9 +8,10 @@ use coursebus_bus::auth::JwtVerifier;
 use coursebus_contracts::ErrorBody;
 use coursebus_contracts::identity::AccessClaims;
 use coursebus_contracts::notifications::{
-    Announcement, AnnouncementIdRequest, Channel, CreateAnnouncementRequest, DeliverySchedule, DigestFrequency,
-    ListNotificationsRequest, MarkedRead, Notification, NotificationIdRequest, NotificationPage, PhoneReply,
-    PhoneRequest, Preferences, QuietHours, UnreadCount, UnsubscribeRequest, Unsubscribed,
+    Announcement, AnnouncementIdRequest, Channel, CreateAnnouncementRequest, Delivery, DeliveryPage, DeliverySchedule,
+    DigestFrequency, ListDeliveriesRequest, ListNotificationsRequest, MarkedRead, Notification, NotificationIdRequest,
+    NotificationKind, NotificationPage, PhoneReply, PhoneRequest, Preferences, QuietHours, UnreadCount,
+    UnsubscribeRequest, Unsubscribed,
 };
 use coursebus_contracts::rpc::Empty;
 use coursebus_contracts::validate::ValidationError;
@@ -133,6 +134,30 @@ impl Inbox {
     pub async fn announcement(&self, ctx: CallContext, req: AnnouncementIdRequest) -> Result<Announcement, ErrorBody> {
         let me = self.caller(&ctx).await?;
         self.announcer.get(&me, &req).await
+    }
+
+    /// The caller's own delivery log (whether the verification email went out, and if not, why).
+    pub async fn deliveries(&self, ctx: CallContext, req: ListDeliveriesRequest) -> Result<DeliveryPage, ErrorBody> {
+        let me = self.caller(&ctx).await?;
+        let limit = domain::page_limit(req.limit, 20)?;
+        let mut conn = self.pool.acquire().await.map_err(db)?;
+        let rows = store::deliveries(&mut conn, me.sub, limit).await.map_err(db)?;
+        let items = rows
+            .into_iter()
+            .filter_map(|r| {
+                Some(Delivery {
+                    notification_id: r.notification_id,
+                    kind: NotificationKind::parse(&r.kind)?,
+                    channel: Channel::parse(&r.channel)?,
+                    status: r.status,
+                    attempts: u32::try_from(r.attempts).unwrap_or(0),
+                    last_error: r.last_error,
+                    updated_at: r.updated_at,
+                    sent_at: r.sent_at,
+                })
+            })
+            .collect();
+        Ok(DeliveryPage { items })
     }
 
     pub async fn schedule(&self, ctx: CallContext, _req: Empty) -> Result<DeliverySchedule, ErrorBody> {

@@ -31,8 +31,8 @@ use coursebus_bus::auth::{BusJwks, JwtVerifier};
 use coursebus_bus::{Bus, MicroService, ServiceSpec, streams};
 use coursebus_contracts::Rpc;
 use coursebus_contracts::notifications::{
-    CreateAnnouncement, GetAnnouncement, GetPreferences, GetSchedule, GetUnreadCount, ListNotifications, MarkAllRead,
-    MarkRead, SetPhone, Unsubscribe, UpdatePreferences, UpdateSchedule,
+    CreateAnnouncement, GetAnnouncement, GetPreferences, GetSchedule, GetUnreadCount, ListDeliveries,
+    ListNotifications, MarkAllRead, MarkRead, SetPhone, Unsubscribe, UpdatePreferences, UpdateSchedule,
 };
 use coursebus_contracts::subjects::notifications as subj;
 use sqlx::postgres::PgPoolOptions;
@@ -221,12 +221,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Noti
         UpdatePreferences => update_preferences,
         Unsubscribe => unsubscribe,
         SetPhone => set_phone,
+        ListDeliveries => deliveries,
         GetSchedule => schedule,
         UpdateSchedule => update_schedule,
         CreateAnnouncement => announce,
         GetAnnouncement => announcement,
     );
-    tracing::info!(endpoints = 12, first = %<ListNotifications as Rpc>::ENDPOINT.subject(), "notifications serving");
+    tracing::info!(endpoints = 13, first = %<ListNotifications as Rpc>::ENDPOINT.subject(), "notifications serving");
 
     let sources = Arc::new(Sources {
         pool: pool.clone(),

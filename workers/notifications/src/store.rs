@@ -619,3 +619,28 @@ pub async fn mark_digested(conn: &mut PgConnection, items: &[Uuid], digest_id: U
         .await?;
     Ok(())
 }
+
+/// A delivery-log row as the caller sees it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct DeliveryRow {
+    pub notification_id: Uuid,
+    pub kind: String,
+    pub channel: String,
+    pub status: String,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+    pub updated_at: OffsetDateTime,
+    pub sent_at: Option<OffsetDateTime>,
+}
+
+/// `user_id`'s most recent deliveries, newest first.
+pub async fn deliveries(conn: &mut PgConnection, user_id: Uuid, limit: u32) -> Result<Vec<DeliveryRow>> {
+    sqlx::query_as(
+        "SELECT notification_id, kind, channel, status, attempts, last_error, updated_at, sent_at FROM deliveries \
+         WHERE user_id = $1 ORDER BY queued_at DESC, notification_id, channel LIMIT $2",
+    )
+    .bind(user_id)
+    .bind(i64::from(limit))
+    .fetch_all(conn)
+    .await
+}
