@@ -94,6 +94,19 @@ pub async fn park(js: &jetstream::Context, message: &jetstream::Message, reason:
     .await
 }
 
+/// Give up on `message`: how to acknowledge it once [`park`] was tried — terminate it when the
+/// copy is in the DLQ, else negatively acknowledge it so it comes back after `retry` (a message
+/// is never dropped without its copy).
+pub async fn give_up(js: &jetstream::Context, message: &jetstream::Message, reason: &str, retry: Duration) -> AckKind {
+    match park(js, message, reason).await {
+        Ok(()) => AckKind::Term,
+        Err(err) => {
+            tracing::warn!(error = %err, subject = %message.subject, "could not park a message in the DLQ; it will come back");
+            AckKind::Nak(Some(retry))
+        }
+    }
+}
+
 /// The fields of a max-deliveries advisory this module uses.
 #[derive(Debug, serde::Deserialize)]
 struct Advisory {

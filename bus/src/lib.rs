@@ -54,6 +54,12 @@ pub mod runtime {
 
     use tokio_util::sync::CancellationToken;
 
+    /// A setting from the environment; unset and empty are the same (so `VAR=` in a compose
+    /// file or `.env` means "the default").
+    pub fn env(name: &str) -> Option<String> {
+        std::env::var(name).ok().filter(|v| !v.is_empty())
+    }
+
     /// Structured logs to stderr; `RUST_LOG` filters (default `info`), `CB_LOG_FORMAT=json`
     /// switches to one JSON object per line. Also installs the process-wide TLS provider (see
     /// [`install_crypto_provider`]).

@@ -29,6 +29,7 @@ pub struct ServiceSpec {
 /// until shutdown: it stops taking requests, answers the ones in flight, then unregisters.
 pub struct MicroService {
     spec: ServiceSpec,
+    client: Client,
     service: service::Service,
     tracker: TaskTracker,
     shutdown: CancellationToken,
@@ -56,6 +57,7 @@ impl MicroService {
         tracing::info!(service.name = spec.name, service.version = spec.version, "micro service started");
         Ok(Self {
             spec,
+            client: client.clone(),
             service,
             tracker: TaskTracker::new(),
             shutdown,
@@ -109,6 +111,12 @@ impl MicroService {
         self.tracker.wait().await;
         if let Err(err) = self.service.stop().await {
             tracing::warn!(error = %err, "could not stop the micro service cleanly");
+        }
+        // The unsubscriptions are only queued so far: write them out before the replica goes
+        // away, so the server stops routing requests here (they would wait for a timeout)
+        // as soon as this returns.
+        if let Err(err) = self.client.flush().await {
+            tracing::warn!(error = %err, "could not flush the unsubscriptions");
         }
         tracing::info!(service.name = self.spec.name, "micro service stopped");
     }

@@ -75,15 +75,26 @@ async fn notifications_db(p: &Platform) -> Result<sqlx::PgPool> {
     Ok(sqlx::postgres::PgPoolOptions::new().max_connections(2).connect(&p.notifications_database_url).await?)
 }
 
-/// The email delivery log row of `user`'s only notification of `kind`: (status, attempts, last_error).
-async fn email_delivery(db: &sqlx::PgPool, user_id: &str, kind: &str) -> Result<Option<(String, i32, Option<String>)>> {
+/// The delivery log row on `channel` of `user`'s only notification of `kind`:
+/// (status, attempts, last_error).
+async fn delivery(
+    db: &sqlx::PgPool,
+    user_id: &str,
+    kind: &str,
+    channel: &str,
+) -> Result<Option<(String, i32, Option<String>)>> {
     Ok(sqlx::query_as(
-        "SELECT status, attempts, last_error FROM deliveries WHERE user_id = $1::uuid AND kind = $2 AND channel = 'email'",
+        "SELECT status, attempts, last_error FROM deliveries WHERE user_id = $1::uuid AND kind = $2 AND channel = $3",
     )
     .bind(user_id)
     .bind(kind)
+    .bind(channel)
     .fetch_optional(db)
     .await?)
+}
+
+async fn email_delivery(db: &sqlx::PgPool, user_id: &str, kind: &str) -> Result<Option<(String, i32, Option<String>)>> {
+    delivery(db, user_id, kind, "email").await
 }
 
 pub async fn registration_sends_exactly_one_verification_email(infra: Arc<Infra>) -> Result<()> {
@@ -628,17 +639,6 @@ pub async fn an_announcement_reaches_every_learner_once(infra: Arc<Infra>) -> Re
     Ok(())
 }
 
-/// The SMS delivery log row of `user`'s notification of `kind`: (status, attempts, last_error).
-async fn sms_delivery(db: &sqlx::PgPool, user_id: &str, kind: &str) -> Result<Option<(String, i32, Option<String>)>> {
-    Ok(sqlx::query_as(
-        "SELECT status, attempts, last_error FROM deliveries WHERE user_id = $1::uuid AND kind = $2 AND channel = 'sms'",
-    )
-    .bind(user_id)
-    .bind(kind)
-    .fetch_optional(db)
-    .await?)
-}
-
 pub async fn texts_go_to_twilio_rejections_fail_and_outages_retry(infra: Arc<Infra>) -> Result<()> {
     use wiremock::matchers::{body_string_contains, header as header_is, method, path as path_is};
     use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -716,7 +716,7 @@ pub async fn texts_go_to_twilio_rejections_fail_and_outages_retry(infra: Arc<Inf
         let db = db.clone();
         async move {
             eventually(WAIT, "the text message to settle", || async {
-                Ok(sms_delivery(&db, &user, "enrolled").await?.filter(|(status, _, _)| status != "queued"))
+                Ok(delivery(&db, &user, "enrolled", "sms").await?.filter(|(status, _, _)| status != "queued"))
             })
             .await
         }

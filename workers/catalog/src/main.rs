@@ -3,9 +3,7 @@
 use anyhow::Context as _;
 use coursebus_worker_catalog::{Config, run};
 
-fn env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.is_empty())
-}
+use coursebus_bus::runtime::env;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

@@ -5,9 +5,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use coursebus_worker_identity::{BootstrapAdmin, Config, run};
 
-fn env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.is_empty())
-}
+use coursebus_bus::runtime::env;
 
 fn secs(name: &str) -> anyhow::Result<Option<Duration>> {
     env(name)

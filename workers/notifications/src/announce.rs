@@ -116,15 +116,7 @@ impl AnnouncementRow {
 /// The id of an announcement created with an `Idempotency-Key`: the same author and key always
 /// give the same id, so concurrent retries collide on the primary key instead of posting twice.
 fn keyed_id(author: Uuid, key: &str) -> Uuid {
-    use sha2::Digest as _;
-    let digest = sha2::Sha256::new()
-        .chain_update(b"coursebus-announcement-key\0")
-        .chain_update(author.as_bytes())
-        .chain_update(key.as_bytes())
-        .finalize();
-    let mut bytes = [0u8; 16];
-    bytes.copy_from_slice(&digest[..16]);
-    uuid::Builder::from_custom_bytes(bytes).into_uuid()
+    domain::stable_id(&[b"coursebus-announcement-key\0", author.as_bytes(), key.as_bytes()])
 }
 
 impl Announcer {
@@ -363,13 +355,7 @@ impl Announcer {
         let delivered = message.info().map(|i| i.delivered).unwrap_or(1);
         let message = &message;
         let park = |reason: String| async move {
-            match coursebus_bus::dlq::park(&self.js, message, &reason).await {
-                Ok(()) => AckKind::Term,
-                Err(err) => {
-                    tracing::warn!(error = %err, "could not park a fan-out job in the DLQ; it will come back");
-                    AckKind::Nak(Some(retry_delay(1, &self.retry_delays)))
-                }
-            }
+            coursebus_bus::dlq::give_up(&self.js, message, &reason, retry_delay(1, &self.retry_delays)).await
         };
         let ack = match serde_json::from_slice::<AnnounceJob>(&message.payload) {
             Err(err) => park(format!("malformed fan-out job: {err}")).await,

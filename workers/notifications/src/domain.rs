@@ -18,31 +18,29 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-/// The id of the notification of `kind` caused by event `event_id`: the same inputs always give
-/// the same id (a UUIDv8 from SHA-256), so processing an event twice yields one notification.
-pub fn notification_id(event_id: Uuid, kind: NotificationKind) -> Uuid {
+/// A UUIDv8 from the SHA-256 of `parts` (in order): the same inputs always give the same id.
+/// Every stable id here starts with a tag of its own, so ids of different things never meet.
+pub fn stable_id(parts: &[&[u8]]) -> Uuid {
     let mut hash = Sha256::new();
-    hash.update(b"coursebus-notification\0");
-    hash.update(event_id.as_bytes());
-    hash.update(b"\0");
-    hash.update(kind.as_str().as_bytes());
+    for part in parts {
+        hash.update(part);
+    }
     let digest = hash.finalize();
     let mut bytes = [0u8; 16];
     bytes.copy_from_slice(&digest[..16]);
     uuid::Builder::from_custom_bytes(bytes).into_uuid()
 }
 
+/// The id of the notification of `kind` caused by event `event_id`, so processing an event
+/// twice yields one notification.
+pub fn notification_id(event_id: Uuid, kind: NotificationKind) -> Uuid {
+    stable_id(&[b"coursebus-notification\0", event_id.as_bytes(), b"\0", kind.as_str().as_bytes()])
+}
+
 /// The notification a learner gets for announcement `announcement`: stable, so a resumed or
 /// repeated fan-out stores and sends it once.
 pub fn announcement_notification_id(announcement: Uuid, user: Uuid) -> Uuid {
-    let mut hash = Sha256::new();
-    hash.update(b"coursebus-announcement\0");
-    hash.update(announcement.as_bytes());
-    hash.update(user.as_bytes());
-    let digest = hash.finalize();
-    let mut bytes = [0u8; 16];
-    bytes.copy_from_slice(&digest[..16]);
-    uuid::Builder::from_custom_bytes(bytes).into_uuid()
+    stable_id(&[b"coursebus-announcement\0", announcement.as_bytes(), user.as_bytes()])
 }
 
 /// Where an announcement takes the learner in the app.
@@ -131,15 +129,8 @@ pub fn to_jiff(t: time::OffsetDateTime) -> jiff::Timestamp {
 /// The digest of `frequency` for `user` that gathers what was held until `cutoff`: one id per
 /// run, so a repeated run sends nothing twice.
 pub fn digest_id(user: Uuid, frequency: DigestFrequency, cutoff: time::OffsetDateTime) -> Uuid {
-    let mut hash = Sha256::new();
-    hash.update(b"coursebus-digest\0");
-    hash.update(user.as_bytes());
-    hash.update(frequency.as_str().as_bytes());
-    hash.update(cutoff.unix_timestamp_nanos().to_be_bytes());
-    let digest = hash.finalize();
-    let mut bytes = [0u8; 16];
-    bytes.copy_from_slice(&digest[..16]);
-    uuid::Builder::from_custom_bytes(bytes).into_uuid()
+    let cutoff = cutoff.unix_timestamp_nanos().to_be_bytes();
+    stable_id(&[b"coursebus-digest\0", user.as_bytes(), frequency.as_str().as_bytes(), &cutoff])
 }
 
 /// The digest email job (its items are gathered when it is sent).

@@ -387,13 +387,8 @@ impl Sender {
 
     /// Copy the job to the DLQ, then terminate it; if the copy fails, leave it for a redelivery.
     async fn give_up(&self, message: &jetstream::Message, reason: &str) {
-        let ack = match coursebus_bus::dlq::park(&self.announcer.js, message, reason).await {
-            Ok(()) => AckKind::Term,
-            Err(err) => {
-                tracing::warn!(error = %err, "could not park a job in the DLQ; it will come back");
-                AckKind::Nak(Some(retry_delay(1, &self.retry_delays)))
-            }
-        };
+        let retry = retry_delay(1, &self.retry_delays);
+        let ack = coursebus_bus::dlq::give_up(&self.announcer.js, message, reason, retry).await;
         if let Err(err) = message.ack_with(ack).await {
             tracing::warn!(error = %err, "could not terminate a job");
         }

@@ -204,13 +204,8 @@ impl Sources {
                             // Given up: a copy goes to the DLQ first (the event stays in its
                             // stream; only this consumer stops trying).
                             let reason = format!("event given up after {delivered} deliveries: {err}");
-                            match coursebus_bus::dlq::park(&self.js, &message, &reason).await {
-                                Ok(()) => AckKind::Term,
-                                Err(park) => {
-                                    tracing::warn!(error = %park, "could not park an event in the DLQ; retrying");
-                                    AckKind::Nak(Some(domain::retry_delay(delivered, &self.retry_delays)))
-                                }
-                            }
+                            let retry = domain::retry_delay(delivered, &self.retry_delays);
+                            coursebus_bus::dlq::give_up(&self.js, &message, &reason, retry).await
                         } else {
                             let delay = domain::retry_delay(delivered, &self.retry_delays);
                             tracing::warn!(error = %err, subject = %message.subject, delivered, "event will be retried");

@@ -8,11 +8,6 @@ use uuid::Uuid;
 
 pub type Result<T> = std::result::Result<T, sqlx::Error>;
 
-/// True when `err` is a unique-constraint violation.
-pub fn is_unique_violation(err: &sqlx::Error) -> bool {
-    err.as_database_error().and_then(|e| e.code()).is_some_and(|code| code == "23505")
-}
-
 /// Where a user is reached.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct Recipient {

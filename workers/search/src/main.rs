@@ -10,9 +10,7 @@
 use anyhow::{Context as _, bail};
 use coursebus_worker_search::{Config, DEFAULT_OPENSEARCH_INDEX, EngineConfig, run};
 
-fn env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.is_empty())
-}
+use coursebus_bus::runtime::env;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
