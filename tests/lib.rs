@@ -15,6 +15,7 @@ use coursebus_contracts::subjects::srv;
 use futures::StreamExt;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use xtask::s3::S3Server;
 use xtask::stack::{Durability, Mongo, Nats, Postgres, Smtp, Tools, workspace_root};
 
 /// One PostgreSQL, one MongoDB-wire and one SMTP server shared by every test of the run (each
@@ -25,6 +26,8 @@ pub struct Infra {
     pub pg: Postgres,
     pub mongo: Mongo,
     pub smtp: Smtp,
+    /// S3 (s3s-fs, signatures checked); each platform has its own bucket.
+    pub s3: S3Server,
     _dir: tempfile::TempDir,
 }
 
@@ -35,7 +38,9 @@ impl Infra {
         let pg = Postgres::start(&tools, &dir.path().join("pg"), 0, Durability::Fast, &dir.path().join("pg.log"))?;
         let mongo = Mongo::start(&tools, &dir.path().join("mongo"), 0, &dir.path().join("mongo.log"))?;
         let smtp = Smtp::start(&tools, &dir.path().join("maildir"), 0, &dir.path().join("smtp.log"))?;
-        Ok(Self { tools, pg, mongo, smtp, _dir: dir })
+        let secret = format!("{:032x}", uuid::Uuid::new_v4().as_u128());
+        let s3 = S3Server::start(&dir.path().join("s3"), 0, "coursebus-test", &secret)?;
+        Ok(Self { tools, pg, mongo, smtp, s3, _dir: dir })
     }
 }
 
@@ -47,6 +52,8 @@ pub struct Options {
     pub search_replicas: usize,
     pub enrollment_replicas: usize,
     pub notifications_replicas: usize,
+    pub content_replicas: usize,
+    pub media_replicas: usize,
     pub rate_limit_burst: u32,
     pub rate_limit_replenish: Duration,
     pub access_ttl: Duration,
@@ -63,6 +70,8 @@ impl Default for Options {
             search_replicas: 0,
             enrollment_replicas: 0,
             notifications_replicas: 0,
+            content_replicas: 0,
+            media_replicas: 0,
             rate_limit_burst: 10_000,
             rate_limit_replenish: Duration::from_millis(500),
             access_ttl: Duration::from_secs(900),
@@ -101,6 +110,12 @@ pub struct Platform {
     pub notifications_database_url: String,
     /// Where notifications send email (the shared SMTP server).
     pub smtp_url: String,
+    /// This platform's content database on the shared PostgreSQL server.
+    pub content_database_url: String,
+    /// This platform's bucket on the shared S3 server.
+    pub s3: coursebus_bus::s3::S3Config,
+    /// ffmpeg, for media replicas and for tests that make clips.
+    pub ffmpeg: std::path::PathBuf,
     pub http: reqwest::Client,
     pub options: Options,
     identity: Vec<Task>,
@@ -108,6 +123,8 @@ pub struct Platform {
     search: Vec<Task>,
     enrollment: Vec<Task>,
     notifications: Vec<Task>,
+    content: Vec<Task>,
+    media: Vec<Task>,
     gateway: Option<Task>,
     _dir: tempfile::TempDir,
 }
@@ -136,6 +153,8 @@ impl Platform {
         infra.pg.create_database(&enrollment_db)?;
         let notifications_db = db.replace("identity", "notifications");
         infra.pg.create_database(&notifications_db)?;
+        let content_db = db.replace("identity", "content");
+        infra.pg.create_database(&content_db)?;
         let mut platform = Self {
             nats,
             base_url: String::new(),
@@ -145,6 +164,16 @@ impl Platform {
             enrollment_database_url: infra.pg.url(&enrollment_db),
             notifications_database_url: infra.pg.url(&notifications_db),
             smtp_url: infra.smtp.url(),
+            content_database_url: infra.pg.url(&content_db),
+            s3: coursebus_bus::s3::S3Config {
+                endpoint: infra.s3.endpoint.clone(),
+                public_endpoint: None,
+                region: "us-east-1".into(),
+                bucket: db.replace("identity_", "content-").replace('_', "-"),
+                access_key: infra.s3.access_key.clone(),
+                secret_key: infra.s3.secret_key.clone(),
+            },
+            ffmpeg: infra.tools.ffmpeg.clone(),
             http: reqwest::Client::builder().timeout(Duration::from_secs(20)).build()?,
             options: options.clone(),
             identity: Vec::new(),
@@ -152,6 +181,8 @@ impl Platform {
             search: Vec::new(),
             enrollment: Vec::new(),
             notifications: Vec::new(),
+            content: Vec::new(),
+            media: Vec::new(),
             gateway: None,
             _dir: dir,
         };
@@ -169,6 +200,12 @@ impl Platform {
         }
         for _ in 0..options.notifications_replicas {
             platform.start_notifications_replica();
+        }
+        for _ in 0..options.content_replicas {
+            platform.start_content_replica();
+        }
+        for _ in 0..options.media_replicas {
+            platform.start_media_replica();
         }
 
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -190,6 +227,8 @@ impl Platform {
         platform.wait_replicas("search", options.search_replicas).await?;
         platform.wait_replicas("enrollment", options.enrollment_replicas).await?;
         platform.wait_replicas("notifications", options.notifications_replicas).await?;
+        platform.wait_replicas("content", options.content_replicas).await?;
+        platform.wait_replicas("media", options.media_replicas).await?;
         Ok(platform)
     }
 
@@ -312,16 +351,21 @@ impl Platform {
 
     /// Stop every replica of `service` (gracefully).
     pub async fn stop_replicas(&mut self, service: &str) {
-        let tasks = match service {
+        for task in self.tasks(service).drain(..) {
+            task.stop().await;
+        }
+    }
+
+    fn tasks(&mut self, service: &str) -> &mut Vec<Task> {
+        match service {
             "identity" => &mut self.identity,
             "catalog" => &mut self.catalog,
             "search" => &mut self.search,
             "enrollment" => &mut self.enrollment,
             "notifications" => &mut self.notifications,
+            "content" => &mut self.content,
+            "media" => &mut self.media,
             other => panic!("no service {other}"),
-        };
-        for task in tasks.drain(..) {
-            task.stop().await;
         }
     }
 
@@ -363,6 +407,64 @@ impl Platform {
         format!("{}{path}", self.base_url)
     }
 
+    /// The configuration a content replica of this platform starts with: parts of S3's
+    /// smallest size (5 MiB), so test clips upload in several parts.
+    pub fn content_config(&self) -> coursebus_worker_content::Config {
+        let mut config = coursebus_worker_content::Config::new(
+            self.nats.url_as("content"),
+            self.content_database_url.clone(),
+            self.s3.clone(),
+        );
+        config.db_max_connections = 5;
+        config.settings.part_size = 5 * 1024 * 1024;
+        config
+    }
+
+    /// Start one more content replica (returns at once; see [`Platform::wait_replicas`]).
+    pub fn start_content_replica(&mut self) {
+        let config = self.content_config();
+        let shutdown = CancellationToken::new();
+        let token = shutdown.clone();
+        let handle = tokio::spawn(async move {
+            if let Err(err) = coursebus_worker_content::run(config, token).await {
+                tracing::error!(error = %err, "content replica failed");
+            }
+        });
+        self.content.push(Task { shutdown, handle });
+    }
+
+    /// The configuration a media replica of this platform starts with: a short `ack_wait`,
+    /// so a killed replica's job comes back within seconds.
+    pub fn media_config(&self) -> coursebus_worker_media::Config {
+        let mut config =
+            coursebus_worker_media::Config::new(self.nats.url_as("media"), self.s3.clone(), self.ffmpeg.clone());
+        config.ack_wait = Duration::from_secs(4);
+        config.preset = "ultrafast".into();
+        config
+    }
+
+    /// Start one more media replica (returns at once; see [`Platform::wait_replicas`]).
+    pub fn start_media_replica(&mut self) {
+        let config = self.media_config();
+        let shutdown = CancellationToken::new();
+        let token = shutdown.clone();
+        let handle = tokio::spawn(async move {
+            if let Err(err) = coursebus_worker_media::run(config, token).await {
+                tracing::error!(error = %err, "media replica failed");
+            }
+        });
+        self.media.push(Task { shutdown, handle });
+    }
+
+    /// Kill every replica of `service` at once, as a crash would: no graceful stop, nothing
+    /// acknowledged or handed back (its child processes die with it).
+    pub async fn kill_replicas(&mut self, service: &str) {
+        for task in self.tasks(service).drain(..) {
+            task.handle.abort();
+            let _ = task.handle.await;
+        }
+    }
+
     /// A connection to this platform's identity database.
     pub async fn db(&self) -> Result<sqlx::PgPool> {
         Ok(sqlx::postgres::PgPoolOptions::new().max_connections(2).connect(&self.database_url).await?)
@@ -373,7 +475,7 @@ impl Platform {
         if let Some(gateway) = gateway {
             gateway.stop().await;
         }
-        for service in ["identity", "catalog", "search", "enrollment", "notifications"] {
+        for service in ["identity", "catalog", "search", "enrollment", "notifications", "content", "media"] {
             self.stop_replicas(service).await;
         }
     }
@@ -392,6 +494,8 @@ impl Drop for Platform {
             .chain(&self.search)
             .chain(&self.enrollment)
             .chain(&self.notifications)
+            .chain(&self.content)
+            .chain(&self.media)
         {
             task.shutdown.cancel();
         }

@@ -8,7 +8,8 @@
 //! - [`streams`]: idempotent creation of JetStream streams;
 //! - [`idempotency`]: `Idempotency-Key` replay for creating requests;
 //! - [`outbox`]: the transactional outbox (PostgreSQL table → JetStream with `Nats-Msg-Id`);
-//! - [`auth`]: access-token verification against the identity JWKS, cached and rotated.
+//! - [`auth`]: access-token verification against the identity JWKS, cached and rotated;
+//! - `s3` (feature `s3`): S3 clients for the workers that keep bytes.
 
 pub mod auth;
 pub mod cache;
@@ -17,6 +18,8 @@ pub mod context;
 pub mod dlq;
 pub mod idempotency;
 pub mod outbox;
+#[cfg(feature = "s3")]
+pub mod s3;
 pub mod service;
 pub mod streams;
 

@@ -5,6 +5,7 @@
 //! runtime: it is plain data plus the rules that make the data valid.
 
 pub mod catalog;
+pub mod content;
 pub mod enrollment;
 pub mod error;
 pub mod event;

@@ -209,6 +209,70 @@ pub mod notifications {
     }
 }
 
+/// Content: lesson assets (metadata in PostgreSQL, bytes in S3), presigned uploads, playback.
+pub mod content {
+    use crate::rpc::Endpoint;
+
+    pub const SERVICE: &str = "content";
+    pub const GROUP: &str = "cb.content";
+
+    const fn ep(name: &'static str) -> Endpoint {
+        Endpoint { service: SERVICE, group: GROUP, name }
+    }
+
+    /// Start an upload: an asset record and an S3 multipart upload (the course's instructor).
+    pub const ASSET_CREATE: Endpoint = ep("asset.create");
+    pub const ASSET_GET: Endpoint = ep("asset.get");
+    /// A course's assets (its instructor and admins).
+    pub const ASSET_LIST: Endpoint = ep("asset.list");
+    /// Presigned URLs for parts of the upload.
+    pub const UPLOAD_PARTS: Endpoint = ep("upload.parts");
+    /// Which parts S3 already holds (to resume an interrupted upload).
+    pub const UPLOAD_STATUS: Endpoint = ep("upload.status");
+    pub const UPLOAD_COMPLETE: Endpoint = ep("upload.complete");
+    pub const UPLOAD_ABORT: Endpoint = ep("upload.abort");
+    /// A short-lived presigned GET of a downloadable asset.
+    pub const ASSET_DOWNLOAD: Endpoint = ep("asset.download");
+    /// A playback grant (signed path prefix) for a ready video.
+    pub const PLAYBACK_GRANT: Endpoint = ep("playback.grant");
+    /// A file under a playback grant: a playlist's text, or a presigned URL of a segment.
+    pub const PLAYBACK_FETCH: Endpoint = ep("playback.fetch");
+    /// Add or replace the WebVTT captions of one language.
+    pub const CAPTION_PUT: Endpoint = ep("caption.put");
+    /// Internal (media): how far a transcode got.
+    pub const INTERNAL_PROGRESS: Endpoint = ep("internal.progress");
+
+    pub const EVENT_STREAM: &str = "EVT_CONTENT";
+    pub const EVENT_SUBJECTS: &str = "cb.evt.content.>";
+    /// An upload was completed and its bytes are in S3.
+    pub const EVT_ASSET_UPLOADED: &str = "cb.evt.content.asset.uploaded";
+    pub const EVT_ASSET_READY: &str = "cb.evt.content.asset.ready";
+    pub const EVT_ASSET_FAILED: &str = "cb.evt.content.asset.failed";
+    /// The durable consumer of `EVT_MEDIA` that records transcode results on assets.
+    pub const MEDIA_CONSUMER: &str = "content_media";
+}
+
+/// Media: transcoding jobs (ffmpeg) shared by a queue group of replicas.
+pub mod media {
+    /// The micro-service name media replicas register (no endpoints: it makes replicas visible
+    /// to `nats micro ls` and `$SRV.PING.media`).
+    pub const SERVICE: &str = "media";
+
+    /// The work queue of media jobs.
+    pub const JOB_STREAM: &str = "JOB_MEDIA";
+    pub const JOB_SUBJECTS: &str = "cb.job.media.>";
+    /// Transcode an uploaded video into HLS and DASH renditions, poster and preview strip.
+    pub const JOB_TRANSCODE: &str = "cb.job.media.transcode";
+    /// The durable pull consumer every media replica shares.
+    pub const TRANSCODE_CONSUMER: &str = "media_transcode";
+
+    /// The results of transcodes, as facts.
+    pub const EVENT_STREAM: &str = "EVT_MEDIA";
+    pub const EVENT_SUBJECTS: &str = "cb.evt.media.>";
+    pub const EVT_TRANSCODE_COMPLETED: &str = "cb.evt.media.transcode.completed";
+    pub const EVT_TRANSCODE_FAILED: &str = "cb.evt.media.transcode.failed";
+}
+
 /// The dead-letter stream: copies of jobs (and events) a consumer gave up on, kept for an
 /// operator to inspect (`nats stream view DLQ`) and replay. It also captures JetStream's
 /// max-deliveries advisories, which each job owner turns into copies of the original message.

@@ -97,6 +97,8 @@ impl axum::extract::FromRef<AppState> for Metrics {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "coursebus", description = "The coursebus REST API. Errors are `{code, message, details}` with a stable `code`."),
+    // Served with a wildcard route (`{*file}`), so listed here rather than through `routes!`.
+    paths(routes::content::fetch_playback),
     modifiers(&BearerAuth),
     tags(
         (name = "auth", description = "Registration, login, tokens"),
@@ -106,6 +108,7 @@ impl axum::extract::FromRef<AppState> for Metrics {
         (name = "search", description = "Full-text course search with facets"),
         (name = "enrollment", description = "Enrolments, progress, certificates"),
         (name = "notifications", description = "The in-app inbox"),
+        (name = "content", description = "Lesson assets: presigned uploads, downloads, HLS/DASH playback, captions"),
         (name = "ops", description = "Health, readiness, metrics"),
     )
 )]
@@ -165,6 +168,14 @@ pub fn router(state: AppState, config: &Config) -> Result<Router, GatewayError> 
         .routes(routes!(routes::notifications::get_schedule, routes::notifications::update_schedule))
         .routes(routes!(routes::notifications::create_announcement))
         .routes(routes!(routes::notifications::get_announcement))
+        .routes(routes!(routes::content::create_asset, routes::content::list_assets))
+        .routes(routes!(routes::content::get_asset))
+        .routes(routes!(routes::content::presign_parts))
+        .routes(routes!(routes::content::upload_status, routes::content::abort_upload))
+        .routes(routes!(routes::content::complete_upload))
+        .routes(routes!(routes::content::download_asset))
+        .routes(routes!(routes::content::grant_playback))
+        .routes(routes!(routes::content::put_caption))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics))
@@ -172,6 +183,7 @@ pub fn router(state: AppState, config: &Config) -> Result<Router, GatewayError> 
         .split_for_parts();
     let openapi_json = openapi.clone();
     let app = api
+        .route("/v1/playback/{grant}/{*file}", axum::routing::get(routes::content::fetch_playback))
         .route("/openapi.json", axum::routing::get(move || async move { axum::Json(openapi_json) }))
         .merge(Router::from(Scalar::with_url("/docs", openapi)))
         .fallback(|| async { ApiError(ErrorBody::not_found("no such route")) })

@@ -5,6 +5,7 @@
 
 mod auth;
 mod catalog;
+mod content;
 mod enrollment;
 mod journey;
 mod notifications;
@@ -80,6 +81,11 @@ fn all() -> Vec<(&'static str, TestFn)> {
         notifications::a_new_deployment_does_not_greet_old_accounts,
         notifications::a_republished_course_tells_its_learners,
         notifications::an_event_given_up_on_is_kept_in_the_dlq,
+        content::a_clip_uploaded_in_parts_resumes_transcodes_and_plays,
+        content::a_killed_media_replica_leaves_exactly_one_ready_asset,
+        content::a_text_file_named_mp4_fails_with_a_reason_and_lands_in_the_dlq,
+        content::abort_leaves_no_parts_and_documents_download_for_learners_only,
+        content::bad_asset_input_gets_clear_errors,
         operations::replicas_share_requests_and_answer_the_micro_protocol,
         operations::no_identity_replica_means_503_within_a_second,
         operations::registration_event_reaches_the_stream_once_across_a_relay_restart,

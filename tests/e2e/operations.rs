@@ -249,20 +249,16 @@ pub async fn health_metrics_openapi_jwks_and_errors(infra: Arc<Infra>) -> Result
 pub async fn nats_configurations_are_valid(infra: Arc<Infra>) -> Result<()> {
     let root = xtask::stack::workspace_root();
     for config in ["nats/dev.conf", "nats/cluster.conf"] {
-        let out = std::process::Command::new(&infra.tools.nats_server)
-            .current_dir(root.join("nats"))
+        let mut cmd = std::process::Command::new(&infra.tools.nats_server);
+        cmd.current_dir(root.join("nats"))
             .args(["-t", "-c"])
             .arg(root.join(config))
             .env("NATS_SERVER_NAME", "nats-1")
-            .env("NATS_CLUSTER_PASSWORD", "cluster-secret")
-            .env("NATS_OPERATOR_PASSWORD", "operator-secret")
-            .env("NATS_GATEWAY_PASSWORD", "gateway-secret")
-            .env("NATS_IDENTITY_PASSWORD", "identity-secret")
-            .env("NATS_CATALOG_PASSWORD", "catalog-secret")
-            .env("NATS_SEARCH_PASSWORD", "search-secret")
-            .env("NATS_ENROLLMENT_PASSWORD", "enrollment-secret")
-            .env("NATS_NOTIFICATIONS_PASSWORD", "notifications-secret")
-            .output()?;
+            .env("NATS_CLUSTER_PASSWORD", "cluster-secret");
+        for user in xtask::stack::NATS_USERS {
+            cmd.env(format!("NATS_{}_PASSWORD", user.to_uppercase()), format!("{user}-secret"));
+        }
+        let out = cmd.output()?;
         let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         assert!(out.status.success() && text.contains("is valid"), "{config}: {text}");
     }

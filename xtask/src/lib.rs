@@ -3,4 +3,5 @@
 
 pub mod bench;
 pub mod process;
+pub mod s3;
 pub mod stack;

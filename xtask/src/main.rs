@@ -46,6 +46,7 @@ fn stack() -> Result<ExitCode> {
     let tools = Tools::ensure(&workspace_root())?;
     println!("nats-server: {}", tools.nats_server.display());
     println!("postgresql:  {}", tools.pg_bin.display());
+    println!("ffmpeg:      {}", tools.ffmpeg.display());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -54,13 +55,15 @@ fn stack() -> Result<ExitCode> {
 fn test(extra: &[String]) -> Result<ExitCode> {
     use std::io::BufRead;
     let root = workspace_root();
-    Tools::ensure(&root)?;
+    let tools = Tools::ensure(&root)?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut child = Command::new(cargo)
         .current_dir(&root)
         .args(["test", "--workspace", "--all-targets", "--no-fail-fast"])
         .args(extra)
         .env("COURSEBUS_ROOT", &root)
+        // Unit tests that run ffmpeg for real (media) find it here.
+        .env("CB_FFMPEG", &tools.ffmpeg)
         .stdout(std::process::Stdio::piped())
         .spawn()
         .context("running cargo test")?;

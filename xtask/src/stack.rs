@@ -39,6 +39,8 @@ pub struct Tools {
     pub pg_bin: PathBuf,
     /// The virtualenv's Python (runs the aiosmtpd SMTP server).
     pub python: PathBuf,
+    /// ffmpeg (imageio-ffmpeg's static build).
+    pub ffmpeg: PathBuf,
 }
 
 impl Tools {
@@ -76,8 +78,21 @@ impl Tools {
         if !mongo_server.exists() {
             bail!("nx-27017 did not install {}", mongo_server.display());
         }
-        Ok(Self { root: root.to_path_buf(), nats_server, mongo_server, pg_bin, python: venv.join("bin/python") })
+        let python = venv.join("bin/python");
+        let ffmpeg = python_path(&python, "import imageio_ffmpeg; print(imageio_ffmpeg.get_ffmpeg_exe())")?;
+        Ok(Self { root: root.to_path_buf(), nats_server, mongo_server, pg_bin, python, ffmpeg })
     }
+}
+
+/// A path printed by a line of Python in the stack's virtualenv.
+fn python_path(python: &Path, code: &str) -> Result<PathBuf> {
+    let out =
+        Command::new(python).args(["-c", code]).output().with_context(|| format!("running {}", python.display()))?;
+    let path = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    if !out.status.success() || !path.exists() {
+        bail!("`{code}` found nothing: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(path)
 }
 
 /// The newest `/usr/lib/postgresql/<version>/bin` that has a server.
@@ -205,8 +220,8 @@ pub struct Nats {
 }
 
 /// The users of `nats/accounts.conf`.
-pub const NATS_USERS: [&str; 7] =
-    ["operator", "gateway", "identity", "catalog", "search", "enrollment", "notifications"];
+pub const NATS_USERS: [&str; 9] =
+    ["operator", "gateway", "identity", "catalog", "search", "enrollment", "notifications", "content", "media"];
 
 impl Nats {
     pub fn url(&self) -> String {

@@ -15,16 +15,22 @@ const PG_PORT: u16 = 54329;
 const MONGO_PORT: u16 = 27018;
 const SMTP_PORT: u16 = 2525;
 const MAILDEV_WEB_PORT: u16 = 1080;
+const S3_PORT: u16 = 9000;
+/// The local S3's key pair (the server only listens on loopback).
+const S3_ACCESS_KEY: &str = "coursebus-dev";
+const S3_SECRET_KEY: &str = "coursebus-dev-secret-2026";
 const GATEWAY: &str = "127.0.0.1:8080";
 const ADMIN_EMAIL: &str = "admin@coursebus.local";
 const DEMO_PASSWORD: &str = "coursebus-demo-2026";
 
-const WORKERS: [&str; 5] = [
+const WORKERS: [&str; 7] = [
     "coursebus-worker-identity",
     "coursebus-worker-catalog",
     "coursebus-worker-search",
     "coursebus-worker-enrollment",
     "coursebus-worker-notifications",
+    "coursebus-worker-content",
+    "coursebus-worker-media",
 ];
 
 fn port(var: &str, default: u16) -> Result<u16> {
@@ -76,6 +82,10 @@ pub fn run() -> Result<ExitCode> {
     pg.create_database("identity")?;
     pg.create_database("enrollment")?;
     pg.create_database("notifications")?;
+    pg.create_database("content")?;
+    let s3 =
+        xtask::s3::S3Server::start(&data.join("s3"), port("CB_UP_S3_PORT", S3_PORT)?, S3_ACCESS_KEY, S3_SECRET_KEY)
+            .context("starting the S3 server (set CB_UP_S3_PORT to use another port)")?;
     // Where the platform's emails go: MailDev with its web UI, or (without Node.js) aiosmtpd
     // writing a maildir.
     let smtp_port = port("CB_UP_SMTP_PORT", SMTP_PORT)?;
@@ -123,6 +133,17 @@ pub fn run() -> Result<ExitCode> {
             .env("CB_SMTP_URL", smtp.url())
             .env("CB_APP_URL", format!("http://{gateway_addr}"));
         workers.push(start_logged(cmd, &format!("notifications-{replica}"), &logs)?);
+        let s3_env = [
+            ("CB_S3_ENDPOINT", s3.endpoint.as_str()),
+            ("CB_S3_ACCESS_KEY", S3_ACCESS_KEY),
+            ("CB_S3_SECRET_KEY", S3_SECRET_KEY),
+        ];
+        let mut cmd = Command::new(bin.join("coursebus-worker-content"));
+        cmd.env("CB_NATS_URL", nats.url()).env("CB_CONTENT_DATABASE_URL", pg.url("content")).envs(s3_env);
+        workers.push(start_logged(cmd, &format!("content-{replica}"), &logs)?);
+        let mut cmd = Command::new(bin.join("coursebus-worker-media"));
+        cmd.env("CB_NATS_URL", nats.url()).env("CB_FFMPEG", &tools.ffmpeg).envs(s3_env);
+        workers.push(start_logged(cmd, &format!("media-{replica}"), &logs)?);
     }
     let mut cmd = Command::new(bin.join("coursebus-gateway"));
     cmd.env("CB_NATS_URL", nats.url()).env("CB_GATEWAY_LISTEN", &gateway_addr);
@@ -146,6 +167,7 @@ pub fn run() -> Result<ExitCode> {
          \n  NATS          {}   (monitoring: http://127.0.0.1:{}/)\
          \n  PostgreSQL    {}\
          \n  MongoDB wire  {}\
+         \n  S3            {}   (key {S3_ACCESS_KEY}, bucket coursebus-content)\
          \n  Emails        {}\
          \n  Logs          {}\
          \n\n  Demo users (password {DEMO_PASSWORD}):\
@@ -158,6 +180,7 @@ pub fn run() -> Result<ExitCode> {
         nats.monitor_port,
         pg.url("identity"),
         mongo.url(),
+        s3.endpoint,
         smtp.describe(),
         logs.display(),
         data.display(),
@@ -182,6 +205,7 @@ pub fn run() -> Result<ExitCode> {
     }
     drop(nats);
     drop(mongo);
+    drop(s3);
     smtp.stop();
     drop(pg);
     outcome?;

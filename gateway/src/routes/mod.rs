@@ -2,6 +2,7 @@
 //! the reply to HTTP.
 
 pub mod catalog;
+pub mod content;
 pub mod enrollment;
 pub mod identity;
 pub mod notifications;

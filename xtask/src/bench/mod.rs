@@ -11,6 +11,7 @@
 mod baseline;
 pub mod cpu;
 pub mod load;
+mod media;
 mod notify;
 
 use std::path::{Path, PathBuf};
@@ -46,6 +47,8 @@ const PACKAGES: &[&str] = &[
     "coursebus-worker-catalog",
     "coursebus-worker-enrollment",
     "coursebus-worker-notifications",
+    "coursebus-worker-content",
+    "coursebus-worker-media",
 ];
 
 #[derive(Debug, Clone, Copy)]
@@ -57,6 +60,8 @@ struct Settings {
     http: bool,
     /// Run the notifications measurements (announcement fan-out, email throughput).
     notifications: bool,
+    /// Run the media measurements (pipeline overhead over raw ffmpeg, transcode throughput).
+    media: bool,
 }
 
 fn settings(args: &[String]) -> Result<Settings> {
@@ -66,6 +71,7 @@ fn settings(args: &[String]) -> Result<Settings> {
         duration: Duration::from_secs(5),
         http: true,
         notifications: true,
+        media: true,
     };
     let mut it = args.iter();
     while let Some(arg) = it.next() {
@@ -77,12 +83,19 @@ fn settings(args: &[String]) -> Result<Settings> {
             "--quick" => {
                 s = Settings { runs: 1, warmup: Duration::from_millis(500), duration: Duration::from_secs(2), ..s }
             }
-            "--only" => match it.next().map(String::as_str) {
-                Some("http") => s.notifications = false,
-                Some("notifications") => s.http = false,
-                _ => bail!("--only takes http or notifications"),
-            },
-            other => bail!("unknown bench option {other} (--runs N, --seconds S, --quick, --only http|notifications)"),
+            "--only" => {
+                let only = it.next().map(String::as_str);
+                ensure!(
+                    matches!(only, Some("http" | "notifications" | "media")),
+                    "--only takes http, notifications or media"
+                );
+                s.http = only == Some("http");
+                s.notifications = only == Some("notifications");
+                s.media = only == Some("media");
+            }
+            other => {
+                bail!("unknown bench option {other} (--runs N, --seconds S, --quick, --only http|notifications|media)")
+            }
         }
     }
     Ok(s)
@@ -118,6 +131,10 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
     if settings.notifications {
         eprintln!("bench: notifications (logs in {})", logs.display());
         report.push_str(&notify::run(&tools, &release, &logs)?);
+    }
+    if settings.media {
+        eprintln!("bench: media (logs in {})", logs.display());
+        report.push_str(&media::run(&tools, &release, &logs)?);
     }
     println!("{report}");
     let out = target.join("bench");
@@ -208,6 +225,24 @@ fn http(settings: Settings, tools: &Tools, release: &Path, logs: &Path) -> Resul
         p.stop(Duration::from_secs(5));
     }
     outcome
+}
+
+/// Wait until `n` replicas of `service` answer the micro-service ping.
+async fn wait_replicas(nats: &async_nats::Client, service: &str, n: usize) -> Result<()> {
+    let started = std::time::Instant::now();
+    loop {
+        let inbox = nats.new_inbox();
+        let mut replies = nats.subscribe(inbox.clone()).await?;
+        nats.publish_with_reply(coursebus_contracts::subjects::srv::ping(service), inbox, bytes::Bytes::new()).await?;
+        let mut found = 0;
+        while let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(300), replies.next()).await {
+            found += 1;
+        }
+        if found >= n {
+            return Ok(());
+        }
+        ensure!(started.elapsed() < Duration::from_secs(30), "{found} of {n} {service} replicas answer");
+    }
 }
 
 /// Start a bench server quietly (warnings only: logging is not what is measured).

@@ -26,7 +26,7 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::{PASSWORD, publish_course, send, start, token};
+use super::{PASSWORD, publish_course, send, start, token, wait_replicas};
 use crate::process::{Server, wait_http_ok};
 use crate::stack::{Durability, Mongo, Nats, Postgres, Smtp, Tools, free_port};
 
@@ -85,13 +85,13 @@ pub fn run(tools: &Tools, release: &Path, logs: &Path) -> Result<String> {
         wait_http_ok(&format!("{base}/readyz"), &mut procs).await?;
         let nats = async_nats::connect(nats.url()).await?;
         let js = async_nats::jetstream::new(nats.clone());
-        wait_replicas(&nats, 1).await?;
+        wait_replicas(&nats, subj::SERVICE, 1).await?;
         let enrollment_db = sqlx::PgPool::connect(&pg.url("enrollment")).await?;
         let notifications_db = sqlx::PgPool::connect(&pg.url("notifications")).await?;
         let fanout = announcement(&base, &js, &enrollment_db, &notifications_db).await?;
         let one = email_throughput(&js, &notifications_db).await?;
         procs.push(notifications(2)?);
-        wait_replicas(&nats, 2).await?;
+        wait_replicas(&nats, subj::SERVICE, 2).await?;
         let two = email_throughput(&js, &notifications_db).await?;
         Ok::<_, anyhow::Error>(report(&fanout, one, two))
     });
@@ -242,25 +242,6 @@ async fn drained(js: &async_nats::jetstream::Context, within: Duration) -> Resul
         }
         ensure!(started.elapsed() < within, "JOB_NOTIFY did not drain within {within:?}");
         tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// Wait until `n` notifications replicas answer the micro-service ping.
-async fn wait_replicas(nats: &async_nats::Client, n: usize) -> Result<()> {
-    let started = Instant::now();
-    loop {
-        let inbox = nats.new_inbox();
-        let mut replies = nats.subscribe(inbox.clone()).await?;
-        nats.publish_with_reply(coursebus_contracts::subjects::srv::ping(subj::SERVICE), inbox, bytes::Bytes::new())
-            .await?;
-        let mut found = 0;
-        while let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(300), replies.next()).await {
-            found += 1;
-        }
-        if found >= n {
-            return Ok(());
-        }
-        ensure!(started.elapsed() < Duration::from_secs(30), "{found} of {n} notifications replicas answer");
     }
 }
 
