@@ -25,7 +25,7 @@ fn options() -> Options {
 
 /// A generated clip: `seconds` of 1280x720 test pattern with a tone. `mjpeg` makes it large
 /// (several 5 MiB parts) and quick to produce; otherwise x264.
-async fn clip(p: &Platform, seconds: u32, mjpeg: bool) -> Result<Vec<u8>> {
+pub async fn clip(p: &Platform, seconds: u32, mjpeg: bool) -> Result<Vec<u8>> {
     let dir = tempfile::tempdir()?;
     let out = dir.path().join("clip.mp4");
     let codec: &[&str] = if mjpeg {
@@ -43,6 +43,21 @@ async fn clip(p: &Platform, seconds: u32, mjpeg: bool) -> Result<Vec<u8>> {
         .await?;
     ensure!(status.success(), "ffmpeg could not make a clip");
     Ok(tokio::fs::read(&out).await?)
+}
+
+/// Upload `bytes` (at most one part) as a video of `course_id` and complete it; the asset id.
+pub async fn upload_single_part(p: &Platform, teacher: &str, course_id: &str, bytes: &[u8]) -> Result<String> {
+    let body = json!({"kind": "video", "filename": "clip.mp4", "content_type": "video/mp4", "size_bytes": bytes.len()});
+    let created = call(p, Method::POST, &format!("/v1/courses/{course_id}/assets"), Some(teacher), Some(body)).await?;
+    ensure!(created.status == StatusCode::CREATED && created.body["part_count"] == 1, "{created:?}");
+    let id = created.body["asset"]["id"].as_str().context("asset id")?.to_owned();
+    let parts = json!({"part_numbers": [1]});
+    let urls = call(p, Method::POST, &format!("/v1/assets/{id}/upload/parts"), Some(teacher), Some(parts)).await?;
+    let url = urls.body["parts"][0]["url"].as_str().context("part url")?;
+    ensure!(p.http.put(url).body(bytes.to_vec()).send().await?.status().is_success(), "S3 refused the part");
+    let done = call(p, Method::POST, &format!("/v1/assets/{id}/upload/complete"), Some(teacher), None).await?;
+    ensure!(done.body["status"] == "processing", "{done:?}");
+    Ok(id)
 }
 
 /// A platform with a published course, its instructor and an enrolled learner.

@@ -267,8 +267,9 @@ pub async fn nats_configurations_are_valid(infra: Arc<Infra>) -> Result<()> {
 
 /// With the production NATS users and permissions (`nats/secure.conf`), every service does its
 /// work through the gateway's front door: a newcomer's email and verification, a course from
-/// draft to search, an enrolment and its notification, an announcement's fan-out. The gateway's
-/// user cannot reach internal endpoints.
+/// draft to search, an enrolment and its notification, an announcement's fan-out, a video
+/// uploaded, transcoded and played, a broken one parked in the DLQ. The gateway's user cannot
+/// reach internal endpoints.
 pub async fn every_service_works_within_its_nats_permissions(infra: Arc<Infra>) -> Result<()> {
     let options = Options {
         identity_replicas: 1,
@@ -276,6 +277,8 @@ pub async fn every_service_works_within_its_nats_permissions(infra: Arc<Infra>) 
         search_replicas: 1,
         enrollment_replicas: 1,
         notifications_replicas: 1,
+        content_replicas: 1,
+        media_replicas: 1,
         secured: true,
         ..Options::default()
     };
@@ -334,6 +337,24 @@ async fn secured_journey(infra: &Infra, p: &Platform) -> Result<()> {
     })
     .await?;
 
+    // A video through content and media; a text file "video" fails into the DLQ.
+    let course_id = course["id"].as_str().context("id")?;
+    let clip = crate::content::clip(p, 2, false).await?;
+    let mut assets = Vec::new();
+    for bytes in [clip, b"not a video\n".repeat(50)] {
+        assets.push(crate::content::upload_single_part(p, &teacher, course_id, &bytes).await?);
+    }
+    for (id, status) in assets.iter().zip(["ready", "failed"]) {
+        eventually(Duration::from_secs(60), &format!("the asset to be {status}"), || async {
+            let asset = call(p, Method::GET, &format!("/v1/assets/{id}"), Some(&teacher), None).await?;
+            Ok((asset.body["status"] == status).then_some(()))
+        })
+        .await?;
+    }
+    let grant = call(p, Method::POST, &format!("/v1/assets/{}/playback", assets[0]), Some(&learner), None).await?;
+    let master = call(p, Method::GET, grant.body["hls_url"].as_str().context("hls url")?, None, None).await?;
+    assert_eq!(master.status, StatusCode::OK);
+
     // The gateway's NATS user is refused internal endpoints (the server drops the request).
     let gateway = coursebus_bus::connect(&p.nats.url_as("gateway"), "gateway-probe", Duration::from_secs(5)).await?;
     // Anonymous clients and wrong passwords are refused.
@@ -346,5 +367,11 @@ async fn secured_journey(infra: &Infra, p: &Platform) -> Result<()> {
     )
     .await;
     assert!(!matches!(asked, Ok(Ok(_))), "the gateway reached an internal endpoint: {asked:?}");
+    let asked = tokio::time::timeout(
+        Duration::from_secs(2),
+        gateway.request(coursebus_contracts::subjects::content::INTERNAL_PROGRESS.subject(), b"{}".as_slice().into()),
+    )
+    .await;
+    assert!(!matches!(asked, Ok(Ok(_))), "the gateway reached content's internal endpoint: {asked:?}");
     Ok(())
 }

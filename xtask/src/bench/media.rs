@@ -1,12 +1,13 @@
 //! The media part of `cargo xtask bench` (`--only media` runs it alone), on a stack of its own
 //! (nats-server, PostgreSQL, the MongoDB-wire server, the in-process S3, release binaries):
 //!
-//! 1. A generated [`CLIP_SECONDS`] s 1280x720 clip transcoded [`RUNS`] times by the raw ffmpeg
+//! 1. A generated [`CLIP_SECONDS`] s 1280x720 clip transcoded `--runs` times by the raw ffmpeg
 //!    command lines (exactly the ones a media job runs, printed by
-//!    `coursebus-worker-media ffmpeg-commands`, then run by hand on a local file), and [`RUNS`]
-//!    times through the platform: create the asset, `PUT` its parts to presigned URLs, complete,
-//!    until the asset is `ready` (one media replica). The ratio of the medians is the
-//!    pipeline's overhead.
+//!    `coursebus-worker-media ffmpeg-commands`, then run by hand on a local file), and as often
+//!    through the platform: create the asset, `PUT` its parts to presigned URLs, complete, until
+//!    content publishes `asset.ready` (one media replica). The ratio of the medians is the
+//!    pipeline's overhead. The media replicas log each job's phases (download, encode, upload)
+//!    at `info` in `media-media-*.log`.
 //! 2. Throughput: [`QUEUED`] clips uploaded and completed at once, until all are `ready`, with
 //!    one and then two media replicas.
 
@@ -17,8 +18,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, ensure};
 use serde_json::{Value, json};
 
+use coursebus_contracts::subjects::content;
+use futures::StreamExt;
+
 use super::{PASSWORD, publish_course, send, start, token, wait_replicas};
-use crate::process::{Server, wait_http_ok};
+use crate::process::{Server, start_logged, wait_http_ok};
 use crate::s3::S3Server;
 use crate::stack::{Durability, Mongo, Nats, Postgres, Tools, free_port};
 
@@ -26,13 +30,11 @@ use crate::stack::{Durability, Mongo, Nats, Postgres, Tools, free_port};
 pub const CLIP_SECONDS: u32 = 20;
 /// Clips queued at once for the throughput runs.
 pub const QUEUED: usize = 8;
-/// Runs of the single-clip measurements (the median is reported).
-const RUNS: usize = 3;
 /// Target: the pipeline costs at most this much more than raw ffmpeg.
 const TARGET_RATIO: f64 = 1.05;
 
 /// Run the measurements; returns the report section.
-pub fn run(tools: &Tools, release: &Path, logs: &Path) -> Result<String> {
+pub fn run(tools: &Tools, release: &Path, logs: &Path, runs: usize) -> Result<String> {
     let dir = tempfile::Builder::new().prefix("coursebus-bench-media-").tempdir()?;
     let nats = Nats::start(tools, &dir.path().join("nats"), 0, 0, &logs.join("media-nats.log"))?;
     let pg = Postgres::start(tools, &dir.path().join("pg"), 0, Durability::Durable, &logs.join("media-pg.log"))?;
@@ -67,7 +69,9 @@ pub fn run(tools: &Tools, release: &Path, logs: &Path) -> Result<String> {
     let media = |replica: usize| -> Result<Server> {
         let mut cmd = Command::new(bin("coursebus-worker-media"));
         cmd.env("CB_NATS_URL", nats.url()).env("CB_FFMPEG", &tools.ffmpeg).envs(s3_env);
-        start(cmd, &format!("media-media-{replica}"), logs)
+        // A few lines per job: where its time goes.
+        cmd.env("RUST_LOG", "warn,coursebus_worker_media=info");
+        start_logged(cmd, &format!("media-media-{replica}"), logs)
     };
     procs.push(media(1)?);
     let mut cmd = Command::new(bin("coursebus-gateway"));
@@ -77,7 +81,7 @@ pub fn run(tools: &Tools, release: &Path, logs: &Path) -> Result<String> {
     let clip = dir.path().join("clip.mp4");
     make_clip(&tools.ffmpeg, &clip)?;
     let bytes = std::fs::read(&clip)?;
-    let raw = raw_ffmpeg(tools, release, &clip, dir.path())?;
+    let raw = raw_ffmpeg(tools, release, &clip, dir.path(), runs)?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let outcome = runtime.block_on(async {
@@ -85,9 +89,9 @@ pub fn run(tools: &Tools, release: &Path, logs: &Path) -> Result<String> {
         wait_http_ok(&format!("{base}/readyz"), &mut procs).await?;
         let nats = async_nats::connect(nats.url()).await?;
         wait_replicas(&nats, "media", 1).await?;
-        let platform = Platform::setup(&base).await?;
+        let platform = Platform::setup(&base, nats.clone()).await?;
         let mut pipeline = Vec::new();
-        for run in 1..=RUNS {
+        for run in 1..=runs {
             let started = Instant::now();
             platform.transcode(&bytes, 1).await?;
             pipeline.push(started.elapsed());
@@ -97,7 +101,7 @@ pub fn run(tools: &Tools, release: &Path, logs: &Path) -> Result<String> {
         procs.push(media(2)?);
         wait_replicas(&nats, "media", 2).await?;
         let two = platform.timed(&bytes, QUEUED).await?;
-        Ok::<_, anyhow::Error>(report(bytes.len(), &raw, &pipeline, one, two))
+        Ok::<_, anyhow::Error>(report(bytes.len(), runs, &raw, &pipeline, one, two))
     });
     for mut p in procs.into_iter().rev() {
         p.stop(Duration::from_secs(5));
@@ -119,8 +123,8 @@ fn make_clip(ffmpeg: &Path, out: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Run the job's ffmpeg command lines by hand [`RUNS`] times; the wall time of each run.
-fn raw_ffmpeg(tools: &Tools, release: &Path, clip: &Path, dir: &Path) -> Result<Vec<Duration>> {
+/// Run the job's ffmpeg command lines by hand `runs` times; the wall time of each run.
+fn raw_ffmpeg(tools: &Tools, release: &Path, clip: &Path, dir: &Path, runs: usize) -> Result<Vec<Duration>> {
     let out = dir.join("raw");
     let printed = Command::new(release.join("coursebus-worker-media"))
         .arg("ffmpeg-commands")
@@ -133,7 +137,7 @@ fn raw_ffmpeg(tools: &Tools, release: &Path, clip: &Path, dir: &Path) -> Result<
         String::from_utf8(printed.stdout)?.lines().map(serde_json::from_str).collect::<Result<_, _>>()?;
     ensure!(commands.len() == 3, "expected the encode, poster and strip commands");
     let mut times = Vec::new();
-    for run in 1..=RUNS {
+    for run in 1..=runs {
         if out.exists() {
             std::fs::remove_dir_all(&out)?;
         }
@@ -152,13 +156,14 @@ fn raw_ffmpeg(tools: &Tools, release: &Path, clip: &Path, dir: &Path) -> Result<
 /// A teacher with a published course, talking to the gateway.
 struct Platform {
     http: reqwest::Client,
+    nats: async_nats::Client,
     base: String,
     teacher: String,
     course: String,
 }
 
 impl Platform {
-    async fn setup(base: &str) -> Result<Self> {
+    async fn setup(base: &str, nats: async_nats::Client) -> Result<Self> {
         let http = reqwest::Client::new();
         let admin = token(&http, base, super::ADMIN_EMAIL, "10.3.0.1").await?;
         let email = "media-teacher@coursebus.test";
@@ -172,26 +177,27 @@ impl Platform {
         send(http.put(format!("{base}/v1/users/{teacher_id}/roles/instructor")).bearer_auth(&admin), 200).await?;
         let teacher = token(&http, base, email, "10.3.0.2").await?;
         let (course, _) = publish_course(&http, base, &teacher, 0).await?;
-        Ok(Self { http, base: base.to_owned(), teacher, course })
+        Ok(Self { http, nats, base: base.to_owned(), teacher, course })
     }
 
-    /// Upload `n` copies of the clip at once and wait until every one is `ready`.
+    /// Upload `n` copies of the clip at once and wait until content announced every one
+    /// `ready` (its `asset.ready` event); a `failed` one ends the run.
     async fn transcode(&self, bytes: &[u8], n: usize) -> Result<()> {
+        let mut events = self.nats.subscribe(content::EVENT_SUBJECTS).await?;
+        self.nats.flush().await?;
         let uploads = (0..n).map(|_| self.upload(bytes));
-        let ids = futures::future::try_join_all(uploads).await?;
-        let deadline = Instant::now() + Duration::from_secs(600);
-        for id in ids {
-            loop {
-                let asset =
-                    send(self.http.get(format!("{}/v1/assets/{id}", self.base)).bearer_auth(&self.teacher), 200)
-                        .await?;
-                match asset["status"].as_str() {
-                    Some("ready") => break,
-                    Some("processing") => {}
-                    other => anyhow::bail!("asset {id} is {other:?}: {asset}"),
-                }
-                ensure!(Instant::now() < deadline, "asset {id} not ready after 10 minutes");
-                tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut waiting: std::collections::HashSet<String> =
+            futures::future::try_join_all(uploads).await?.into_iter().collect();
+        while !waiting.is_empty() {
+            let event = tokio::time::timeout(Duration::from_secs(600), events.next())
+                .await
+                .context("no asset became ready for 10 minutes")?
+                .context("the event subscription ended")?;
+            let event: Value = serde_json::from_slice(&event.payload)?;
+            let id = event["data"]["asset_id"].as_str().unwrap_or_default().to_owned();
+            ensure!(event["type"] != "content.asset.failed" || !waiting.contains(&id), "asset {id} failed: {event}");
+            if event["type"] == "content.asset.ready" {
+                waiting.remove(&id);
             }
         }
         Ok(())
@@ -246,7 +252,7 @@ fn median(times: &[Duration]) -> Duration {
     sorted[sorted.len() / 2]
 }
 
-fn report(size: usize, raw: &[Duration], pipeline: &[Duration], one: Duration, two: Duration) -> String {
+fn report(size: usize, runs: usize, raw: &[Duration], pipeline: &[Duration], one: Duration, two: Duration) -> String {
     let (raw, pipeline) = (median(raw), median(pipeline));
     let ratio = pipeline.as_secs_f64() / raw.as_secs_f64();
     let per_min = |d: Duration| QUEUED as f64 / d.as_secs_f64() * 60.0;
@@ -254,8 +260,8 @@ fn report(size: usize, raw: &[Duration], pipeline: &[Duration], one: Duration, t
     format!(
         "\n#### Media (same run): a {CLIP_SECONDS} s 1280x720 H.264 clip ({:.1} MB) → HLS + DASH (720p, 360p), poster, preview strip\n\n\
          | measurement | result |\n|---|---|\n\
-         | raw ffmpeg: the job's three command lines run by hand (median of {RUNS}) | {:.2} s |\n\
-         | platform: create → parts to presigned URLs → complete → `ready`, 1 media replica (median of {RUNS}) | {:.2} s |\n\
+         | raw ffmpeg: the job's three command lines run by hand (median of {runs}) | {:.2} s |\n\
+         | platform: create → parts to presigned URLs → complete → `ready`, 1 media replica (median of {runs}) | {:.2} s |\n\
          | overhead ratio (target ≤ {TARGET_RATIO}) | **{ratio:.3}** ({verdict}) |\n\
          | {QUEUED} clips queued at once, 1 media replica | {:.1} s ({:.1} clips/min) |\n\
          | {QUEUED} clips queued at once, 2 media replicas | {:.1} s ({:.1} clips/min, {:.2}×) |\n",

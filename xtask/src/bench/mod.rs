@@ -134,7 +134,7 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
     }
     if settings.media {
         eprintln!("bench: media (logs in {})", logs.display());
-        report.push_str(&media::run(&tools, &release, &logs)?);
+        report.push_str(&media::run(&tools, &release, &logs, settings.runs)?);
     }
     println!("{report}");
     let out = target.join("bench");
