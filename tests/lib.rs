@@ -86,13 +86,52 @@ pub const ADMIN_PASSWORD: &str = "bootstrap-secret-2026";
 
 struct Task {
     shutdown: CancellationToken,
-    handle: JoinHandle<()>,
+    handle: Option<JoinHandle<()>>,
+    /// A replica running on a runtime of its own, so that it can be killed whole (every task it
+    /// spawned, its connections and child processes), as a crash would.
+    runtime: Option<tokio::runtime::Runtime>,
 }
 
 impl Task {
-    async fn stop(self) {
+    /// Run `replica` on a runtime of its own (see [`Task::kill`]).
+    fn isolated(name: &str, replica: impl FnOnce(CancellationToken) -> JoinHandleFuture) -> Self {
+        let shutdown = CancellationToken::new();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name(name)
+            .enable_all()
+            .build()
+            .expect("a runtime for a replica");
+        let handle = runtime.spawn(replica(shutdown.clone()));
+        Self { shutdown, handle: Some(handle), runtime: Some(runtime) }
+    }
+
+    /// Ask the replica to stop and wait until it has.
+    async fn stop(mut self) {
         self.shutdown.cancel();
-        let _ = self.handle.await;
+        if let Some(handle) = self.handle.take() {
+            let _ = handle.await;
+        }
+    }
+
+    /// Stop the replica at once with nothing handed back: its runtime is dropped, so every task
+    /// it spawned stops where it was, its NATS connections close and its ffmpeg children die.
+    fn kill(mut self) {
+        match self.runtime.take() {
+            Some(runtime) => runtime.shutdown_background(),
+            None => panic!("only replicas started on a runtime of their own can be killed"),
+        }
+    }
+}
+
+type JoinHandleFuture = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+impl Drop for Task {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
     }
 }
 
@@ -221,7 +260,7 @@ impl Platform {
                 tracing::error!(error = %err, "gateway failed");
             }
         });
-        platform.gateway = Some(Task { shutdown, handle });
+        platform.gateway = Some(Task { shutdown, handle: Some(handle), runtime: None });
         platform.wait_identity_replicas(options.identity_replicas).await?;
         platform.wait_replicas("catalog", options.catalog_replicas).await?;
         platform.wait_replicas("search", options.search_replicas).await?;
@@ -254,7 +293,7 @@ impl Platform {
                 tracing::error!(error = %err, "identity replica failed");
             }
         });
-        self.identity.push(Task { shutdown, handle });
+        self.identity.push(Task { shutdown, handle: Some(handle), runtime: None });
     }
 
     /// Start one more catalog replica (returns at once; see [`Platform::wait_replicas`]).
@@ -268,7 +307,7 @@ impl Platform {
                 tracing::error!(error = %err, "catalog replica failed");
             }
         });
-        self.catalog.push(Task { shutdown, handle });
+        self.catalog.push(Task { shutdown, handle: Some(handle), runtime: None });
     }
 
     /// The configuration a search replica of this platform starts with.
@@ -290,7 +329,7 @@ impl Platform {
                 tracing::error!(error = %err, "search replica failed");
             }
         });
-        self.search.push(Task { shutdown, handle });
+        self.search.push(Task { shutdown, handle: Some(handle), runtime: None });
     }
 
     /// The configuration an enrollment replica of this platform starts with.
@@ -313,7 +352,7 @@ impl Platform {
                 tracing::error!(error = %err, "enrollment replica failed");
             }
         });
-        self.enrollment.push(Task { shutdown, handle });
+        self.enrollment.push(Task { shutdown, handle: Some(handle), runtime: None });
     }
 
     /// The configuration a notifications replica of this platform starts with: the shared SMTP
@@ -346,7 +385,7 @@ impl Platform {
                 tracing::error!(error = %err, "notifications replica failed");
             }
         });
-        self.notifications.push(Task { shutdown, handle });
+        self.notifications.push(Task { shutdown, handle: Some(handle), runtime: None });
     }
 
     /// Stop every replica of `service` (gracefully).
@@ -430,7 +469,7 @@ impl Platform {
                 tracing::error!(error = %err, "content replica failed");
             }
         });
-        self.content.push(Task { shutdown, handle });
+        self.content.push(Task { shutdown, handle: Some(handle), runtime: None });
     }
 
     /// The configuration a media replica of this platform starts with: a short `ack_wait`,
@@ -446,22 +485,25 @@ impl Platform {
     /// Start one more media replica (returns at once; see [`Platform::wait_replicas`]).
     pub fn start_media_replica(&mut self) {
         let config = self.media_config();
-        let shutdown = CancellationToken::new();
-        let token = shutdown.clone();
-        let handle = tokio::spawn(async move {
-            if let Err(err) = coursebus_worker_media::run(config, token).await {
-                tracing::error!(error = %err, "media replica failed");
-            }
-        });
-        self.media.push(Task { shutdown, handle });
+        self.start_media_replica_with(config);
+    }
+
+    /// Media replicas run on runtimes of their own: [`Platform::kill_replicas`] can crash them.
+    pub fn start_media_replica_with(&mut self, config: coursebus_worker_media::Config) {
+        self.media.push(Task::isolated("media-replica", |token| {
+            Box::pin(async move {
+                if let Err(err) = coursebus_worker_media::run(config, token).await {
+                    tracing::error!(error = %err, "media replica failed");
+                }
+            })
+        }));
     }
 
     /// Kill every replica of `service` at once, as a crash would: no graceful stop, nothing
     /// acknowledged or handed back (its child processes die with it).
-    pub async fn kill_replicas(&mut self, service: &str) {
+    pub fn kill_replicas(&mut self, service: &str) {
         for task in self.tasks(service).drain(..) {
-            task.handle.abort();
-            let _ = task.handle.await;
+            task.kill();
         }
     }
 

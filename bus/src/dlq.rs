@@ -116,11 +116,13 @@ struct Advisory {
 
 /// Copy every message of `stream` that exhausted `consumer`'s deliveries to the DLQ and delete it
 /// from `stream` (a work queue). Runs until `shutdown`; the durable consumer `<consumer>_dlq`
-/// on `DLQ` is shared by the owner's replicas.
+/// on `DLQ` is shared by the owner's replicas. `on_given_up`, when given, hears of each original
+/// first (see [`GivenUpHook`]).
 pub async fn capture(
     js: jetstream::Context,
     stream: &'static str,
     consumer: &'static str,
+    on_given_up: Option<GivenUpHook>,
     shutdown: CancellationToken,
 ) {
     let durable = format!("{consumer}_dlq");
@@ -141,7 +143,7 @@ pub async fn capture(
                 next = messages.next() => next,
             };
             let Some(Ok(advisory)) = next else { break };
-            let ack = match handle_advisory(&js, stream, consumer, &advisory).await {
+            let ack = match handle_advisory(&js, stream, consumer, on_given_up.as_ref(), &advisory).await {
                 Ok(()) => AckKind::Ack,
                 Err(err) => {
                     tracing::warn!(error = %err, stream, consumer, "a max-deliveries advisory will be retried");
@@ -155,10 +157,18 @@ pub async fn capture(
     }
 }
 
+/// Told of a message JetStream gave up on (its payload and how often it was delivered) before
+/// the message is parked: its owner can record the failure in its own terms (a job that killed
+/// its worker every time has no other way to say so). It must be idempotent: an error (or a
+/// crash) makes the advisory come back and the hook run again.
+pub type GivenUpHook =
+    std::sync::Arc<dyn Fn(bytes::Bytes, i64) -> futures::future::BoxFuture<'static, Result<(), String>> + Send + Sync>;
+
 async fn handle_advisory(
     js: &jetstream::Context,
     stream: &str,
     consumer: &str,
+    on_given_up: Option<&GivenUpHook>,
     advisory: &jetstream::Message,
 ) -> Result<(), BusError> {
     let Ok(parsed) = serde_json::from_slice::<Advisory>(&advisory.payload) else {
@@ -174,6 +184,11 @@ async fn handle_advisory(
         }
         Err(err) => return Err(js_err(err)),
     };
+    if let Some(hook) = on_given_up {
+        hook(original.payload.clone(), parsed.deliveries)
+            .await
+            .map_err(|err| BusError::JetStream(format!("the given-up hook failed: {err}")))?;
+    }
     let reason = format!("no answer after {} deliveries", parsed.deliveries);
     copy(
         js,

@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_nats::service::{self, ServiceExt};
 use async_nats::{Client, HeaderMap};
@@ -112,11 +113,15 @@ impl MicroService {
         if let Err(err) = self.service.stop().await {
             tracing::warn!(error = %err, "could not stop the micro service cleanly");
         }
-        // The unsubscriptions are only queued so far: write them out before the replica goes
-        // away, so the server stops routing requests here (they would wait for a timeout)
-        // as soon as this returns.
-        if let Err(err) = self.client.flush().await {
-            tracing::warn!(error = %err, "could not flush the unsubscriptions");
+        // The unsubscriptions are only queued so far. Before the replica goes away the server
+        // must have processed them, or it keeps routing requests here and they wait for a
+        // timeout instead of failing over at once. A request nobody serves is answered (no
+        // responders) only after the server handled everything this connection sent before it.
+        let barrier = coursebus_contracts::subjects::barrier(&uuid::Uuid::now_v7().simple().to_string());
+        let synced =
+            tokio::time::timeout(Duration::from_secs(2), self.client.request(barrier, bytes::Bytes::new())).await;
+        if synced.is_err() {
+            tracing::warn!("the server did not confirm the unsubscriptions within 2 s");
         }
         tracing::info!(service.name = self.spec.name, "micro service stopped");
     }

@@ -305,6 +305,13 @@ pub mod bench {
     pub const ECHO: &str = "cb.bench.echo";
 }
 
+/// A subject nobody subscribes to (`_INBOX.<token>.barrier`, which every service may publish):
+/// a request on it comes back at once with "no responders", and only after the server processed
+/// everything the connection sent before it — a round trip to wait on.
+pub fn barrier(token: &str) -> String {
+    format!("_INBOX.{token}.barrier")
+}
+
 /// The NATS micro-service protocol subjects (`$SRV.PING|INFO|STATS[.<name>[.<id>]]`).
 pub mod srv {
     /// `$SRV.PING.<service>`: every replica answers.

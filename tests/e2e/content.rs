@@ -278,7 +278,7 @@ pub async fn a_killed_media_replica_leaves_exactly_one_ready_asset(infra: Arc<In
         Ok((asset["progress_percent"].as_u64().unwrap_or(0) > 0).then_some(()))
     })
     .await?;
-    c.p.kill_replicas("media").await;
+    c.p.kill_replicas("media");
     c.p.start_media_replica();
     let ready = wait_status(&c, &id, "ready").await?;
     assert_eq!(ready["renditions"].as_array().map(Vec::len), Some(2));
@@ -297,6 +297,48 @@ pub async fn a_killed_media_replica_leaves_exactly_one_ready_asset(infra: Arc<In
     assert_eq!(completed.len(), 1, "one transcode result");
     let js = async_nats::jetstream::new(nats.clone());
     assert_eq!(js.get_stream("JOB_MEDIA").await?.get_info().await?.state.messages, 0, "the job is done");
+    c.p.shutdown().await;
+    Ok(())
+}
+
+/// A job that takes its replica down every time: after `max_deliver` deliveries JetStream gives
+/// up, and the asset fails with that reason instead of staying `processing` for ever.
+pub async fn a_job_that_kills_every_replica_fails_its_asset(infra: Arc<Infra>) -> Result<()> {
+    let mut c = class(&infra, "crash").await?;
+    c.p.kill_replicas("media");
+    let mut config = c.p.media_config();
+    config.max_deliver = 2;
+    let start = |p: &mut Platform| p.start_media_replica_with(config.clone());
+    start(&mut c.p);
+    let bytes = clip(&c.p, 30, false).await?;
+    let id = upload_video(&c, &bytes).await?;
+    let nats = c.p.nats_client().await?;
+    let js = async_nats::jetstream::new(nats.clone());
+    for delivery in 1..=2u64 {
+        // Each replica dies once the job is in its hands (delivered `delivery` times).
+        eventually(Duration::from_secs(60), "the job to be delivered", || async {
+            let mut consumer: async_nats::jetstream::consumer::PullConsumer = js
+                .get_stream("JOB_MEDIA")
+                .await?
+                .get_consumer("media_transcode")
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let info = consumer.info().await?;
+            Ok((info.delivered.stream_sequence >= 1
+                && info.num_ack_pending == 1
+                && info.num_redelivered as u64 + 1 >= delivery)
+                .then_some(()))
+        })
+        .await?;
+        c.p.kill_replicas("media");
+        start(&mut c.p);
+    }
+    let failed = wait_status(&c, &id, "failed").await?;
+    let reason = failed["failure_reason"].as_str().unwrap_or_default();
+    assert!(reason.starts_with("gave up after 2 attempts"), "{reason}");
+    let parked = stream_events(&nats, "DLQ", "cb.dlq.JOB_MEDIA.media_transcode").await?;
+    assert_eq!(parked.len(), 1, "the job's copy is in the DLQ");
+    assert_eq!(js.get_stream("JOB_MEDIA").await?.get_info().await?.state.messages, 0, "and not in the queue");
     c.p.shutdown().await;
     Ok(())
 }

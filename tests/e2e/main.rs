@@ -84,6 +84,7 @@ fn all() -> Vec<(&'static str, TestFn)> {
         content::a_clip_uploaded_in_parts_resumes_transcodes_and_plays,
         content::a_killed_media_replica_leaves_exactly_one_ready_asset,
         content::a_text_file_named_mp4_fails_with_a_reason_and_lands_in_the_dlq,
+        content::a_job_that_kills_every_replica_fails_its_asset,
         content::abort_leaves_no_parts_and_documents_download_for_learners_only,
         content::bad_asset_input_gets_clear_errors,
         operations::replicas_share_requests_and_answer_the_micro_protocol,

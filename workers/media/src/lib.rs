@@ -167,6 +167,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Medi
         js.clone(),
         media::JOB_STREAM,
         media::TRANSCODE_CONSUMER,
+        Some(given_up(js.clone())),
         shutdown.clone(),
     ));
     let jobs = tokio::spawn(worker.run(shutdown.clone()));
@@ -180,6 +181,41 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Medi
     client.flush().await.ok();
     tracing::info!("media stopped");
     Ok(())
+}
+
+/// A job JetStream gave up on without an answer from any replica (each one stopped or died
+/// while transcoding it, `max_deliver` times): its asset fails with that reason (the same
+/// stable id as any other failure of the asset, so it is recorded once).
+fn given_up(js: jetstream::Context) -> coursebus_bus::dlq::GivenUpHook {
+    Arc::new(move |payload, deliveries| {
+        let js = js.clone();
+        Box::pin(async move {
+            let Ok(job) = serde_json::from_slice::<EventEnvelope<TranscodeJob>>(&payload) else {
+                // Not a job: nothing to fail; the copy still goes to the DLQ.
+                return Ok(());
+            };
+            let asset_id = job.data.asset_id;
+            let event = TranscodeFailed {
+                asset_id,
+                reason: format!(
+                    "gave up after {deliveries} attempts: the media worker stopped every time while transcoding it"
+                ),
+                attempts: u64::try_from(deliveries).unwrap_or(0),
+            };
+            let id = stable_id("transcode.failed", asset_id);
+            let mut envelope = event.envelope(Actor::Service { name: SERVICE.to_owned() });
+            envelope.id = id;
+            let payload = serde_json::to_vec(&envelope).map_err(|e| e.to_string())?;
+            let message = PublishMessage::build().payload(payload.into()).message_id(id.to_string());
+            js.send_publish(TranscodeFailed::SUBJECT, message)
+                .await
+                .map_err(|e| e.to_string())?
+                .await
+                .map_err(|e| e.to_string())?;
+            tracing::warn!(asset_id = %asset_id, deliveries, "transcode given up: no replica finished it");
+            Ok(())
+        })
+    })
 }
 
 /// How a job went wrong.

@@ -261,6 +261,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Noti
         js.clone(),
         subj::JOB_STREAM,
         subj::SENDER_CONSUMER,
+        None,
         shutdown.clone(),
     )));
     tasks.push(tokio::spawn(sender.run(job_consumer, config.sender_concurrency, shutdown.clone())));

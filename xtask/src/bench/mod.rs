@@ -245,6 +245,32 @@ async fn wait_replicas(nats: &async_nats::Client, service: &str, n: usize) -> Re
     }
 }
 
+/// One replica each of identity (with the benchmark admin), catalog and enrollment, from the
+/// release binaries, named `<prefix>-<service>`: what the notifications and media benchmarks
+/// stand on. `pg` must hold the databases `identity` and `enrollment`.
+fn start_core(
+    release: &Path,
+    nats: &Nats,
+    pg: &Postgres,
+    mongo: &Mongo,
+    prefix: &str,
+    logs: &Path,
+) -> Result<Vec<Server>> {
+    let mut cmd = Command::new(release.join("coursebus-worker-identity"));
+    cmd.env("CB_NATS_URL", nats.url())
+        .env("CB_IDENTITY_DATABASE_URL", pg.url("identity"))
+        .env("CB_IDENTITY_BOOTSTRAP_ADMIN_EMAIL", ADMIN_EMAIL)
+        .env("CB_IDENTITY_BOOTSTRAP_ADMIN_PASSWORD", PASSWORD);
+    let identity = start(cmd, &format!("{prefix}-identity"), logs)?;
+    let mut cmd = Command::new(release.join("coursebus-worker-catalog"));
+    cmd.env("CB_NATS_URL", nats.url()).env("CB_CATALOG_MONGODB_URL", mongo.url());
+    let catalog = start(cmd, &format!("{prefix}-catalog"), logs)?;
+    let mut cmd = Command::new(release.join("coursebus-worker-enrollment"));
+    cmd.env("CB_NATS_URL", nats.url()).env("CB_ENROLLMENT_DATABASE_URL", pg.url("enrollment"));
+    let enrollment = start(cmd, &format!("{prefix}-enrollment"), logs)?;
+    Ok(vec![identity, catalog, enrollment])
+}
+
 /// Start a bench server quietly (warnings only: logging is not what is measured).
 fn start(mut cmd: Command, name: &str, logs: &Path) -> Result<Server> {
     cmd.env("RUST_LOG", "warn");

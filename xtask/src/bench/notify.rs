@@ -53,19 +53,7 @@ pub fn run(tools: &Tools, release: &Path, logs: &Path) -> Result<String> {
     }
     let gateway = format!("127.0.0.1:{}", free_port()?);
     let bin = |name: &str| release.join(name);
-    let mut procs: Vec<Server> = Vec::new();
-    let mut cmd = Command::new(bin("coursebus-worker-identity"));
-    cmd.env("CB_NATS_URL", nats.url())
-        .env("CB_IDENTITY_DATABASE_URL", pg.url("identity"))
-        .env("CB_IDENTITY_BOOTSTRAP_ADMIN_EMAIL", super::ADMIN_EMAIL)
-        .env("CB_IDENTITY_BOOTSTRAP_ADMIN_PASSWORD", PASSWORD);
-    procs.push(start(cmd, "notify-identity", logs)?);
-    let mut cmd = Command::new(bin("coursebus-worker-catalog"));
-    cmd.env("CB_NATS_URL", nats.url()).env("CB_CATALOG_MONGODB_URL", mongo.url());
-    procs.push(start(cmd, "notify-catalog", logs)?);
-    let mut cmd = Command::new(bin("coursebus-worker-enrollment"));
-    cmd.env("CB_NATS_URL", nats.url()).env("CB_ENROLLMENT_DATABASE_URL", pg.url("enrollment"));
-    procs.push(start(cmd, "notify-enrollment", logs)?);
+    let mut procs: Vec<Server> = super::start_core(release, &nats, &pg, &mongo, "notify", logs)?;
     let notifications = |replica: usize| -> Result<Server> {
         let mut cmd = Command::new(bin("coursebus-worker-notifications"));
         cmd.env("CB_NATS_URL", nats.url())
