@@ -24,7 +24,13 @@ pub fn workspace_root() -> PathBuf {
     if let Ok(root) = std::env::var("COURSEBUS_ROOT") {
         return PathBuf::from(root);
     }
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    // `cargo xtask` (cargo run) says where this checkout's xtask is; the path compiled in is
+    // only a fallback (a target directory shared by two checkouts may hold the other's build).
+    let manifest = std::env::var("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .ok()
+        .filter(|dir| dir.join("Cargo.toml").exists() && dir.ends_with("xtask"))
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
     manifest.parent().map(Path::to_path_buf).unwrap_or(manifest)
 }
 
