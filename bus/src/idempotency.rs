@@ -39,6 +39,19 @@ pub async fn purge(pool: &PgPool) -> Result<u64, BusError> {
     Ok(done.rows_affected())
 }
 
+/// Purge old keys every `every` until `shutdown` (a worker's housekeeping task).
+pub async fn purge_until(pool: PgPool, every: std::time::Duration, shutdown: tokio_util::sync::CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        if let Err(err) = purge(&pool).await {
+            tracing::warn!(error = %err, "old idempotency keys could not be purged");
+        }
+    }
+}
+
 /// One request's idempotency key, scoped to an endpoint (and caller, when there is one).
 #[derive(Debug, Clone)]
 pub struct Idempotency {

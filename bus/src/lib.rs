@@ -17,6 +17,7 @@ pub mod client;
 pub mod context;
 pub mod dlq;
 pub mod idempotency;
+pub mod ids;
 pub mod outbox;
 #[cfg(feature = "s3")]
 pub mod s3;

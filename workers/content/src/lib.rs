@@ -136,20 +136,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Cont
 
     let relay = tokio::spawn(relay.run(shutdown.clone()));
     let results = tokio::spawn(media_results(js, contents.clone(), shutdown.clone()));
-    let housekeeping = {
-        let (pool, shutdown) = (pool.clone(), shutdown.clone());
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(Duration::from_secs(600)) => {}
-                }
-                if let Err(err) = idempotency::purge(&pool).await {
-                    tracing::warn!(error = %err, "old idempotency keys could not be purged");
-                }
-            }
-        })
-    };
+    let housekeeping = tokio::spawn(idempotency::purge_until(pool.clone(), Duration::from_secs(600), shutdown.clone()));
     service.run().await;
     let _ = tokio::join!(relay, results, housekeeping);
     pool.close().await;

@@ -39,7 +39,6 @@ use coursebus_contracts::content::{
 use coursebus_contracts::subjects::media;
 use coursebus_contracts::{Actor, Event, EventEnvelope};
 use futures::StreamExt as _;
-use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
@@ -259,10 +258,7 @@ async fn cancellable<T>(cancel: &CancellationToken, future: impl Future<Output =
 /// A stable event id: the same inputs give the same UUID (v8, from SHA-256), so a result
 /// published twice is deduplicated by JetStream (`Nats-Msg-Id`) and by its consumers.
 pub fn stable_id(kind: &str, asset_id: Uuid) -> Uuid {
-    let digest = Sha256::digest(format!("{kind}:{asset_id}").as_bytes());
-    let mut bytes = [0u8; 16];
-    bytes.copy_from_slice(&digest[..16]);
-    uuid::Builder::from_custom_bytes(bytes).into_uuid()
+    coursebus_bus::ids::stable_id(&[format!("{kind}:{asset_id}").as_bytes()])
 }
 
 /// The delay before a transient failure is retried: 2 s × the attempt, at most a minute.
@@ -654,7 +650,7 @@ mod tests {
         assert_ne!(completed, stable_id("transcode.completed", Uuid::now_v7()));
         assert_eq!(completed.get_version_num(), 8);
         // SHA-256 of "transcode.completed:<asset>", first 16 bytes, as a UUID v8.
-        let digest = Sha256::digest(format!("transcode.completed:{asset}").as_bytes());
+        let digest = <sha2::Sha256 as sha2::Digest>::digest(format!("transcode.completed:{asset}").as_bytes());
         assert_eq!(completed.as_bytes()[..6], digest[..6]);
     }
 

@@ -15,21 +15,11 @@ use coursebus_contracts::notifications::{
 use coursebus_contracts::validate::ValidationError;
 use minijinja::{Environment, Value};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 /// A UUIDv8 from the SHA-256 of `parts` (in order): the same inputs always give the same id.
 /// Every stable id here starts with a tag of its own, so ids of different things never meet.
-pub fn stable_id(parts: &[&[u8]]) -> Uuid {
-    let mut hash = Sha256::new();
-    for part in parts {
-        hash.update(part);
-    }
-    let digest = hash.finalize();
-    let mut bytes = [0u8; 16];
-    bytes.copy_from_slice(&digest[..16]);
-    uuid::Builder::from_custom_bytes(bytes).into_uuid()
-}
+pub use coursebus_bus::ids::stable_id;
 
 /// The id of the notification of `kind` caused by event `event_id`, so processing an event
 /// twice yields one notification.
