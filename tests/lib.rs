@@ -16,7 +16,7 @@ use futures::StreamExt;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use xtask::s3::S3Server;
-use xtask::stack::{Durability, Mongo, Nats, Postgres, Smtp, Tools, workspace_root};
+use xtask::stack::{Durability, Mongo, Nats, Postgres, Smtp, Stripe, StripeWebhook, Tools, workspace_root};
 
 /// One PostgreSQL, one MongoDB-wire and one SMTP server shared by every test of the run (each
 /// platform gets its own databases on them; tests tell their emails apart by recipient).
@@ -54,6 +54,9 @@ pub struct Options {
     pub notifications_replicas: usize,
     pub content_replicas: usize,
     pub media_replicas: usize,
+    /// Payments replicas; any starts a Stripe-compatible server (localstripe) for the platform,
+    /// delivering webhooks to its gateway.
+    pub payments_replicas: usize,
     pub rate_limit_burst: u32,
     pub rate_limit_replenish: Duration,
     pub access_ttl: Duration,
@@ -72,6 +75,7 @@ impl Default for Options {
             notifications_replicas: 0,
             content_replicas: 0,
             media_replicas: 0,
+            payments_replicas: 0,
             rate_limit_burst: 10_000,
             rate_limit_replenish: Duration::from_millis(500),
             access_ttl: Duration::from_secs(900),
@@ -155,6 +159,14 @@ pub struct Platform {
     pub s3: coursebus_bus::s3::S3Config,
     /// ffmpeg, for media replicas and for tests that make clips.
     pub ffmpeg: std::path::PathBuf,
+    /// This platform's payments database on the shared PostgreSQL server.
+    pub payments_database_url: String,
+    /// This platform's Stripe-compatible server (with payments replicas).
+    pub stripe: Option<Stripe>,
+    /// The secret key payments uses with it.
+    pub stripe_secret_key: String,
+    /// The webhook signing secret it and the gateway share.
+    pub stripe_webhook_secret: String,
     pub http: reqwest::Client,
     pub options: Options,
     identity: Vec<Task>,
@@ -164,6 +176,7 @@ pub struct Platform {
     notifications: Vec<Task>,
     content: Vec<Task>,
     media: Vec<Task>,
+    payments: Vec<Task>,
     gateway: Option<Task>,
     _dir: tempfile::TempDir,
 }
@@ -194,6 +207,8 @@ impl Platform {
         infra.pg.create_database(&notifications_db)?;
         let content_db = db.replace("identity", "content");
         infra.pg.create_database(&content_db)?;
+        let payments_db = db.replace("identity", "payments");
+        infra.pg.create_database(&payments_db)?;
         let mut platform = Self {
             nats,
             base_url: String::new(),
@@ -213,6 +228,10 @@ impl Platform {
                 secret_key: infra.s3.secret_key.clone(),
             },
             ffmpeg: infra.tools.ffmpeg.clone(),
+            payments_database_url: infra.pg.url(&payments_db),
+            stripe: None,
+            stripe_secret_key: format!("sk_test_{}", uuid::Uuid::new_v4().simple()),
+            stripe_webhook_secret: format!("whsec_{}", uuid::Uuid::new_v4().simple()),
             http: reqwest::Client::builder().timeout(Duration::from_secs(20)).build()?,
             options: options.clone(),
             identity: Vec::new(),
@@ -222,6 +241,7 @@ impl Platform {
             notifications: Vec::new(),
             content: Vec::new(),
             media: Vec::new(),
+            payments: Vec::new(),
             gateway: None,
             _dir: dir,
         };
@@ -249,10 +269,25 @@ impl Platform {
 
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         platform.base_url = format!("http://{}", listener.local_addr()?);
+        if options.payments_replicas > 0 {
+            let webhook = StripeWebhook {
+                url: platform.url("/v1/payments/webhooks/stripe"),
+                secret: platform.stripe_webhook_secret.clone(),
+            };
+            let (tools, log) = (infra.tools.clone(), platform._dir.path().join("stripe.log"));
+            let stripe =
+                tokio::task::spawn_blocking(move || Stripe::start(&tools, 0, Some(&webhook), None, &log)).await??;
+            platform.stripe = Some(stripe);
+            for _ in 0..options.payments_replicas {
+                platform.start_payments_replica();
+            }
+        }
         let mut config = coursebus_gateway::Config::new(platform.nats.url_as("gateway"));
         config.bus_deadline = Duration::from_secs(3);
         config.auth_rate_limit.burst = options.rate_limit_burst;
         config.auth_rate_limit.replenish = options.rate_limit_replenish;
+        config.stripe_webhook_secret =
+            Some(coursebus_gateway::webhook::WebhookSecret::new(platform.stripe_webhook_secret.clone()));
         let shutdown = CancellationToken::new();
         let token = shutdown.clone();
         let handle = tokio::spawn(async move {
@@ -268,6 +303,7 @@ impl Platform {
         platform.wait_replicas("notifications", options.notifications_replicas).await?;
         platform.wait_replicas("content", options.content_replicas).await?;
         platform.wait_replicas("media", options.media_replicas).await?;
+        platform.wait_replicas("payments", options.payments_replicas).await?;
         Ok(platform)
     }
 
@@ -343,16 +379,45 @@ impl Platform {
     }
 
     /// Start one more enrollment replica (returns at once; see [`Platform::wait_replicas`]).
+    /// It runs on a runtime of its own: [`Platform::kill_replicas`] can crash it mid-saga.
     pub fn start_enrollment_replica(&mut self) {
         let config = self.enrollment_config();
-        let shutdown = CancellationToken::new();
-        let token = shutdown.clone();
-        let handle = tokio::spawn(async move {
-            if let Err(err) = coursebus_worker_enrollment::run(config, token).await {
-                tracing::error!(error = %err, "enrollment replica failed");
-            }
-        });
-        self.enrollment.push(Task { shutdown, handle: Some(handle), runtime: None });
+        self.enrollment.push(Task::isolated("enrollment-replica", |token| {
+            Box::pin(async move {
+                if let Err(err) = coursebus_worker_enrollment::run(config, token).await {
+                    tracing::error!(error = %err, "enrollment replica failed");
+                }
+            })
+        }));
+    }
+
+    /// The configuration a payments replica of this platform starts with: its localstripe, a
+    /// 14-day / 30 % refund window, and no timer-driven reconciliation (tests run it by hand).
+    pub fn payments_config(&self) -> coursebus_worker_payments::Config {
+        let mut config = coursebus_worker_payments::Config::new(
+            self.nats.url_as("payments"),
+            self.payments_database_url.clone(),
+            self.stripe_secret_key.clone(),
+        );
+        if let Some(stripe) = &self.stripe {
+            config.stripe_api_base = stripe.url();
+        }
+        config.db_max_connections = 5;
+        config.reconcile_every = Duration::from_secs(3600);
+        config.stale_after = Duration::ZERO;
+        config
+    }
+
+    /// Start one more payments replica (returns at once; see [`Platform::wait_replicas`]).
+    pub fn start_payments_replica(&mut self) {
+        let config = self.payments_config();
+        self.payments.push(Task::isolated("payments-replica", |token| {
+            Box::pin(async move {
+                if let Err(err) = coursebus_worker_payments::run(config, token).await {
+                    tracing::error!(error = %err, "payments replica failed");
+                }
+            })
+        }));
     }
 
     /// The configuration a notifications replica of this platform starts with: the shared SMTP
@@ -404,6 +469,7 @@ impl Platform {
             "notifications" => &mut self.notifications,
             "content" => &mut self.content,
             "media" => &mut self.media,
+            "payments" => &mut self.payments,
             other => panic!("no service {other}"),
         }
     }
@@ -517,7 +583,8 @@ impl Platform {
         if let Some(gateway) = gateway {
             gateway.stop().await;
         }
-        for service in ["identity", "catalog", "search", "enrollment", "notifications", "content", "media"] {
+        for service in ["identity", "catalog", "search", "enrollment", "notifications", "content", "media", "payments"]
+        {
             self.stop_replicas(service).await;
         }
     }
@@ -538,6 +605,7 @@ impl Drop for Platform {
             .chain(&self.notifications)
             .chain(&self.content)
             .chain(&self.media)
+            .chain(&self.payments)
         {
             task.shutdown.cancel();
         }

@@ -14,6 +14,7 @@
 pub mod auth;
 pub mod cache;
 pub mod client;
+pub mod consume;
 pub mod context;
 pub mod dlq;
 pub mod idempotency;

@@ -54,6 +54,34 @@ impl Price {
         self.amount_minor == 0
     }
 
+    /// Check `others` against the main price `main`: each a valid paid price, each currency
+    /// once, none in the main currency, none at all for a free course.
+    pub fn validate_others(main: &Price, others: &[Price]) -> Result<(), ValidationError> {
+        if main.is_free() && !others.is_empty() {
+            return Err(ValidationError::new("other_prices", "a free course has no other prices"));
+        }
+        if others.len() > 20 {
+            return Err(ValidationError::new("other_prices", "at most 20 other prices"));
+        }
+        let mut seen = vec![main.currency.as_str()];
+        for p in others {
+            p.validate().map_err(|e| ValidationError::new("other_prices", e.message))?;
+            if p.is_free() {
+                return Err(ValidationError::new("other_prices", "other prices must not be 0"));
+            }
+            if seen.contains(&p.currency.as_str()) {
+                return Err(ValidationError::new("other_prices", format!("{} is priced twice", p.currency)));
+            }
+            seen.push(&p.currency);
+        }
+        Ok(())
+    }
+
+    /// The price in `currency` among `main` and `others`.
+    pub fn in_currency<'a>(main: &'a Price, others: &'a [Price], currency: &str) -> Option<&'a Price> {
+        std::iter::once(main).chain(others).find(|p| p.currency == currency)
+    }
+
     pub fn validate(&self) -> Result<(), ValidationError> {
         if !(0..=100_000_000).contains(&self.amount_minor) {
             return Err(ValidationError::new(
@@ -110,6 +138,9 @@ pub struct Course {
     pub level: Level,
     pub tags: Vec<String>,
     pub price: Price,
+    /// The price in other currencies (checkout in any of them); none when the course is free.
+    #[serde(default)]
+    pub other_prices: Vec<Price>,
     pub cover_image_id: Option<Uuid>,
     pub prerequisites: Vec<Uuid>,
     pub modules: Vec<Module>,
@@ -153,6 +184,9 @@ pub struct CreateCourseRequest {
     #[serde(default)]
     pub tags: Vec<String>,
     pub price: Price,
+    /// The price in other currencies (each currency once, never the main price's).
+    #[serde(default)]
+    pub other_prices: Vec<Price>,
     #[serde(default)]
     pub cover_image_id: Option<Uuid>,
     #[serde(default)]
@@ -184,6 +218,8 @@ pub struct UpdateCourseRequest {
     pub tags: Option<Vec<String>>,
     #[serde(default)]
     pub price: Option<Price>,
+    #[serde(default)]
+    pub other_prices: Option<Vec<Price>>,
     #[serde(default)]
     pub cover_image_id: Option<Uuid>,
     #[serde(default)]

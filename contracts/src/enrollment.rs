@@ -397,6 +397,9 @@ pub struct EnrollmentCreated {
     pub course_version: u64,
     #[serde(with = "time::serde::rfc3339")]
     pub enrolled_at: OffsetDateTime,
+    /// The paid order this enrolment fulfils (none for a free course).
+    #[serde(default)]
+    pub order_id: Option<Uuid>,
 }
 
 impl Event for EnrollmentCreated {
@@ -404,12 +407,15 @@ impl Event for EnrollmentCreated {
     const TYPE: &'static str = "enrollment.enrolment.created";
 }
 
-/// `cb.evt.enrollment.enrolment.cancelled`: the learner unenrolled.
+/// `cb.evt.enrollment.enrolment.cancelled`: the learner unenrolled, or a full refund of the
+/// order it came from revoked it (`order_id`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EnrollmentCancelled {
     pub enrollment_id: Uuid,
     pub user_id: Uuid,
     pub course_id: Uuid,
+    #[serde(default)]
+    pub order_id: Option<Uuid>,
 }
 
 impl Event for EnrollmentCancelled {
@@ -431,6 +437,21 @@ pub struct EnrollmentCompleted {
 impl Event for EnrollmentCompleted {
     const SUBJECT: &'static str = subj::EVT_ENROLMENT_COMPLETED;
     const TYPE: &'static str = "enrollment.enrolment.completed";
+}
+
+/// `cb.evt.enrollment.enrolment.rejected`: a paid order could not become an enrolment; payments
+/// refunds it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EnrollmentRejected {
+    pub order_id: Uuid,
+    pub user_id: Uuid,
+    pub course_id: Uuid,
+    pub reason: String,
+}
+
+impl Event for EnrollmentRejected {
+    const SUBJECT: &'static str = subj::EVT_ENROLMENT_REJECTED;
+    const TYPE: &'static str = "enrollment.enrolment.rejected";
 }
 
 /// `cb.evt.enrollment.progress.updated`: a lesson's state or percent went up.
@@ -463,6 +484,7 @@ mod tests {
             EnrollmentCreated::SUBJECT,
             EnrollmentCancelled::SUBJECT,
             EnrollmentCompleted::SUBJECT,
+            EnrollmentRejected::SUBJECT,
             ProgressUpdated::SUBJECT,
         ] {
             assert!(subject.starts_with("cb.evt.enrollment."), "{subject}");

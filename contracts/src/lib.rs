@@ -12,6 +12,7 @@ pub mod event;
 pub mod headers;
 pub mod identity;
 pub mod notifications;
+pub mod payments;
 pub mod rpc;
 pub mod search;
 pub mod subjects;

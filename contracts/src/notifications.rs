@@ -29,16 +29,19 @@ pub enum NotificationKind {
     Digest,
     /// A course the learner is enrolled in was published again with changes.
     CourseUpdated,
+    /// A paid course: the purchase's receipt (always sent; it is a record of a payment).
+    Receipt,
 }
 
 impl NotificationKind {
-    pub const ALL: [NotificationKind; 6] = [
+    pub const ALL: [NotificationKind; 7] = [
         NotificationKind::Welcome,
         NotificationKind::VerifyEmail,
         NotificationKind::Enrolled,
         NotificationKind::Announcement,
         NotificationKind::Digest,
         NotificationKind::CourseUpdated,
+        NotificationKind::Receipt,
     ];
 
     /// The channels this kind can be delivered on (see [`NotificationKind::on_by_default`]).
@@ -48,12 +51,13 @@ impl NotificationKind {
             NotificationKind::Enrolled | NotificationKind::Announcement | NotificationKind::CourseUpdated => {
                 &[Channel::InApp, Channel::Email, Channel::Sms]
             }
+            NotificationKind::Receipt => &[Channel::InApp, Channel::Email],
         }
     }
 
     /// Whether the user may turn `channel` off for this kind (account emails cannot be).
     pub fn optional(self, _channel: Channel) -> bool {
-        !self.is_account()
+        !self.is_account() && self != NotificationKind::Receipt
     }
 
     /// What a user who changed nothing gets: every channel but SMS, which is opt-in (it costs
@@ -81,6 +85,7 @@ impl NotificationKind {
             NotificationKind::Announcement => "announcement",
             NotificationKind::Digest => "digest",
             NotificationKind::CourseUpdated => "course_updated",
+            NotificationKind::Receipt => "receipt",
         }
     }
 

@@ -128,6 +128,11 @@ pub mod enrollment {
     pub const EVT_ENROLMENT_CANCELLED: &str = "cb.evt.enrollment.enrolment.cancelled";
     pub const EVT_ENROLMENT_COMPLETED: &str = "cb.evt.enrollment.enrolment.completed";
     pub const EVT_PROGRESS_UPDATED: &str = "cb.evt.enrollment.progress.updated";
+    /// A paid order could not become an enrolment (prerequisites missing, already enrolled,
+    /// course gone): payments refunds it.
+    pub const EVT_ENROLMENT_REJECTED: &str = "cb.evt.enrollment.enrolment.rejected";
+    /// The durable consumer of payment events (paid → enrol, refunded → revoke).
+    pub const PAYMENTS_CONSUMER: &str = "enrollment_payments";
 }
 
 /// Notifications: the in-app inbox, and delivery of notification jobs per channel.
@@ -201,6 +206,8 @@ pub mod notifications {
     pub const IDENTITY_CONSUMER: &str = "notifications_identity";
     pub const ENROLLMENT_CONSUMER: &str = "notifications_enrollment";
     pub const CATALOG_CONSUMER: &str = "notifications_catalog";
+    /// Receipts of paid orders (`payments.order.fulfilled`).
+    pub const PAYMENTS_CONSUMER: &str = "notifications_payments";
 
     /// Real-time pushes to one user's open sockets (core NATS, not stored): `cb.rt.user.<id>`.
     /// The gateway subscribes to it for an authenticated WebSocket of that user only.
@@ -271,6 +278,66 @@ pub mod media {
     pub const EVENT_SUBJECTS: &str = "cb.evt.media.>";
     pub const EVT_TRANSCODE_COMPLETED: &str = "cb.evt.media.transcode.completed";
     pub const EVT_TRANSCODE_FAILED: &str = "cb.evt.media.transcode.failed";
+}
+
+/// Payments: checkout, Stripe, refunds, the ledger, invoices and receipts.
+pub mod payments {
+    use crate::rpc::Endpoint;
+
+    pub const SERVICE: &str = "payments";
+    pub const GROUP: &str = "cb.payments";
+
+    const fn ep(name: &'static str) -> Endpoint {
+        Endpoint { service: SERVICE, group: GROUP, name }
+    }
+
+    /// Create (or resume) the caller's order for a course and its Stripe PaymentIntent.
+    pub const CHECKOUT_CREATE: Endpoint = ep("checkout.create");
+    pub const ORDER_GET: Endpoint = ep("order.get");
+    /// The caller's orders.
+    pub const ORDER_MINE: Endpoint = ep("order.mine");
+    /// Refund an order (its buyer within the refund window; admins always, also partially).
+    pub const ORDER_REFUND: Endpoint = ep("order.refund");
+    /// The PDF receipt of a paid order.
+    pub const ORDER_RECEIPT: Endpoint = ep("order.receipt");
+    /// Create a coupon (admins; instructors for their own courses).
+    pub const COUPON_CREATE: Endpoint = ep("coupon.create");
+    /// Admin: revenue per course and period, from the ledger.
+    pub const REPORT_REVENUE: Endpoint = ep("report.revenue");
+    /// Admin: the ledger entries of an order (or the latest ones).
+    pub const LEDGER_LIST: Endpoint = ep("ledger.list");
+    /// Admin: the invoices of a year, in number order.
+    pub const INVOICE_LIST: Endpoint = ep("invoice.list");
+    /// Operator: run the reconciliation pass now (it also runs on a timer).
+    pub const ADMIN_RECONCILE: Endpoint = ep("admin.reconcile");
+
+    /// Verified Stripe webhook events, as the gateway received them (`cb.in.stripe.<type>`,
+    /// `Nats-Msg-Id` = Stripe's event id). Owned (created) by payments.
+    pub const STRIPE_STREAM: &str = "IN_STRIPE";
+    pub const STRIPE_SUBJECTS: &str = "cb.in.stripe.>";
+    /// The subject a verified Stripe event of `event_type` (`payment_intent.succeeded`) goes to.
+    pub fn stripe_subject(event_type: &str) -> String {
+        let kind: String = event_type
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '.' { c } else { '_' })
+            .collect();
+        format!("cb.in.stripe.{kind}")
+    }
+    /// The durable consumer of `IN_STRIPE` shared by the payments replicas.
+    pub const STRIPE_CONSUMER: &str = "payments_stripe";
+    /// The durable consumer of enrolment outcomes (the paid-enrolment saga).
+    pub const ENROLLMENT_CONSUMER: &str = "payments_enrollment";
+
+    pub const EVENT_STREAM: &str = "EVT_PAYMENTS";
+    pub const EVENT_SUBJECTS: &str = "cb.evt.payments.>";
+    /// An order was paid: enrollment enrols its buyer.
+    pub const EVT_ORDER_PAID: &str = "cb.evt.payments.order.paid";
+    /// A paid order's enrolment exists: the receipt goes out.
+    pub const EVT_ORDER_FULFILLED: &str = "cb.evt.payments.order.fulfilled";
+    /// A payment failed (declined card); nothing was charged.
+    pub const EVT_ORDER_FAILED: &str = "cb.evt.payments.order.failed";
+    /// Money went back; a full refund revokes the enrolment.
+    pub const EVT_ORDER_REFUNDED: &str = "cb.evt.payments.order.refunded";
 }
 
 /// The dead-letter stream: copies of jobs (and events) a consumer gave up on, kept for an

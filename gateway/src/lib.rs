@@ -7,6 +7,7 @@ pub mod extract;
 pub mod observe;
 pub mod ops;
 pub mod routes;
+pub mod webhook;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -64,6 +65,8 @@ pub struct Config {
     pub auth_rate_limit: AuthRateLimit,
     /// Key the rate limit by `X-Forwarded-For`/`X-Real-IP` (only behind a trusted proxy).
     pub trust_forwarded_for: bool,
+    /// The `whsec_...` secret of Stripe's webhook endpoint; without it the webhook route is off.
+    pub stripe_webhook_secret: Option<webhook::WebhookSecret>,
 }
 
 impl Config {
@@ -76,6 +79,7 @@ impl Config {
             body_limit: 1024 * 1024,
             auth_rate_limit: AuthRateLimit { replenish: Duration::from_millis(500), burst: 10 },
             trust_forwarded_for: false,
+            stripe_webhook_secret: None,
         }
     }
 }
@@ -86,6 +90,7 @@ pub struct AppState {
     pub bus: Bus,
     pub verifier: Arc<JwtVerifier>,
     pub metrics: Metrics,
+    pub stripe_webhook: Option<webhook::WebhookSecret>,
 }
 
 impl axum::extract::FromRef<AppState> for Metrics {
@@ -109,6 +114,7 @@ impl axum::extract::FromRef<AppState> for Metrics {
         (name = "enrollment", description = "Enrolments, progress, certificates"),
         (name = "notifications", description = "The in-app inbox"),
         (name = "content", description = "Lesson assets: presigned uploads, downloads, HLS/DASH playback, captions"),
+        (name = "payments", description = "Checkout, orders, refunds, receipts, coupons, reports, Stripe webhooks"),
         (name = "ops", description = "Health, readiness, metrics"),
     )
 )]
@@ -176,6 +182,17 @@ pub fn router(state: AppState, config: &Config) -> Result<Router, GatewayError> 
         .routes(routes!(routes::content::download_asset))
         .routes(routes!(routes::content::grant_playback))
         .routes(routes!(routes::content::put_caption))
+        .routes(routes!(routes::payments::checkout))
+        .routes(routes!(routes::payments::list_orders))
+        .routes(routes!(routes::payments::get_order))
+        .routes(routes!(routes::payments::refund_order))
+        .routes(routes!(routes::payments::receipt))
+        .routes(routes!(routes::payments::create_coupon))
+        .routes(routes!(routes::payments::revenue_report))
+        .routes(routes!(routes::payments::ledger))
+        .routes(routes!(routes::payments::invoices))
+        .routes(routes!(routes::payments::reconcile))
+        .routes(routes!(routes::payments::stripe_webhook))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics))
@@ -266,7 +283,12 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
     let client = coursebus_bus::connect(&config.nats_url, "gateway", Duration::from_secs(30)).await?;
     let bus = Bus::new(client, config.bus_deadline);
     let metrics = Metrics::new().map_err(|e| GatewayError::Config(e.to_string()))?;
-    let state = AppState { bus: bus.clone(), verifier: JwtVerifier::new(BusJwks(bus)), metrics };
+    let state = AppState {
+        bus: bus.clone(),
+        verifier: JwtVerifier::new(BusJwks(bus)),
+        metrics,
+        stripe_webhook: config.stripe_webhook_secret.clone(),
+    };
     let app = router(state, &config)?;
     tracing::info!(addr = %listener.local_addr()?, "gateway listening");
     axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())

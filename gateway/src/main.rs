@@ -20,6 +20,7 @@ async fn main() -> anyhow::Result<()> {
     if let Some(ms) = env("CB_GATEWAY_BUS_DEADLINE_MS") {
         config.bus_deadline = Duration::from_millis(ms.parse().context("CB_GATEWAY_BUS_DEADLINE_MS must be a number")?);
     }
+    config.stripe_webhook_secret = env("CB_STRIPE_WEBHOOK_SECRET").map(coursebus_gateway::webhook::WebhookSecret::new);
     config.trust_forwarded_for = env("CB_GATEWAY_TRUST_FORWARDED_FOR").is_some_and(|v| v == "true" || v == "1");
     let shutdown = coursebus_bus::runtime::shutdown_on_signal();
     run(config, shutdown).await.context("gateway failed")

@@ -10,6 +10,7 @@ mod enrollment;
 mod journey;
 mod notifications;
 mod operations;
+mod payments;
 mod search;
 mod support;
 
@@ -93,6 +94,14 @@ fn all() -> Vec<(&'static str, TestFn)> {
         operations::health_metrics_openapi_jwks_and_errors,
         operations::nats_configurations_are_valid,
         operations::every_service_works_within_its_nats_permissions,
+        payments::buying_with_a_coupon_enrols_and_sends_a_receipt,
+        payments::a_declined_card_enrols_nobody,
+        payments::refunds_follow_the_window_revoke_access_and_balance_the_ledger,
+        payments::forged_or_stale_webhooks_change_nothing,
+        payments::the_saga_completes_after_enrollment_is_killed_and_restarted,
+        payments::a_course_closed_before_payment_is_refunded_by_the_saga,
+        payments::lost_webhooks_are_repaired_and_invoices_have_no_gaps,
+        payments::payment_endpoints_validate_input,
     ]
 }
 

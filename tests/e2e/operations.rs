@@ -279,6 +279,7 @@ pub async fn every_service_works_within_its_nats_permissions(infra: Arc<Infra>) 
         notifications_replicas: 1,
         content_replicas: 1,
         media_replicas: 1,
+        payments_replicas: 1,
         secured: true,
         ..Options::default()
     };
@@ -354,6 +355,26 @@ async fn secured_journey(infra: &Infra, p: &Platform) -> Result<()> {
     let grant = call(p, Method::POST, &format!("/v1/assets/{}/playback", assets[0]), Some(&learner), None).await?;
     let master = call(p, Method::GET, grant.body["hls_url"].as_str().context("hls url")?, None, None).await?;
     assert_eq!(master.status, StatusCode::OK);
+
+    // A paid course bought (Stripe webhook → gateway → IN_STRIPE → payments → enrollment →
+    // notifications' receipt), then refunded (→ enrollment revokes).
+    let paid = crate::payments::paid_course(p, &teacher, "Paid Privilege").await?;
+    let paid_id = paid["id"].as_str().context("id")?;
+    let order = crate::payments::buy(p, &learner, paid_id, "secured-buy").await?;
+    let order_id = order["id"].as_str().context("order id")?;
+    eventually(wait, "the receipt in the inbox", || async {
+        let inbox = call(p, Method::GET, "/v1/notifications", Some(&learner), None).await?;
+        let found = inbox.body["items"].as_array().is_some_and(|a| a.iter().any(|n| n["kind"] == "receipt"));
+        Ok(found.then_some(()))
+    })
+    .await?;
+    let refunded = crate::payments::refund(p, &learner, order_id, "secured-refund", json!({})).await?;
+    assert_eq!(refunded.body["status"], "refunded", "{refunded:?}");
+    eventually(wait, "the paid enrolment revoked", || async {
+        let mine = crate::payments::my_enrollments(p, &learner).await?;
+        Ok((!mine.iter().any(|e| e["course_id"] == paid_id)).then_some(()))
+    })
+    .await?;
 
     // The gateway's NATS user is refused internal endpoints (the server drops the request).
     let gateway = coursebus_bus::connect(&p.nats.url_as("gateway"), "gateway-probe", Duration::from_secs(5)).await?;

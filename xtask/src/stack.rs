@@ -226,8 +226,18 @@ pub struct Nats {
 }
 
 /// The users of `nats/accounts.conf`.
-pub const NATS_USERS: [&str; 9] =
-    ["operator", "gateway", "identity", "catalog", "search", "enrollment", "notifications", "content", "media"];
+pub const NATS_USERS: [&str; 10] = [
+    "operator",
+    "gateway",
+    "identity",
+    "catalog",
+    "search",
+    "enrollment",
+    "notifications",
+    "content",
+    "media",
+    "payments",
+];
 
 impl Nats {
     pub fn url(&self) -> String {
@@ -452,6 +462,68 @@ impl Smtp {
         }
         files.sort();
         files.into_iter().map(|(_, path)| Ok(std::fs::read_to_string(path)?)).collect()
+    }
+}
+
+/// A Stripe-compatible server: localstripe (PyPI) behind `xtask/localstripe_launcher.py`, which
+/// binds 127.0.0.1, keeps its store in memory (or in `store`), and mends what a typed client or
+/// a Stripe.js checkout would notice (see the launcher's documentation).
+#[derive(Debug)]
+pub struct Stripe {
+    server: Server,
+    pub port: u16,
+}
+
+/// Where localstripe delivers webhooks, and the secret it signs them with.
+#[derive(Debug, Clone)]
+pub struct StripeWebhook {
+    pub url: String,
+    pub secret: String,
+}
+
+impl Stripe {
+    /// Start it on `port` (0 = a free one).
+    pub fn start(
+        tools: &Tools,
+        port: u16,
+        webhook: Option<&StripeWebhook>,
+        store: Option<&Path>,
+        log: &Path,
+    ) -> Result<Self> {
+        let mut attempt = 1;
+        loop {
+            let port = if port == 0 { free_port()? } else { port };
+            let log_file = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
+            let mut cmd = Command::new(&tools.python);
+            cmd.arg(tools.root.join("xtask/localstripe_launcher.py")).args(["--port", &port.to_string()]);
+            if let Some(hook) = webhook {
+                cmd.args(["--webhook", &hook.url, "--webhook-secret", &hook.secret]);
+            }
+            if let Some(store) = store {
+                cmd.arg("--store").arg(store);
+            }
+            cmd.stdin(Stdio::null()).stdout(log_file.try_clone()?).stderr(log_file);
+            die_with_parent(&mut cmd);
+            let child = spawn(cmd).context("starting localstripe")?;
+            let mut server = Server::new("localstripe", child, log.to_path_buf(), libc::SIGTERM);
+            let addr = SocketAddr::from(([127, 0, 0, 1], port));
+            match wait_ready(&mut server, Duration::from_secs(30), || {
+                TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+            }) {
+                Err(err) if attempt < 5 && is_port_clash(&err) => attempt += 1,
+                Err(err) => return Err(err),
+                Ok(()) => return Ok(Self { server, port }),
+            }
+        }
+    }
+
+    /// The API base for a Stripe client (`http://127.0.0.1:<port>/`).
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/", self.port)
+    }
+
+    pub fn stop(&mut self) {
+        self.server.stop(Duration::from_secs(5));
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use serde_json::json;
 use xtask::process::{start_logged, wait_http_ok};
-use xtask::stack::{Durability, Maildev, Mongo, Nats, Postgres, Smtp, Tools, workspace_root};
+use xtask::stack::{Durability, Maildev, Mongo, Nats, Postgres, Smtp, Stripe, StripeWebhook, Tools, workspace_root};
 
 const NATS_PORT: u16 = 4222;
 const NATS_MONITOR_PORT: u16 = 8222;
@@ -16,6 +16,10 @@ const MONGO_PORT: u16 = 27018;
 const SMTP_PORT: u16 = 2525;
 const MAILDEV_WEB_PORT: u16 = 1080;
 const S3_PORT: u16 = 9000;
+const STRIPE_PORT: u16 = 8420;
+/// The local Stripe's keys (localstripe accepts any `sk_`/`pk_` key; it listens on loopback only).
+const STRIPE_SECRET_KEY: &str = "sk_test_coursebus_dev";
+const STRIPE_WEBHOOK_SECRET: &str = "whsec_coursebus_dev";
 /// The local S3's key pair (the server only listens on loopback).
 const S3_ACCESS_KEY: &str = "coursebus-dev";
 const S3_SECRET_KEY: &str = "coursebus-dev-secret-2026";
@@ -23,7 +27,7 @@ const GATEWAY: &str = "127.0.0.1:8080";
 const ADMIN_EMAIL: &str = "admin@coursebus.local";
 const DEMO_PASSWORD: &str = "coursebus-demo-2026";
 
-const WORKERS: [&str; 7] = [
+const WORKERS: [&str; 8] = [
     "coursebus-worker-identity",
     "coursebus-worker-catalog",
     "coursebus-worker-search",
@@ -31,6 +35,7 @@ const WORKERS: [&str; 7] = [
     "coursebus-worker-notifications",
     "coursebus-worker-content",
     "coursebus-worker-media",
+    "coursebus-worker-payments",
 ];
 
 fn port(var: &str, default: u16) -> Result<u16> {
@@ -83,6 +88,7 @@ pub fn run() -> Result<ExitCode> {
     pg.create_database("enrollment")?;
     pg.create_database("notifications")?;
     pg.create_database("content")?;
+    pg.create_database("payments")?;
     let s3 =
         xtask::s3::S3Server::start(&data.join("s3"), port("CB_UP_S3_PORT", S3_PORT)?, S3_ACCESS_KEY, S3_SECRET_KEY)
             .context("starting the S3 server (set CB_UP_S3_PORT to use another port)")?;
@@ -109,6 +115,19 @@ pub fn run() -> Result<ExitCode> {
         }
     };
     let gateway_addr = std::env::var("CB_UP_GATEWAY").unwrap_or_else(|_| GATEWAY.into());
+    // Stripe: localstripe, delivering webhooks to the gateway, its store kept in .stack/data.
+    let webhook = StripeWebhook {
+        url: format!("http://{gateway_addr}/v1/payments/webhooks/stripe"),
+        secret: STRIPE_WEBHOOK_SECRET.into(),
+    };
+    let mut stripe = Stripe::start(
+        &tools,
+        port("CB_UP_STRIPE_PORT", STRIPE_PORT)?,
+        Some(&webhook),
+        Some(&data.join("localstripe.pickle")),
+        &logs.join("localstripe.log"),
+    )
+    .context("starting localstripe (set CB_UP_STRIPE_PORT to use another port)")?;
 
     let mut workers = Vec::new();
     for replica in 1..=2 {
@@ -144,9 +163,17 @@ pub fn run() -> Result<ExitCode> {
         let mut cmd = Command::new(bin.join("coursebus-worker-media"));
         cmd.env("CB_NATS_URL", nats.url()).env("CB_FFMPEG", &tools.ffmpeg).envs(s3_env);
         workers.push(start_logged(cmd, &format!("media-{replica}"), &logs)?);
+        let mut cmd = Command::new(bin.join("coursebus-worker-payments"));
+        cmd.env("CB_NATS_URL", nats.url())
+            .env("CB_PAYMENTS_DATABASE_URL", pg.url("payments"))
+            .env("CB_STRIPE_SECRET_KEY", STRIPE_SECRET_KEY)
+            .env("CB_STRIPE_API_BASE", stripe.url());
+        workers.push(start_logged(cmd, &format!("payments-{replica}"), &logs)?);
     }
     let mut cmd = Command::new(bin.join("coursebus-gateway"));
-    cmd.env("CB_NATS_URL", nats.url()).env("CB_GATEWAY_LISTEN", &gateway_addr);
+    cmd.env("CB_NATS_URL", nats.url())
+        .env("CB_GATEWAY_LISTEN", &gateway_addr)
+        .env("CB_STRIPE_WEBHOOK_SECRET", STRIPE_WEBHOOK_SECRET);
     workers.push(start_logged(cmd, "gateway", &logs)?);
 
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
@@ -168,12 +195,14 @@ pub fn run() -> Result<ExitCode> {
          \n  PostgreSQL    {}\
          \n  MongoDB wire  {}\
          \n  S3            {}   (key {S3_ACCESS_KEY}, bucket coursebus-content)\
+         \n  Stripe        {}   (localstripe; secret key {STRIPE_SECRET_KEY}, any pk_ key for Stripe.js)\
          \n  Emails        {}\
          \n  Logs          {}\
          \n\n  Demo users (password {DEMO_PASSWORD}):\
          \n    {ADMIN_EMAIL}  admin\
          \n    ada@coursebus.local    instructor\
          \n    sam@coursebus.local    student (enrolled in rust-from-scratch)\
+         \n  Paid course async-rust-with-tokio (EUR 49.00, USD 55.00); coupon LAUNCH20 takes 20 % off.\
          \n\n  Try: curl '{base}/v1/search/courses?q=rsut'   (typo-tolerant search)\
          \n\nCtrl-C stops everything; data stays in {}.",
         nats.url(),
@@ -181,6 +210,7 @@ pub fn run() -> Result<ExitCode> {
         pg.url("identity"),
         mongo.url(),
         s3.endpoint,
+        stripe.url(),
         smtp.describe(),
         logs.display(),
         data.display(),
@@ -206,6 +236,7 @@ pub fn run() -> Result<ExitCode> {
     drop(nats);
     drop(mongo);
     drop(s3);
+    stripe.stop();
     smtp.stop();
     drop(pg);
     outcome?;
@@ -259,6 +290,17 @@ async fn seed(base: &str) -> Result<()> {
         };
         first.get_or_insert(id);
     }
+    // A launch coupon for the paid course (a second `up` finds it: 409).
+    wait_answering(&http, &format!("{base}/v1/payments/orders"), &admin, "payments").await?;
+    let resp = http
+        .post(format!("{base}/v1/payments/coupons"))
+        .bearer_auth(&admin)
+        .json(&json!({"code": "LAUNCH20", "discount": {"percent": 20}}))
+        .send()
+        .await?;
+    if !(resp.status().is_success() || resp.status() == reqwest::StatusCode::CONFLICT) {
+        bail!("creating the demo coupon: {} {}", resp.status(), resp.text().await.unwrap_or_default());
+    }
     // Sam enrols in the first one (a second `up` finds the enrolment and gets it back).
     let sam = token("sam@coursebus.local").await?;
     wait_answering(&http, &format!("{base}/v1/enrollments"), &sam, "enrollment").await?;
@@ -306,7 +348,8 @@ fn demo_courses() -> Vec<serde_json::Value> {
         json!({"course": {"title": "Async Rust with Tokio", "slug": "async-rust-with-tokio", "language": "en", "level": "advanced",
             "summary": "Futures, tasks and channels for network services.",
             "description": "Build a chat server and learn how async executors schedule work.",
-            "tags": ["rust", "async"], "price": {"amount_minor": 4900, "currency": "EUR"}},
+            "tags": ["rust", "async"], "price": {"amount_minor": 4900, "currency": "EUR"},
+            "other_prices": [{"amount_minor": 5500, "currency": "USD"}]},
           "modules": [{"title": "Futures", "lessons": lessons(&["What a future is", "Pinning"])}],
           "slug": "async-rust-with-tokio"}),
         json!({"course": {"title": "SQL for Analysts", "slug": "sql-for-analysts", "language": "en", "level": "intermediate",

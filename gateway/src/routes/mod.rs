@@ -6,6 +6,7 @@ pub mod content;
 pub mod enrollment;
 pub mod identity;
 pub mod notifications;
+pub mod payments;
 pub mod search;
 
 use crate::error::ApiError;

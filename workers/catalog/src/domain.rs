@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use coursebus_contracts::ErrorBody;
 use coursebus_contracts::catalog::{
-    Course, CourseStatus, CreateCourseRequest, Lesson, LessonInput, LessonKind, Module, ModuleInput,
+    Course, CourseStatus, CreateCourseRequest, Lesson, LessonInput, LessonKind, Module, ModuleInput, Price,
     UpdateCourseRequest,
 };
 use coursebus_contracts::validate::ValidationError;
@@ -129,6 +129,7 @@ pub fn new_course(req: &CreateCourseRequest, instructor: Uuid, now: OffsetDateTi
         None => slugify(&title),
     };
     req.price.validate()?;
+    Price::validate_others(&req.price, &req.other_prices)?;
     let id = Uuid::now_v7();
     Ok(Course {
         id,
@@ -144,6 +145,7 @@ pub fn new_course(req: &CreateCourseRequest, instructor: Uuid, now: OffsetDateTi
         level: req.level,
         tags: tags(&req.tags)?,
         price: req.price.clone(),
+        other_prices: req.other_prices.clone(),
         cover_image_id: req.cover_image_id,
         prerequisites: prerequisites(Some(id), &req.prerequisites)?,
         modules: Vec::new(),
@@ -179,6 +181,12 @@ pub fn apply_update(course: &mut Course, req: &UpdateCourseRequest) -> Result<()
     if let Some(v) = &req.price {
         v.validate()?;
         course.price = v.clone();
+    }
+    if let Some(v) = &req.other_prices {
+        course.other_prices = v.clone();
+    }
+    if req.price.is_some() || req.other_prices.is_some() {
+        Price::validate_others(&course.price, &course.other_prices)?;
     }
     if let Some(v) = req.cover_image_id {
         course.cover_image_id = Some(v);

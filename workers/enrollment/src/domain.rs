@@ -283,6 +283,7 @@ mod tests {
             level: Level::Beginner,
             tags: vec![],
             price: Price { amount_minor: 0, currency: "EUR".into() },
+            other_prices: Vec::new(),
             cover_image_id: None,
             prerequisites: vec![],
             modules: modules

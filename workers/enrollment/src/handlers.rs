@@ -6,16 +6,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use coursebus_bus::auth::JwtVerifier;
+use coursebus_bus::consume::Handled;
 use coursebus_bus::idempotency::Idempotency;
 use coursebus_bus::{Bus, CallContext, outbox};
 use coursebus_contracts::catalog::{Course, CourseStatus, GetCourse, GetCourseRequest};
 use coursebus_contracts::enrollment::{
     AccessCheckRequest, AccessReply, Certificate, CreateEnrollmentRequest, Enroll, EnrollReply, Enrollment,
     EnrollmentCancelled, EnrollmentCompleted, EnrollmentCreated, EnrollmentDetail, EnrollmentIdRequest, EnrollmentPage,
-    EnrollmentStatus, LearnersPage, LearnersRequest, ListEnrollmentsRequest, ProgressReply, ProgressUpdated,
-    RosterPage, RosterRequest, UpdateProgressRequest, VerifyCertificateRequest,
+    EnrollmentRejected, EnrollmentStatus, LearnersPage, LearnersRequest, ListEnrollmentsRequest, ProgressReply,
+    ProgressUpdated, RosterPage, RosterRequest, UpdateProgressRequest, VerifyCertificateRequest,
 };
 use coursebus_contracts::identity::AccessClaims;
+use coursebus_contracts::payments::{OrderPaid, OrderRefunded};
 use coursebus_contracts::validate::Role;
 use coursebus_contracts::{Actor, ErrorBody, Event, Rpc};
 use sqlx::PgPool;
@@ -142,11 +144,46 @@ impl Enrollments {
         }
         drop(conn);
 
-        let outline = domain::pin(&course);
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let Some(row) = self.insert_new(&mut tx, me.sub, &course, None, user_actor(&me), Some(&ctx)).await? else {
+            // A concurrent request enrolled first: answer with its enrolment.
+            let existing = store::live_enrollment(&mut tx, me.sub, course.id).await.map_err(db)?.ok_or_else(|| {
+                tracing::error!(course_id = %course.id, "enrolment conflict without a live enrolment");
+                ErrorBody::internal()
+            })?;
+            tx.commit().await.map_err(db)?;
+            return Ok(EnrollReply { created: false, enrollment: existing.to_enrollment().map_err(db)? });
+        };
+        let id = row.id;
+        let version = course.published_version.unwrap_or(course.version);
+        let reply = EnrollReply { created: true, enrollment: row.to_enrollment().map_err(db)? };
+        if let Some(idem) = &idem {
+            idem.record(&mut tx, &reply).await?;
+        }
+        tx.commit().await.map_err(db)?;
+        self.outbox.wake();
+        if let Ok(mut p) = self.pinned.lock() {
+            p.insert((course.id, version));
+        }
+        tracing::info!(enrollment_id = %id, user_id = %me.sub, course_id = %course.id, course_version = version, "enrolled");
+        Ok(reply)
+    }
+
+    /// Pin the course's published version and insert a new active enrolment with its
+    /// `enrolment.created` event, in `tx`. `None` when the learner already has a live one.
+    async fn insert_new(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        user: Uuid,
+        course: &Course,
+        order_id: Option<Uuid>,
+        actor: Actor,
+        ctx: Option<&CallContext>,
+    ) -> Result<Option<EnrollmentRow>, ErrorBody> {
+        let outline = domain::pin(course);
         let version = course.published_version.unwrap_or(course.version);
         let now = domain::to_micros(OffsetDateTime::now_utc());
         let id = Uuid::now_v7();
-        let mut tx = self.pool.begin().await.map_err(db)?;
         let pinned = PinnedCourse {
             course_id: course.id,
             version,
@@ -157,33 +194,34 @@ impl Enrollments {
         };
         let known = self.pinned.lock().is_ok_and(|p| p.contains(&(course.id, version)));
         if !known {
-            store::pin_version(&mut tx, &pinned).await.map_err(db)?;
+            store::pin_version(tx, &pinned).await.map_err(db)?;
         }
-        let created = store::insert_enrollment(&mut tx, id, me.sub, course.id, version, outline.required_total(), now)
-            .await
-            .map_err(db)?;
-        if !created {
-            // A concurrent request enrolled first: answer with its enrolment.
-            let existing = store::live_enrollment(&mut tx, me.sub, course.id).await.map_err(db)?.ok_or_else(|| {
-                tracing::error!(course_id = %course.id, "enrolment conflict without a live enrolment");
-                ErrorBody::internal()
-            })?;
-            tx.commit().await.map_err(db)?;
-            return Ok(EnrollReply { created: false, enrollment: existing.to_enrollment().map_err(db)? });
+        let new = store::NewEnrollment {
+            id,
+            user,
+            course: course.id,
+            version,
+            required_total: outline.required_total(),
+            enrolled_at: now,
+            order_id,
+        };
+        if !store::insert_enrollment(tx, &new).await.map_err(db)? {
+            return Ok(None);
         }
         let event = EnrollmentCreated {
             enrollment_id: id,
-            user_id: me.sub,
+            user_id: user,
             course_id: course.id,
             course_version: version,
             enrolled_at: now,
+            order_id,
         }
-        .envelope(user_actor(&me));
-        outbox::enqueue(&mut tx, &event, Some(&ctx)).await.map_err(bus)?;
+        .envelope(actor);
+        outbox::enqueue(tx, &event, ctx).await.map_err(bus)?;
         // The new row is exactly what was inserted: answer without reading it back.
-        let row = EnrollmentRow {
+        Ok(Some(EnrollmentRow {
             id,
-            user_id: me.sub,
+            user_id: user,
             course_id: course.id,
             course_version: i64::try_from(version).unwrap_or(i64::MAX),
             status: "active".into(),
@@ -196,18 +234,108 @@ impl Enrollments {
             course_title: course.title.clone(),
             course_slug: course.slug.clone(),
             certificate_code: None,
+        }))
+    }
+
+    /// Saga step (payments' `order.paid`): enrol the buyer, once per order. An order that cannot
+    /// become an enrolment is answered with `enrolment.rejected` (payments refunds it).
+    pub async fn enroll_paid(&self, paid: OrderPaid) -> Handled {
+        let mut conn = match self.pool.acquire().await {
+            Ok(c) => c,
+            Err(err) => return Handled::Retry(err.to_string()),
         };
-        let reply = EnrollReply { created: true, enrollment: row.to_enrollment().map_err(db)? };
-        if let Some(idem) = &idem {
-            idem.record(&mut tx, &reply).await?;
+        match store::enrollment_of_order(&mut conn, paid.order_id).await {
+            Ok(Some(_)) => return Handled::Done,
+            Ok(None) => {}
+            Err(err) => return Handled::Retry(err.to_string()),
+        }
+        drop(conn);
+        let anonymous = CallContext::new_root();
+        let course = match self.course(&anonymous, paid.course_id.to_string(), false).await {
+            Ok(c) if c.id == paid.course_id && c.status == CourseStatus::Published => Some(c),
+            Ok(_) => None,
+            Err(e) if e.code == coursebus_contracts::ErrorCode::NotFound => None,
+            Err(e) => return Handled::Retry(format!("catalog: {}", e.message)),
+        };
+        let outcome = async {
+            let mut tx = self.pool.begin().await.map_err(db)?;
+            let Some(course) = course else {
+                return self.reject(tx, &paid, "the course is no longer open to new learners").await;
+            };
+            if !course.prerequisites.is_empty() {
+                let met = store::completed_courses(&mut tx, paid.user_id, &course.prerequisites).await.map_err(db)?;
+                if course.prerequisites.iter().any(|p| !met.contains(p)) {
+                    return self.reject(tx, &paid, "the prerequisite courses are not completed").await;
+                }
+            }
+            let actor = Actor::User { id: paid.user_id };
+            match self.insert_new(&mut tx, paid.user_id, &course, Some(paid.order_id), actor, None).await? {
+                Some(row) => {
+                    tx.commit().await.map_err(db)?;
+                    self.outbox.wake();
+                    tracing::info!(enrollment_id = %row.id, order_id = %paid.order_id, user_id = %paid.user_id, course_id = %course.id, "enrolled after payment");
+                    Ok(())
+                }
+                None => self.reject(tx, &paid, "already enrolled in this course").await,
+            }
+        };
+        match outcome.await {
+            Ok(()) => Handled::Done,
+            Err(e) => Handled::Retry(e.message),
+        }
+    }
+
+    async fn reject(
+        &self,
+        mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
+        paid: &OrderPaid,
+        reason: &str,
+    ) -> Result<(), ErrorBody> {
+        if store::record_rejection(&mut tx, paid.order_id, reason).await.map_err(db)? {
+            let event = EnrollmentRejected {
+                order_id: paid.order_id,
+                user_id: paid.user_id,
+                course_id: paid.course_id,
+                reason: reason.to_owned(),
+            }
+            .envelope(Actor::Service { name: coursebus_contracts::subjects::enrollment::SERVICE.into() });
+            outbox::enqueue(&mut tx, &event, None).await.map_err(bus)?;
         }
         tx.commit().await.map_err(db)?;
         self.outbox.wake();
-        if let Ok(mut p) = self.pinned.lock() {
-            p.insert((course.id, version));
+        tracing::warn!(order_id = %paid.order_id, user_id = %paid.user_id, reason, "paid order rejected");
+        Ok(())
+    }
+
+    /// Saga step (payments' `order.refunded` in full): revoke the order's active enrolment.
+    pub async fn revoke_refunded(&self, refunded: OrderRefunded) -> Handled {
+        if !refunded.full {
+            return Handled::Done;
         }
-        tracing::info!(enrollment_id = %id, user_id = %me.sub, course_id = %course.id, course_version = version, "enrolled");
-        Ok(reply)
+        let outcome = async {
+            let mut tx = self.pool.begin().await.map_err(db)?;
+            let Some(id) = store::enrollment_of_order(&mut tx, refunded.order_id).await.map_err(db)? else {
+                return Ok(()); // never enrolled (rejected): nothing to revoke
+            };
+            if store::cancel(&mut tx, id, OffsetDateTime::now_utc()).await.map_err(db)? {
+                let event = EnrollmentCancelled {
+                    enrollment_id: id,
+                    user_id: refunded.user_id,
+                    course_id: refunded.course_id,
+                    order_id: Some(refunded.order_id),
+                }
+                .envelope(Actor::Service { name: coursebus_contracts::subjects::enrollment::SERVICE.into() });
+                outbox::enqueue(&mut tx, &event, None).await.map_err(bus)?;
+                tracing::info!(enrollment_id = %id, order_id = %refunded.order_id, "enrolment revoked by a refund");
+            }
+            tx.commit().await.map_err(db)?;
+            self.outbox.wake();
+            Ok::<(), ErrorBody>(())
+        };
+        match outcome.await {
+            Ok(()) => Handled::Done,
+            Err(e) => Handled::Retry(e.message),
+        }
     }
 
     /// The enrolment if the caller may read it (its learner, or an admin); else not found.
@@ -241,8 +369,13 @@ impl Enrollments {
             EnrollmentStatus::Active => {}
         }
         store::cancel(&mut tx, row.id, OffsetDateTime::now_utc()).await.map_err(db)?;
-        let event = EnrollmentCancelled { enrollment_id: row.id, user_id: row.user_id, course_id: row.course_id }
-            .envelope(user_actor(&me));
+        let event = EnrollmentCancelled {
+            enrollment_id: row.id,
+            user_id: row.user_id,
+            course_id: row.course_id,
+            order_id: None,
+        }
+        .envelope(user_actor(&me));
         outbox::enqueue(&mut tx, &event, Some(&ctx)).await.map_err(bus)?;
         let row = store::enrollment(&mut tx, row.id).await.map_err(db)?.ok_or_else(ErrorBody::internal)?;
         tx.commit().await.map_err(db)?;

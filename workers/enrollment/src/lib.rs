@@ -88,9 +88,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Enro
         streams::event_stream(subj::EVENT_STREAM, subj::EVENT_SUBJECTS, config.stream_replicas),
     )
     .await?;
+    // Saga events this worker gives up on are parked there.
+    streams::ensure_stream(&js, coursebus_bus::dlq::stream_config(config.stream_replicas)).await?;
 
     let bus = Bus::new(client.clone(), config.call_deadline);
-    let relay = outbox::Relay::new(pool.clone(), js);
+    let relay = outbox::Relay::new(pool.clone(), js.clone());
     let enrollments = Arc::new(Enrollments {
         outbox: relay.waker(),
         pinned: Default::default(),
@@ -116,12 +118,52 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Enro
     );
     tracing::info!(endpoints = 9, first = %<Enroll as Rpc>::ENDPOINT.subject(), "enrollment serving");
 
+    let payments = tokio::spawn(payment_events(js, enrollments.clone(), shutdown.clone()));
     let relay = tokio::spawn(relay.run(shutdown.clone()));
     let housekeeping = tokio::spawn(idempotency::purge_until(pool.clone(), Duration::from_secs(600), shutdown.clone()));
     service.run().await;
-    let _ = tokio::join!(relay, housekeeping);
+    let _ = tokio::join!(relay, payments, housekeeping);
     pool.close().await;
     client.flush().await.ok();
     tracing::info!("enrollment stopped");
     Ok(())
+}
+
+/// The paid-enrolment saga's side here: payments' `order.paid` enrols (or rejects), a full
+/// `order.refunded` revokes. A durable consumer shared by the replicas, acknowledged after commit.
+async fn payment_events(
+    js: async_nats::jetstream::Context,
+    enrollments: Arc<Enrollments>,
+    shutdown: CancellationToken,
+) {
+    use async_nats::jetstream::consumer;
+    use coursebus_bus::consume::Handled;
+    use coursebus_contracts::EventEnvelope;
+    use coursebus_contracts::subjects::payments as pay;
+
+    let config = consumer::pull::Config {
+        durable_name: Some(subj::PAYMENTS_CONSUMER.into()),
+        filter_subjects: vec![pay::EVT_ORDER_PAID.into(), pay::EVT_ORDER_REFUNDED.into()],
+        ack_policy: consumer::AckPolicy::Explicit,
+        ack_wait: Duration::from_secs(30),
+        max_deliver: 12,
+        ..Default::default()
+    };
+    coursebus_bus::consume::run(js, pay::EVENT_STREAM, config, shutdown, move |subject, payload| {
+        let enrollments = enrollments.clone();
+        async move {
+            match subject.as_str() {
+                pay::EVT_ORDER_PAID => match serde_json::from_slice::<EventEnvelope<_>>(&payload) {
+                    Ok(event) => enrollments.enroll_paid(event.data).await,
+                    Err(err) => Handled::Reject(format!("malformed order.paid: {err}")),
+                },
+                pay::EVT_ORDER_REFUNDED => match serde_json::from_slice::<EventEnvelope<_>>(&payload) {
+                    Ok(event) => enrollments.revoke_refunded(event.data).await,
+                    Err(err) => Handled::Reject(format!("malformed order.refunded: {err}")),
+                },
+                _ => Handled::Done,
+            }
+        }
+    })
+    .await;
 }

@@ -136,29 +136,51 @@ pub async fn outline(conn: &mut PgConnection, course: Uuid, version: i64) -> Res
 
 /// Insert a live enrolment unless the learner already has one in the course (then `false`; a
 /// concurrent insert waits for the other transaction and then does nothing).
-pub async fn insert_enrollment(
-    conn: &mut PgConnection,
-    id: Uuid,
-    user: Uuid,
-    course: Uuid,
-    version: u64,
-    required_total: u32,
-    enrolled_at: OffsetDateTime,
-) -> Result<bool> {
+/// A new active enrolment.
+#[derive(Debug, Clone)]
+pub struct NewEnrollment {
+    pub id: Uuid,
+    pub user: Uuid,
+    pub course: Uuid,
+    pub version: u64,
+    pub required_total: u32,
+    pub enrolled_at: OffsetDateTime,
+    /// The paid order it fulfils (one enrolment per order).
+    pub order_id: Option<Uuid>,
+}
+
+/// Insert it; `false` when the learner already has a live enrolment in the course.
+pub async fn insert_enrollment(conn: &mut PgConnection, new: &NewEnrollment) -> Result<bool> {
     let inserted = sqlx::query(
-        "INSERT INTO enrollments (id, user_id, course_id, course_version, status, required_total, enrolled_at) \
-         VALUES ($1, $2, $3, $4, 'active', $5, $6) \
+        "INSERT INTO enrollments (id, user_id, course_id, course_version, status, required_total, enrolled_at, order_id) \
+         VALUES ($1, $2, $3, $4, 'active', $5, $6, $7) \
          ON CONFLICT (user_id, course_id) WHERE status <> 'cancelled' DO NOTHING",
     )
-    .bind(id)
-    .bind(user)
-    .bind(course)
-    .bind(i64::try_from(version).unwrap_or(i64::MAX))
-    .bind(i32::try_from(required_total).unwrap_or(i32::MAX))
-    .bind(enrolled_at)
+    .bind(new.id)
+    .bind(new.user)
+    .bind(new.course)
+    .bind(i64::try_from(new.version).unwrap_or(i64::MAX))
+    .bind(i32::try_from(new.required_total).unwrap_or(i32::MAX))
+    .bind(new.enrolled_at)
+    .bind(new.order_id)
     .execute(conn)
     .await?;
     Ok(inserted.rows_affected() == 1)
+}
+
+/// The enrolment made for a paid order, if any.
+pub async fn enrollment_of_order(conn: &mut PgConnection, order: Uuid) -> Result<Option<Uuid>> {
+    sqlx::query_scalar("SELECT id FROM enrollments WHERE order_id = $1").bind(order).fetch_optional(conn).await
+}
+
+/// Remember that a paid order was rejected; `false` if it was before (the event went out then).
+pub async fn record_rejection(conn: &mut PgConnection, order: Uuid, reason: &str) -> Result<bool> {
+    let done = sqlx::query("INSERT INTO order_rejections (order_id, reason) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+        .bind(order)
+        .bind(reason)
+        .execute(conn)
+        .await?;
+    Ok(done.rows_affected() == 1)
 }
 
 /// The learner's live (active or completed) enrolment in a course.

@@ -12,6 +12,7 @@ use coursebus_contracts::identity::{UserRegistered, VerificationRequested};
 use coursebus_contracts::notifications::{
     Channel, DeliverySchedule, DigestFrequency, DigestRun, NotificationJob, NotificationKind, Preference,
 };
+use coursebus_contracts::payments::OrderFulfilled;
 use coursebus_contracts::validate::ValidationError;
 use minijinja::{Environment, Value};
 use serde::Serialize;
@@ -191,6 +192,28 @@ pub fn enrolled_job(event: &EventEnvelope<EnrollmentCreated>, course: &CourseRef
     }
 }
 
+/// `payments.order.fulfilled` → the receipt, in-app and by email (with the PDF's address).
+pub fn receipt_job(event: &EventEnvelope<OrderFulfilled>) -> NotificationJob {
+    let order = &event.data;
+    NotificationJob {
+        id: notification_id(event.id, NotificationKind::Receipt),
+        kind: NotificationKind::Receipt,
+        user_id: order.user_id,
+        channels: NotificationKind::Receipt.channels().to_vec(),
+        data: serde_json::json!({
+            "order_id": order.order_id,
+            "course_id": order.course_id,
+            "course_title": order.course_title,
+            "invoice_number": order.invoice_number.clone().unwrap_or_default(),
+            "total": coursebus_contracts::payments::format_money(order.total_minor, &order.currency),
+            "receipt_path": format!("/v1/payments/orders/{}/receipt", order.order_id),
+            "link": format!("/orders/{}", order.order_id),
+        }),
+        source_event: Some(event.id),
+        created_at: event.occurred_at,
+    }
+}
+
 /// A rendered email.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EmailContent {
@@ -314,6 +337,11 @@ impl Templates {
             "course_updated.txt",
             "course_updated.html",
             "course_updated.sms.txt",
+            "receipt.subject.txt",
+            "receipt.txt",
+            "receipt.html",
+            "receipt.title.txt",
+            "receipt.body.txt",
         );
         Ok(Self { env, app_url: app_url.trim_end_matches('/').to_owned(), links })
     }
@@ -487,6 +515,7 @@ mod tests {
             course_id: Uuid::now_v7(),
             course_version: 1,
             enrolled_at: time::OffsetDateTime::now_utc(),
+            order_id: None,
         }
         .envelope(Actor::Anonymous);
         let course = CourseRef { title: "Rust <fast> & safe".into(), slug: "rust".into() };
@@ -564,7 +593,7 @@ mod tests {
     #[test]
     fn preferences_default_on_and_account_emails_stay_on() {
         let all = preference_matrix(&[]);
-        assert_eq!(all.len(), 12);
+        assert_eq!(all.len(), 14);
         assert!(all.iter().all(|p| p.enabled == (p.channel != Channel::Sms)), "SMS is opt-in: {all:?}");
         let stored =
             vec![("enrolled".to_owned(), "email".to_owned(), false), ("welcome".to_owned(), "email".to_owned(), false)];
@@ -577,6 +606,9 @@ mod tests {
         assert!(check_preference(&off(NotificationKind::Enrolled, Channel::Email)).is_ok());
         assert_eq!(check_preference(&off(NotificationKind::Welcome, Channel::Email)).unwrap_err().field, "enabled");
         assert_eq!(check_preference(&off(NotificationKind::Welcome, Channel::InApp)).unwrap_err().field, "channel");
+        // A receipt is a record of a payment: it always goes out, by email and in-app, never by SMS.
+        assert_eq!(check_preference(&off(NotificationKind::Receipt, Channel::Email)).unwrap_err().field, "enabled");
+        assert_eq!(check_preference(&off(NotificationKind::Receipt, Channel::Sms)).unwrap_err().field, "channel");
     }
 
     #[test]

@@ -15,7 +15,8 @@ use coursebus_contracts::catalog::{CoursePublished, GetCourse, GetCourseRequest}
 use coursebus_contracts::enrollment::EnrollmentCreated;
 use coursebus_contracts::identity::{ProfileUpdated, UserRegistered, VerificationRequested};
 use coursebus_contracts::notifications::NotificationJob;
-use coursebus_contracts::subjects::{catalog, enrollment, identity, notifications as subj};
+use coursebus_contracts::payments::OrderFulfilled;
+use coursebus_contracts::subjects::{catalog, enrollment, identity, notifications as subj, payments};
 use coursebus_contracts::{ErrorCode, EventEnvelope};
 use futures::StreamExt;
 use serde::de::DeserializeOwned;
@@ -34,7 +35,7 @@ pub struct Source {
 }
 
 /// Every event source notifications listens to.
-pub const SOURCES: [Source; 3] = [
+pub const SOURCES: [Source; 4] = [
     Source {
         stream: identity::EVENT_STREAM,
         consumer: subj::IDENTITY_CONSUMER,
@@ -49,6 +50,11 @@ pub const SOURCES: [Source; 3] = [
         stream: catalog::EVENT_STREAM,
         consumer: subj::CATALOG_CONSUMER,
         subjects: &[catalog::EVT_COURSE_PUBLISHED],
+    },
+    Source {
+        stream: payments::EVENT_STREAM,
+        consumer: subj::PAYMENTS_CONSUMER,
+        subjects: &[payments::EVT_ORDER_FULFILLED],
     },
 ];
 
@@ -149,6 +155,10 @@ impl Sources {
                 let Some(event) = decode::<EnrollmentCreated>(message) else { return Ok(()) };
                 let course = self.course(&event).await?;
                 self.publish(&domain::enrolled_job(&event, &course)).await
+            }
+            payments::EVT_ORDER_FULFILLED => {
+                let Some(event) = decode::<OrderFulfilled>(message) else { return Ok(()) };
+                self.publish(&domain::receipt_job(&event)).await
             }
             other => {
                 tracing::debug!(subject = other, "event without notifications skipped");
