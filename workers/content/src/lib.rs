@@ -11,8 +11,9 @@ pub mod store;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::{self, AckKind, consumer};
+use async_nats::jetstream::{self, consumer};
 use coursebus_bus::auth::{BusJwks, JwtVerifier};
+use coursebus_bus::consume::{self, Handled};
 use coursebus_bus::s3::S3Config;
 use coursebus_bus::{Bus, MicroService, ServiceSpec, idempotency, outbox, streams};
 use coursebus_contracts::content::{
@@ -21,7 +22,6 @@ use coursebus_contracts::content::{
 };
 use coursebus_contracts::subjects::{content as subj, media};
 use coursebus_contracts::{EventEnvelope, Rpc};
-use futures::StreamExt;
 use sqlx::postgres::PgPoolOptions;
 use tokio_util::sync::CancellationToken;
 
@@ -159,52 +159,26 @@ async fn media_results(js: jetstream::Context, contents: Arc<Contents>, shutdown
         max_deliver: RESULT_MAX_DELIVER,
         ..Default::default()
     };
-    loop {
-        let Some(mut messages) = streams::pull_durable(&js, media::EVENT_STREAM, &config, &shutdown).await else {
-            return;
-        };
-        loop {
-            let next = tokio::select! {
-                _ = shutdown.cancelled() => return,
-                next = messages.next() => next,
-            };
-            let message = match next {
-                Some(Ok(message)) => message,
-                Some(Err(err)) => {
-                    tracing::warn!(error = %err, "media results pull failed; resubscribing");
-                    break;
-                }
-                None => break,
-            };
-            let outcome = match message.subject.as_str() {
-                media::EVT_TRANSCODE_COMPLETED => match serde_json::from_slice::<EventEnvelope<_>>(&message.payload) {
-                    Ok(event) => contents.transcode_completed(event).await.map_err(Some),
-                    Err(_) => Err(None),
+    consume::run(js, media::EVENT_STREAM, config, shutdown, move |subject, payload| {
+        let contents = contents.clone();
+        async move {
+            let outcome = match subject.as_str() {
+                media::EVT_TRANSCODE_COMPLETED => match serde_json::from_slice::<EventEnvelope<_>>(&payload) {
+                    Ok(event) => contents.transcode_completed(event).await,
+                    Err(err) => return Handled::Reject(format!("malformed transcode result: {err}")),
                 },
-                media::EVT_TRANSCODE_FAILED => match serde_json::from_slice::<EventEnvelope<_>>(&message.payload) {
-                    Ok(event) => contents.transcode_failed(event).await.map_err(Some),
-                    Err(_) => Err(None),
+                media::EVT_TRANSCODE_FAILED => match serde_json::from_slice::<EventEnvelope<_>>(&payload) {
+                    Ok(event) => contents.transcode_failed(event).await,
+                    Err(err) => return Handled::Reject(format!("malformed transcode result: {err}")),
                 },
-                _ => Err(None),
+                other => return Handled::Reject(format!("unexpected subject {other}")),
             };
-            let delivered = message.info().map(|i| i.delivered).unwrap_or(1);
-            let ack = match outcome {
-                Ok(()) => AckKind::Ack,
-                Err(Some(err)) if retryable(&err) && delivered < RESULT_MAX_DELIVER => {
-                    tracing::warn!(error = %err, delivered, "transcode result will be retried");
-                    AckKind::Nak(Some(Duration::from_secs(2 * u64::try_from(delivered).unwrap_or(1))))
-                }
-                Err(err) => {
-                    let reason = match err {
-                        Some(err) => format!("transcode result given up after {delivered} deliveries: {err}"),
-                        None => "malformed transcode result".to_owned(),
-                    };
-                    coursebus_bus::dlq::give_up(&js, &message, &reason, Duration::from_secs(30)).await
-                }
-            };
-            if let Err(err) = message.ack_with(ack).await {
-                tracing::warn!(error = %err, "could not acknowledge a transcode result");
+            match outcome {
+                Ok(()) => Handled::Done,
+                Err(err) if retryable(&err) => Handled::Retry(err.message),
+                Err(err) => Handled::Reject(format!("transcode result refused: {}", err.message)),
             }
         }
-    }
+    })
+    .await;
 }
