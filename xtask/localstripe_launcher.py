@@ -6,6 +6,8 @@ mends exactly these, each as Stripe documents it:
 
 - it binds `::` and pickles its store to a fixed `/tmp/localstripe.pickle` shared by every
   instance: here it binds 127.0.0.1 and keeps its store in memory (or in `--store FILE`);
+- balance transactions carry no fees: a charge's has Stripe's standard card fee (2.9 % + 30
+  minor units) with its `fee_details` and `balance_type`, and listing them by `source` works;
 - a PaymentIntent's `description` is refused ("Unexpected description"): it is kept;
 - PaymentIntents lack `amount_capturable`, `amount_received`, `confirmation_method` and
   `payment_method_types`, which async-stripe requires, and embed `latest_charge` unexpanded:
@@ -38,7 +40,7 @@ from aiohttp.client_exceptions import ClientError
 
 from localstripe import resources, server, webhooks
 from localstripe.errors import UserError
-from localstripe.resources import PaymentIntent, PaymentMethod
+from localstripe.resources import BalanceTransaction, PaymentIntent, PaymentMethod
 
 log = logging.getLogger("localstripe-launcher")
 
@@ -111,6 +113,40 @@ def _payment_intent_create(cls, description=None, **data):
 
 
 PaymentIntent._api_create = _payment_intent_create
+
+
+# -- processing fees, as Stripe's balance transactions report them ---------------------------
+
+_original_bt_init = BalanceTransaction.__init__
+
+
+def _balance_transaction_init(self, *args, **kwargs):
+    _original_bt_init(self, *args, **kwargs)
+    self.balance_type = "payments"
+    if self.type == "charge" and self.amount > 0:
+        # Stripe's standard card pricing: 2.9 % + 30 minor units (rounded half up).
+        fee = min(self.amount, (self.amount * 29 + 500) // 1000 + 30)
+        self.fee = fee
+        self.fee_details = [{"amount": fee, "application": None, "currency": self.currency,
+                             "description": "Stripe processing fees", "type": "stripe_fee"}]
+
+
+BalanceTransaction.__init__ = _balance_transaction_init
+
+_original_bt_list = BalanceTransaction._api_list_all.__func__
+
+
+@classmethod
+def _balance_transaction_list(cls, url, source=None, type=None, limit=None, starting_after=None, **kwargs):
+    li = _original_bt_list(cls, url, limit=limit, starting_after=starting_after, **kwargs)
+    if source is not None:
+        li._list = [t for t in li._list if t.source == source]
+    if type is not None:
+        li._list = [t for t in li._list if t.type == type]
+    return li
+
+
+BalanceTransaction._api_list_all = _balance_transaction_list
 
 
 # -- Stripe's test payment methods localstripe lacks -----------------------------------------

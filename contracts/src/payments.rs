@@ -319,7 +319,9 @@ pub struct RevenueRow {
     pub discounts_minor: i64,
     /// Refunds made in the period (of any order of the course).
     pub refunds_minor: i64,
-    /// gross − discounts − refunds.
+    /// What the payment provider kept (its fees stay on refunds).
+    pub fees_minor: i64,
+    /// gross − discounts − refunds − fees.
     pub net_minor: i64,
 }
 
@@ -347,7 +349,7 @@ pub struct LedgerRequest {
 pub struct LedgerEntry {
     pub transaction_id: Uuid,
     pub order_id: Uuid,
-    /// `stripe_balance`, `course_revenue`, `coupon_discounts`, `refunds`.
+    /// `stripe_balance`, `course_revenue`, `coupon_discounts`, `refunds`, `payment_fees`.
     pub account: String,
     pub currency: String,
     pub amount_minor: i64,

@@ -216,9 +216,10 @@ pub async fn buying_with_a_coupon_enrols_and_sends_a_receipt(infra: Arc<Infra>) 
     assert_eq!(enrolled[0]["course_id"], course_id);
     assert_eq!(done["enrollment_id"], enrolled[0]["id"]);
 
-    // The ledger: cash 36.75 + discount 12.25 = revenue 49.00, balanced.
+    // The ledger: cash 36.75 + discount 12.25 = revenue 49.00; Stripe kept 1.37 (2.9 % + 0.30).
     let entries = ledger(&p, &admin, order_id).await?;
-    assert_eq!(account_sum(&entries, "stripe_balance"), 3675);
+    assert_eq!(account_sum(&entries, "stripe_balance"), 3675 - 137);
+    assert_eq!(account_sum(&entries, "payment_fees"), 137);
     assert_eq!(account_sum(&entries, "coupon_discounts"), 1225);
     assert_eq!(account_sum(&entries, "course_revenue"), -4900);
     assert_eq!(ledger_balances(&p).await?, 1);
@@ -327,7 +328,7 @@ pub async fn refunds_follow_the_window_revoke_access_and_balance_the_ledger(infr
     .await?;
     let entries = ledger(&p, &admin, ann_id).await?;
     assert_eq!(account_sum(&entries, "refunds"), 4900);
-    assert_eq!(account_sum(&entries, "stripe_balance"), 0, "paid in, paid back");
+    assert_eq!(account_sum(&entries, "stripe_balance"), -172, "paid in, paid back; Stripe keeps its fee");
     let pi = intent_at_stripe(&p, ann_order["payment_intent_id"].as_str().context("pi")?).await?;
     let refunds: Value = p
         .http
@@ -394,13 +395,14 @@ pub async fn refunds_follow_the_window_revoke_access_and_balance_the_ledger(infr
     let row = &report.body["rows"][0];
     assert_eq!(
         (row["orders"].as_i64(), row["gross_minor"].as_i64(), row["refunds_minor"].as_i64(), row["net_minor"].as_i64()),
-        (Some(2), Some(9800), Some(9800), Some(0))
+        (Some(2), Some(9800), Some(9800), Some(-344))
     );
+    assert_eq!(row["fees_minor"], 344);
     let csv = p.http.get(p.url(&format!("{path}&format=csv"))).bearer_auth(&admin).send().await?;
     assert_eq!(csv.headers()["content-type"], "text/csv; charset=utf-8");
     let csv = csv.text().await?;
     assert!(csv.starts_with("period,course_id,course_title,currency,orders,gross_minor"));
-    assert!(csv.contains(&format!("{today},{course_id},Refundable Rust,EUR,2,9800,0,9800,0")), "{csv}");
+    assert!(csv.contains(&format!("{today},{course_id},Refundable Rust,EUR,2,9800,0,9800,344,-344")), "{csv}");
     let denied = call(&p, Method::GET, &path, Some(&ben), None).await?;
     assert_eq!(denied.status, StatusCode::FORBIDDEN);
     p.shutdown().await;
@@ -531,7 +533,7 @@ pub async fn a_course_closed_before_payment_is_refunded_by_the_saga(infra: Arc<I
     assert_eq!(refunded["refunded_minor"], 4900);
     assert!(my_enrollments(&p, &kim).await?.is_empty());
     let entries = ledger(&p, &admin, id).await?;
-    assert_eq!((account_sum(&entries, "stripe_balance"), account_sum(&entries, "refunds")), (0, 4900));
+    assert_eq!((account_sum(&entries, "stripe_balance"), account_sum(&entries, "refunds")), (-172, 4900));
     assert_eq!(ledger_balances(&p).await?, 2);
     p.shutdown().await;
     Ok(())

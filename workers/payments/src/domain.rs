@@ -16,6 +16,8 @@ pub mod account {
     pub const COUPON_DISCOUNTS: &str = "coupon_discounts";
     /// Money given back (contra-revenue: debited).
     pub const REFUNDS: &str = "refunds";
+    /// What the payment provider kept (an expense: debited). Stripe keeps it on refunds too.
+    pub const PAYMENT_FEES: &str = "payment_fees";
 }
 
 /// One ledger line before it is stored.
@@ -26,9 +28,10 @@ pub struct Posting {
     pub memo: String,
 }
 
-/// The postings of a payment: the buyer paid `total`, the coupon took `discount` off `list`.
-pub fn payment_postings(list: i64, discount: i64, total: i64, coupon: Option<&str>) -> Vec<Posting> {
-    let mut out = Vec::with_capacity(3);
+/// The postings of a payment: the buyer paid `total`, the coupon took `discount` off `list`, the
+/// provider kept `fee` of it.
+pub fn payment_postings(list: i64, discount: i64, total: i64, fee: i64, coupon: Option<&str>) -> Vec<Posting> {
+    let mut out = Vec::with_capacity(5);
     if total > 0 {
         out.push(Posting { account: account::STRIPE_BALANCE, amount_minor: total, memo: "payment received".into() });
     }
@@ -41,6 +44,10 @@ pub fn payment_postings(list: i64, discount: i64, total: i64, coupon: Option<&st
     }
     if list > 0 {
         out.push(Posting { account: account::COURSE_REVENUE, amount_minor: -list, memo: "course sale".into() });
+    }
+    if fee > 0 {
+        out.push(Posting { account: account::PAYMENT_FEES, amount_minor: fee, memo: "processing fee".into() });
+        out.push(Posting { account: account::STRIPE_BALANCE, amount_minor: -fee, memo: "processing fee kept".into() });
     }
     out
 }
@@ -126,7 +133,7 @@ fn csv_field(raw: &str) -> String {
 /// The revenue report as CSV, header first, CRLF line ends.
 pub fn revenue_csv(rows: &[RevenueRow]) -> String {
     let mut out = String::from(
-        "period,course_id,course_title,currency,orders,gross_minor,discounts_minor,refunds_minor,net_minor\r\n",
+        "period,course_id,course_title,currency,orders,gross_minor,discounts_minor,refunds_minor,fees_minor,net_minor\r\n",
     );
     for r in rows {
         let fields = [
@@ -138,6 +145,7 @@ pub fn revenue_csv(rows: &[RevenueRow]) -> String {
             r.gross_minor.to_string(),
             r.discounts_minor.to_string(),
             r.refunds_minor.to_string(),
+            r.fees_minor.to_string(),
             r.net_minor.to_string(),
         ];
         out.push_str(&fields.join(","));
@@ -176,13 +184,15 @@ mod tests {
 
     #[test]
     fn every_posting_set_balances() {
-        for (list, discount) in [(4_900, 0), (4_900, 1_225), (4_900, 4_900), (1, 0), (0, 0)] {
-            let p = payment_postings(list, discount, list - discount, Some("X"));
+        for (list, discount, fee) in [(4_900, 0, 172), (4_900, 1_225, 137), (4_900, 4_900, 0), (1, 0, 1), (0, 0, 0)] {
+            let p = payment_postings(list, discount, list - discount, fee, Some("X"));
             assert_eq!(sum(&p), 0, "{list} {discount}");
             assert!(p.iter().all(|p| p.amount_minor != 0));
         }
         assert_eq!(sum(&refund_postings(1_234, "asked")), 0);
-        let paid = payment_postings(4_900, 1_225, 3_675, Some("SPRING"));
+        let paid = payment_postings(4_900, 1_225, 3_675, 137, Some("SPRING"));
+        let by_account = |a: &str| paid.iter().filter(|p| p.account == a).map(|p| p.amount_minor).sum::<i64>();
+        assert_eq!((by_account(account::STRIPE_BALANCE), by_account(account::PAYMENT_FEES)), (3_538, 137));
         assert_eq!(
             paid[0],
             Posting { account: account::STRIPE_BALANCE, amount_minor: 3_675, memo: "payment received".into() }
@@ -228,14 +238,15 @@ mod tests {
             gross_minor: 9_800,
             discounts_minor: 1_225,
             refunds_minor: 3_675,
-            net_minor: 4_900,
+            fees_minor: 344,
+            net_minor: 4_556,
         };
         let csv = revenue_csv(&[row.clone(), RevenueRow { course_title: "=HYPERLINK(1)".into(), ..row }]);
         let lines: Vec<&str> = csv.split("\r\n").collect();
         assert!(lines[0].starts_with("period,course_id,course_title"));
         assert_eq!(
             lines[1],
-            "2026-11,00000000-0000-0000-0000-000000000000,\"Rust, \"\"fast\"\"\",EUR,2,9800,1225,3675,4900"
+            "2026-11,00000000-0000-0000-0000-000000000000,\"Rust, \"\"fast\"\"\",EUR,2,9800,1225,3675,344,4556"
         );
         assert!(lines[2].contains(",'=HYPERLINK(1),"));
         assert_eq!(lines[3], "");

@@ -193,7 +193,7 @@ impl Payments {
         drop(conn);
         let client_secret = if row.total_minor == 0 {
             // A coupon made it free: paid now, no PaymentIntent.
-            self.settle_paid(row.id, "free with coupon").await.map_err(|e| e.into_body())?;
+            self.settle_paid(row.id, "free with coupon", 0).await.map_err(|e| e.into_body())?;
             None
         } else if let Some(secret) = &row.client_secret {
             Some(secret.clone())

@@ -11,6 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use stripe::{Client, ClientBuilder, IdempotencyKey, RequestStrategy, StripeError, StripeRequest};
 use stripe_core::PaymentIntentStatus;
+use stripe_core::balance_transaction::ListBalanceTransaction;
 use stripe_core::payment_intent::{CancelPaymentIntent, CreatePaymentIntent, RetrievePaymentIntent};
 use stripe_core::refund::CreateRefund;
 use uuid::Uuid;
@@ -37,6 +38,8 @@ pub struct Intent {
     pub currency: String,
     /// The last attempt's decline message, if it failed.
     pub last_error: Option<String>,
+    /// The charge of the latest attempt (Stripe: `latest_charge`).
+    pub charge: Option<String>,
 }
 
 /// A refund at the provider.
@@ -71,6 +74,9 @@ pub trait PaymentProvider: Send + Sync + std::fmt::Debug {
 
     /// Cancel a payment that has not succeeded (a replaced checkout).
     async fn cancel_intent(&self, id: &str) -> Result<Intent, ProviderError>;
+
+    /// What the provider kept of charge `charge` as its processing fee (minor units).
+    async fn fee(&self, charge: &str) -> Result<i64, ProviderError>;
 
     /// Refund `amount_minor` of payment `intent_id` (idempotent per `refund_id`).
     async fn refund(
@@ -139,6 +145,7 @@ fn intent_of(pi: stripe_core::PaymentIntent) -> Intent {
         amount_minor: pi.amount,
         currency: pi.currency.to_string(),
         last_error: pi.last_payment_error.and_then(|e| e.message),
+        charge: pi.latest_charge.map(|c| c.id().to_string()),
     }
 }
 
@@ -173,6 +180,11 @@ impl PaymentProvider for Stripe {
     async fn cancel_intent(&self, id: &str) -> Result<Intent, ProviderError> {
         let pi = CancelPaymentIntent::new(id).send(&self.client).await.map_err(classify)?;
         Ok(intent_of(pi))
+    }
+
+    async fn fee(&self, charge: &str) -> Result<i64, ProviderError> {
+        let transactions = ListBalanceTransaction::new().source(charge).send(&self.client).await.map_err(classify)?;
+        Ok(transactions.data.iter().map(|t| t.fee).sum())
     }
 
     async fn refund(

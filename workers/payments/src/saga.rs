@@ -107,7 +107,8 @@ struct StripeObject {
 impl Payments {
     /// Mark an order paid (from `pending`, or from `failed` when a later attempt succeeded).
     /// Idempotent: a paid order stays as it is.
-    pub async fn settle_paid(&self, order_id: Uuid, how: &str) -> Result<(), Failure> {
+    /// `fee`: what the provider kept (0 when nothing was charged).
+    pub async fn settle_paid(&self, order_id: Uuid, how: &str, fee: i64) -> Result<(), Failure> {
         let mut tx = self.pool.begin().await?;
         let Some(order) = store::order_for_update(&mut tx, order_id).await? else {
             return Err(Failure::Refused(format!("no order {order_id}")));
@@ -136,6 +137,7 @@ impl Payments {
             order.list_price_minor,
             order.discount_minor,
             order.total_minor,
+            fee,
             order.coupon_code.as_deref(),
         );
         store::post(&mut tx, &order, &postings).await?;
@@ -190,7 +192,11 @@ impl Payments {
         }
         match intent.status {
             IntentStatus::Succeeded => {
-                self.settle_paid(order.id, how).await?;
+                let fee = match &intent.charge {
+                    Some(charge) => self.provider.fee(charge).await?,
+                    None => 0,
+                };
+                self.settle_paid(order.id, how, fee).await?;
                 Ok(true)
             }
             IntentStatus::AwaitingPayment if intent.last_error.is_some() => {

@@ -521,6 +521,7 @@ struct RevenueDbRow {
     gross: i64,
     discounts: i64,
     refunds: i64,
+    fees: i64,
 }
 
 /// Revenue per period, course and currency between two instants, from the ledger.
@@ -537,7 +538,8 @@ pub async fn revenue(
          count(DISTINCT l.order_id) FILTER (WHERE l.account = 'course_revenue')::bigint AS orders, \
          coalesce(-sum(l.amount_minor) FILTER (WHERE l.account = 'course_revenue'), 0)::bigint AS gross, \
          coalesce(sum(l.amount_minor) FILTER (WHERE l.account = 'coupon_discounts'), 0)::bigint AS discounts, \
-         coalesce(sum(l.amount_minor) FILTER (WHERE l.account = 'refunds'), 0)::bigint AS refunds \
+         coalesce(sum(l.amount_minor) FILTER (WHERE l.account = 'refunds'), 0)::bigint AS refunds, \
+         coalesce(sum(l.amount_minor) FILTER (WHERE l.account = 'payment_fees'), 0)::bigint AS fees \
          FROM ledger_entries l JOIN orders o ON o.id = l.order_id \
          WHERE l.created_at >= $1 AND l.created_at < $2 \
          GROUP BY 1, l.course_id, l.currency ORDER BY 1, 3, l.currency",
@@ -558,7 +560,8 @@ pub async fn revenue(
             gross_minor: r.gross,
             discounts_minor: r.discounts,
             refunds_minor: r.refunds,
-            net_minor: r.gross - r.discounts - r.refunds,
+            fees_minor: r.fees,
+            net_minor: r.gross - r.discounts - r.refunds - r.fees,
         })
         .collect())
 }
