@@ -600,8 +600,20 @@ pub async fn lost_webhooks_are_repaired_and_invoices_have_no_gaps(infra: Arc<Inf
     orders.sort();
     assert_eq!(invoiced, orders);
     assert_eq!(ledger_balances(&p).await?, 6);
-    // The database itself refuses an unbalanced ledger transaction.
     let db = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(&p.payments_database_url).await?;
+    // Fifteen days later the learner's refund window (14 days) has closed; an admin may still.
+    sqlx::query("UPDATE orders SET paid_at = now() - interval '15 days' WHERE id = $1::uuid")
+        .bind(&orders[0])
+        .execute(&db)
+        .await?;
+    let owner = futures::future::join_all(buyers.iter().map(|t| order(&p, t, &orders[0]))).await;
+    let owner = owner.iter().position(Result::is_ok).context("the buyer of the first order")?;
+    let late = refund(&p, &buyers[owner], &orders[0], "late", json!({})).await?;
+    assert_eq!(late.status, StatusCode::CONFLICT, "{late:?}");
+    assert!(late.body["message"].as_str().unwrap_or_default().contains("14 days"), "{late:?}");
+    let by_admin = refund(&p, &admin, &orders[0], "late-admin", json!({})).await?;
+    assert_eq!(by_admin.body["status"], "refunded", "{by_admin:?}");
+    // The database itself refuses an unbalanced ledger transaction.
     let mut tx = db.begin().await?;
     sqlx::query("INSERT INTO ledger_entries (transaction_id, order_id, course_id, account, currency, amount_minor, memo) VALUES ($1, $2::uuid, $3::uuid, 'refunds', 'EUR', 1, 'unbalanced')")
         .bind(uuid::Uuid::now_v7())
@@ -684,6 +696,25 @@ pub async fn payment_endpoints_validate_input(infra: Arc<Infra>) -> Result<()> {
             "{body}"
         );
     }
+    // An expired coupon is refused at checkout.
+    let expiring = call(
+        &p,
+        Method::POST,
+        "/v1/payments/coupons",
+        Some(&admin),
+        Some(json!({"code": "SOON", "discount": {"percent": 10}, "expires_at": "2099-01-01T00:00:00Z"})),
+    )
+    .await?;
+    assert_eq!(expiring.status, StatusCode::CREATED);
+    let db = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(&p.payments_database_url).await?;
+    sqlx::query("UPDATE coupons SET expires_at = now() - interval '1 second' WHERE code = 'SOON'").execute(&db).await?;
+    db.close().await;
+    let expired = checkout(&p, &lea, "soon", json!({"course_id": course_id, "coupon": "soon"})).await?;
+    assert_eq!(
+        (expired.status, expired.body["message"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("this coupon has expired")),
+        "{expired:?}"
+    );
     // A fixed coupon in EUR does not apply to the USD price.
     let usd = checkout(&p, &lea, "usd", json!({"course_id": course_id, "currency": "USD", "coupon": "TEN"})).await?;
     assert_eq!(
