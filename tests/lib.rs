@@ -57,6 +57,7 @@ pub struct Options {
     /// Payments replicas; any starts a Stripe-compatible server (localstripe) for the platform,
     /// delivering webhooks to its gateway.
     pub payments_replicas: usize,
+    pub assessment_replicas: usize,
     pub rate_limit_burst: u32,
     pub rate_limit_replenish: Duration,
     pub access_ttl: Duration,
@@ -76,6 +77,7 @@ impl Default for Options {
             content_replicas: 0,
             media_replicas: 0,
             payments_replicas: 0,
+            assessment_replicas: 0,
             rate_limit_burst: 10_000,
             rate_limit_replenish: Duration::from_millis(500),
             access_ttl: Duration::from_secs(900),
@@ -161,6 +163,8 @@ pub struct Platform {
     pub ffmpeg: std::path::PathBuf,
     /// This platform's payments database on the shared PostgreSQL server.
     pub payments_database_url: String,
+    /// This platform's assessment database on the shared PostgreSQL server.
+    pub assessment_database_url: String,
     /// This platform's Stripe-compatible server (with payments replicas).
     pub stripe: Option<Stripe>,
     /// The secret key payments uses with it.
@@ -177,6 +181,7 @@ pub struct Platform {
     content: Vec<Task>,
     media: Vec<Task>,
     payments: Vec<Task>,
+    assessment: Vec<Task>,
     gateway: Option<Task>,
     _dir: tempfile::TempDir,
 }
@@ -209,6 +214,8 @@ impl Platform {
         infra.pg.create_database(&content_db)?;
         let payments_db = db.replace("identity", "payments");
         infra.pg.create_database(&payments_db)?;
+        let assessment_db = db.replace("identity", "assessment");
+        infra.pg.create_database(&assessment_db)?;
         let mut platform = Self {
             nats,
             base_url: String::new(),
@@ -229,6 +236,7 @@ impl Platform {
             },
             ffmpeg: infra.tools.ffmpeg.clone(),
             payments_database_url: infra.pg.url(&payments_db),
+            assessment_database_url: infra.pg.url(&assessment_db),
             stripe: None,
             stripe_secret_key: format!("sk_test_{}", uuid::Uuid::new_v4().simple()),
             stripe_webhook_secret: format!("whsec_{}", uuid::Uuid::new_v4().simple()),
@@ -242,6 +250,7 @@ impl Platform {
             content: Vec::new(),
             media: Vec::new(),
             payments: Vec::new(),
+            assessment: Vec::new(),
             gateway: None,
             _dir: dir,
         };
@@ -265,6 +274,9 @@ impl Platform {
         }
         for _ in 0..options.media_replicas {
             platform.start_media_replica();
+        }
+        for _ in 0..options.assessment_replicas {
+            platform.start_assessment_replica();
         }
 
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -304,6 +316,7 @@ impl Platform {
         platform.wait_replicas("content", options.content_replicas).await?;
         platform.wait_replicas("media", options.media_replicas).await?;
         platform.wait_replicas("payments", options.payments_replicas).await?;
+        platform.wait_replicas("assessment", options.assessment_replicas).await?;
         Ok(platform)
     }
 
@@ -408,6 +421,31 @@ impl Platform {
         config
     }
 
+    /// The configuration an assessment replica of this platform starts with: grading jobs come
+    /// back 2 s after a replica died with them; overdue attempts are looked for twice a second.
+    pub fn assessment_config(&self) -> coursebus_worker_assessment::Config {
+        let mut config = coursebus_worker_assessment::Config::new(
+            self.nats.url_as("assessment"),
+            self.assessment_database_url.clone(),
+        );
+        config.db_max_connections = 5;
+        config.grading_ack_wait = Duration::from_secs(2);
+        config.sweep_every = Duration::from_millis(500);
+        config
+    }
+
+    /// Start one more assessment replica on a runtime of its own (it can be killed mid-job).
+    pub fn start_assessment_replica(&mut self) {
+        let config = self.assessment_config();
+        self.assessment.push(Task::isolated("assessment-replica", |token| {
+            Box::pin(async move {
+                if let Err(err) = coursebus_worker_assessment::run(config, token).await {
+                    tracing::error!(error = %err, "assessment replica failed");
+                }
+            })
+        }));
+    }
+
     /// Start one more payments replica (returns at once; see [`Platform::wait_replicas`]).
     pub fn start_payments_replica(&mut self) {
         let config = self.payments_config();
@@ -470,6 +508,7 @@ impl Platform {
             "content" => &mut self.content,
             "media" => &mut self.media,
             "payments" => &mut self.payments,
+            "assessment" => &mut self.assessment,
             other => panic!("no service {other}"),
         }
     }
@@ -565,6 +604,14 @@ impl Platform {
         }));
     }
 
+    /// Kill one replica of `service` (the oldest), as a crash would; the others keep running.
+    pub fn kill_one_replica(&mut self, service: &str) {
+        let tasks = self.tasks(service);
+        if !tasks.is_empty() {
+            tasks.remove(0).kill();
+        }
+    }
+
     /// Kill every replica of `service` at once, as a crash would: no graceful stop, nothing
     /// acknowledged or handed back (its child processes die with it).
     pub fn kill_replicas(&mut self, service: &str) {
@@ -583,8 +630,17 @@ impl Platform {
         if let Some(gateway) = gateway {
             gateway.stop().await;
         }
-        for service in ["identity", "catalog", "search", "enrollment", "notifications", "content", "media", "payments"]
-        {
+        for service in [
+            "identity",
+            "catalog",
+            "search",
+            "enrollment",
+            "notifications",
+            "content",
+            "media",
+            "payments",
+            "assessment",
+        ] {
             self.stop_replicas(service).await;
         }
     }
@@ -606,6 +662,7 @@ impl Drop for Platform {
             .chain(&self.content)
             .chain(&self.media)
             .chain(&self.payments)
+            .chain(&self.assessment)
         {
             task.shutdown.cancel();
         }

@@ -4,6 +4,7 @@
 //! validated newtypes live here and nowhere else. This crate has no database, no HTTP and no async
 //! runtime: it is plain data plus the rules that make the data valid.
 
+pub mod assessment;
 pub mod catalog;
 pub mod content;
 pub mod enrollment;

@@ -280,6 +280,41 @@ pub mod media {
     pub const EVT_TRANSCODE_FAILED: &str = "cb.evt.media.transcode.failed";
 }
 
+/// Assessment: question banks, quizzes, attempts, the grading queue group.
+pub mod assessment {
+    use crate::rpc::Endpoint;
+
+    pub const SERVICE: &str = "assessment";
+    pub const GROUP: &str = "cb.assessment";
+
+    const fn ep(name: &'static str) -> Endpoint {
+        Endpoint { service: SERVICE, group: GROUP, name }
+    }
+
+    /// A question bank of a course (its instructor or an admin).
+    pub const BANK_CREATE: Endpoint = ep("bank.create");
+    pub const QUIZ_CREATE: Endpoint = ep("quiz.create");
+    pub const QUIZ_GET: Endpoint = ep("quiz.get");
+    /// The caller's grade on a quiz under its scoring policy.
+    pub const QUIZ_GRADE: Endpoint = ep("quiz.grade");
+    /// Start (or resume) the caller's attempt.
+    pub const ATTEMPT_START: Endpoint = ep("attempt.start");
+    pub const ATTEMPT_GET: Endpoint = ep("attempt.get");
+    pub const ATTEMPT_SAVE: Endpoint = ep("attempt.save");
+    pub const ATTEMPT_SUBMIT: Endpoint = ep("attempt.submit");
+
+    /// The grading work queue.
+    pub const JOB_STREAM: &str = "JOB_GRADING";
+    pub const JOB_SUBJECTS: &str = "cb.job.assessment.>";
+    pub const JOB_GRADE_ATTEMPT: &str = "cb.job.assessment.grade";
+    /// The durable pull consumer every grading replica shares.
+    pub const GRADING_CONSUMER: &str = "assessment_grading";
+
+    pub const EVENT_STREAM: &str = "EVT_ASSESSMENT";
+    pub const EVENT_SUBJECTS: &str = "cb.evt.assessment.>";
+    pub const EVT_ATTEMPT_GRADED: &str = "cb.evt.assessment.attempt.graded";
+}
+
 /// Payments: checkout, Stripe, refunds, the ledger, invoices and receipts.
 pub mod payments {
     use crate::rpc::Endpoint;

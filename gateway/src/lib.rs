@@ -114,6 +114,7 @@ impl axum::extract::FromRef<AppState> for Metrics {
         (name = "enrollment", description = "Enrolments, progress, certificates"),
         (name = "notifications", description = "The in-app inbox"),
         (name = "content", description = "Lesson assets: presigned uploads, downloads, HLS/DASH playback, captions"),
+        (name = "assessment", description = "Question banks, quizzes, attempts, grading"),
         (name = "payments", description = "Checkout, orders, refunds, receipts, coupons, reports, Stripe webhooks"),
         (name = "ops", description = "Health, readiness, metrics"),
     )
@@ -182,6 +183,14 @@ pub fn router(state: AppState, config: &Config) -> Result<Router, GatewayError> 
         .routes(routes!(routes::content::download_asset))
         .routes(routes!(routes::content::grant_playback))
         .routes(routes!(routes::content::put_caption))
+        .routes(routes!(routes::assessment::create_bank))
+        .routes(routes!(routes::assessment::create_quiz))
+        .routes(routes!(routes::assessment::get_quiz))
+        .routes(routes!(routes::assessment::quiz_grade))
+        .routes(routes!(routes::assessment::start_attempt))
+        .routes(routes!(routes::assessment::get_attempt))
+        .routes(routes!(routes::assessment::save_answers))
+        .routes(routes!(routes::assessment::submit_attempt))
         .routes(routes!(routes::payments::checkout))
         .routes(routes!(routes::payments::list_orders))
         .routes(routes!(routes::payments::get_order))

@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod assessment;
 mod auth;
 mod catalog;
 mod content;
@@ -102,6 +103,9 @@ fn all() -> Vec<(&'static str, TestFn)> {
         payments::a_course_closed_before_payment_is_refunded_by_the_saga,
         payments::lost_webhooks_are_repaired_and_invoices_have_no_gaps,
         payments::payment_endpoints_validate_input,
+        assessment::papers_are_personal_stable_and_answers_stay_hidden_until_graded,
+        assessment::the_time_limit_is_the_servers_and_late_answers_do_not_count,
+        assessment::grading_replicas_share_the_work_and_a_killed_one_loses_no_submission,
     ]
 }
 

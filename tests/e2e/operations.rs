@@ -280,6 +280,7 @@ pub async fn every_service_works_within_its_nats_permissions(infra: Arc<Infra>) 
         content_replicas: 1,
         media_replicas: 1,
         payments_replicas: 1,
+        assessment_replicas: 1,
         secured: true,
         ..Options::default()
     };
@@ -355,6 +356,15 @@ async fn secured_journey(infra: &Infra, p: &Platform) -> Result<()> {
     let grant = call(p, Method::POST, &format!("/v1/assets/{}/playback", assets[0]), Some(&learner), None).await?;
     let master = call(p, Method::GET, grant.body["hls_url"].as_str().context("hls url")?, None, None).await?;
     assert_eq!(master.status, StatusCode::OK);
+
+    // A quiz: authored (catalog checks the author), started by the enrolled learner (enrollment
+    // checks), submitted and graded by the grading queue group.
+    let (_, quiz) = crate::assessment::create_quiz(p, &teacher, course_id, json!({})).await?;
+    let attempt = crate::assessment::start(p, &learner, quiz["id"].as_str().context("quiz id")?).await?;
+    assert_eq!(attempt.status, StatusCode::OK, "{attempt:?}");
+    let attempt_id = attempt.body["id"].as_str().context("attempt id")?;
+    call(p, Method::POST, &format!("/v1/attempts/{attempt_id}/submit"), Some(&learner), None).await?;
+    crate::assessment::wait_graded(p, &learner, attempt_id).await?;
 
     // A paid course bought (Stripe webhook → gateway → IN_STRIPE → payments → enrollment →
     // notifications' receipt), then refunded (→ enrollment revokes).

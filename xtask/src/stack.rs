@@ -226,7 +226,7 @@ pub struct Nats {
 }
 
 /// The users of `nats/accounts.conf`.
-pub const NATS_USERS: [&str; 10] = [
+pub const NATS_USERS: [&str; 11] = [
     "operator",
     "gateway",
     "identity",
@@ -237,6 +237,7 @@ pub const NATS_USERS: [&str; 10] = [
     "content",
     "media",
     "payments",
+    "assessment",
 ];
 
 impl Nats {

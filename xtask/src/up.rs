@@ -27,7 +27,7 @@ const GATEWAY: &str = "127.0.0.1:8080";
 const ADMIN_EMAIL: &str = "admin@coursebus.local";
 const DEMO_PASSWORD: &str = "coursebus-demo-2026";
 
-const WORKERS: [&str; 8] = [
+const WORKERS: [&str; 9] = [
     "coursebus-worker-identity",
     "coursebus-worker-catalog",
     "coursebus-worker-search",
@@ -36,6 +36,7 @@ const WORKERS: [&str; 8] = [
     "coursebus-worker-content",
     "coursebus-worker-media",
     "coursebus-worker-payments",
+    "coursebus-worker-assessment",
 ];
 
 fn port(var: &str, default: u16) -> Result<u16> {
@@ -89,6 +90,7 @@ pub fn run() -> Result<ExitCode> {
     pg.create_database("notifications")?;
     pg.create_database("content")?;
     pg.create_database("payments")?;
+    pg.create_database("assessment")?;
     let s3 =
         xtask::s3::S3Server::start(&data.join("s3"), port("CB_UP_S3_PORT", S3_PORT)?, S3_ACCESS_KEY, S3_SECRET_KEY)
             .context("starting the S3 server (set CB_UP_S3_PORT to use another port)")?;
@@ -169,6 +171,9 @@ pub fn run() -> Result<ExitCode> {
             .env("CB_STRIPE_SECRET_KEY", STRIPE_SECRET_KEY)
             .env("CB_STRIPE_API_BASE", stripe.url());
         workers.push(start_logged(cmd, &format!("payments-{replica}"), &logs)?);
+        let mut cmd = Command::new(bin.join("coursebus-worker-assessment"));
+        cmd.env("CB_NATS_URL", nats.url()).env("CB_ASSESSMENT_DATABASE_URL", pg.url("assessment"));
+        workers.push(start_logged(cmd, &format!("assessment-{replica}"), &logs)?);
     }
     let mut cmd = Command::new(bin.join("coursebus-gateway"));
     cmd.env("CB_NATS_URL", nats.url())

@@ -1,6 +1,7 @@
 //! `/v1` routes, one module per domain: each route maps one REST call to one bus request and
 //! the reply to HTTP.
 
+pub mod assessment;
 pub mod catalog;
 pub mod content;
 pub mod enrollment;

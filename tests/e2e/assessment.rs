@@ -1,0 +1,347 @@
+//! Assessment: question banks, quizzes with per-learner seeded papers, saving and resuming,
+//! the server's time limit, attempt limits, and the grading queue group.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+use coursebus_tests::{Infra, Options, Platform, eventually};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::support::{call, create_course, instructor, publish_with_lessons, user};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+async fn platform(infra: &Infra, assessment_replicas: usize) -> Result<Platform> {
+    Platform::start(
+        infra,
+        Options { catalog_replicas: 1, enrollment_replicas: 1, assessment_replicas, ..Default::default() },
+    )
+    .await
+}
+
+/// A published free course and (teacher token, course id).
+async fn course(p: &Platform, teacher_email: &str) -> Result<(String, String)> {
+    let (_, teacher) = instructor(p, teacher_email).await?;
+    let course = create_course(p, &teacher, "Quizzed", json!({})).await?;
+    let course = publish_with_lessons(p, &teacher, &course, 1).await?;
+    Ok((teacher, course["id"].as_str().context("id")?.to_owned()))
+}
+
+/// A learner enrolled in `course`: (id, token).
+async fn learner(p: &Platform, email: &str, course: &str) -> Result<(String, String)> {
+    let (id, token) = user(p, email).await?;
+    let enrolled = call(p, Method::POST, "/v1/enrollments", Some(&token), Some(json!({"course_id": course}))).await?;
+    ensure!(enrolled.status.is_success(), "enrolling {email}: {enrolled:?}");
+    Ok((id, token))
+}
+
+/// Twelve auto-gradable questions of every kind, two points each.
+fn questions() -> Value {
+    let mut qs = Vec::new();
+    for i in 0..4 {
+        qs.push(json!({"prompt": format!("Pick option {i}"), "points": 2,
+            "body": {"kind": "single_choice", "options": ["right", "wrong a", "wrong b", "wrong c"], "correct": 0}}));
+    }
+    qs.push(json!({"prompt": "Primes", "points": 2, "body": {"kind": "multiple_choice", "options": ["2", "4", "5", "9"], "correct": [0, 2]}}));
+    qs.push(json!({"prompt": "Rust is memory safe", "points": 2, "body": {"kind": "true_false", "correct": true}}));
+    qs.push(json!({"prompt": "7 divided by 4", "points": 2, "body": {"kind": "numeric", "answer": 1.75, "tolerance": 0.005}}));
+    qs.push(json!({"prompt": "Capital of France", "points": 2, "body": {"kind": "short_text", "accepted": ["Paris"]}}));
+    qs.push(json!({"prompt": "Order the steps", "points": 2, "body": {"kind": "ordering", "items": ["edit", "compile", "run"]}}));
+    for i in 0..3 {
+        qs.push(json!({"prompt": format!("Statement {i} is false"), "points": 2, "body": {"kind": "true_false", "correct": false}}));
+    }
+    Value::Array(qs)
+}
+
+/// The right answer to bank question `q` (the author's body), as a learner would send it.
+fn right_answer(q: &Value) -> Value {
+    let body = &q["body"];
+    match body["kind"].as_str().unwrap_or_default() {
+        "single_choice" => json!([body["correct"]]),
+        "multiple_choice" => body["correct"].clone(),
+        "true_false" | "numeric" => body[if body["kind"] == "numeric" { "answer" } else { "correct" }].clone(),
+        "short_text" => json!(format!("  {}  ", body["accepted"][0].as_str().unwrap_or_default().to_uppercase())),
+        "ordering" => json!((0..body["items"].as_array().map_or(0, Vec::len)).collect::<Vec<_>>()),
+        _ => Value::Null,
+    }
+}
+
+pub(crate) async fn create_quiz(p: &Platform, teacher: &str, course: &str, body: Value) -> Result<(Value, Value)> {
+    let bank = call(
+        p,
+        Method::POST,
+        &format!("/v1/courses/{course}/question-banks"),
+        Some(teacher),
+        Some(json!({"title": "Basics", "questions": questions()})),
+    )
+    .await?;
+    ensure!(bank.status == StatusCode::CREATED, "bank: {bank:?}");
+    let mut quiz = json!({"title": "Check-up", "draws": [{"bank_id": bank.body["id"], "count": 5}], "max_attempts": 2, "scoring": "highest"});
+    if let (Some(q), Some(extra)) = (quiz.as_object_mut(), body.as_object()) {
+        q.extend(extra.clone());
+    }
+    let created = call(p, Method::POST, &format!("/v1/courses/{course}/quizzes"), Some(teacher), Some(quiz)).await?;
+    ensure!(created.status == StatusCode::CREATED, "quiz: {created:?}");
+    Ok((bank.body, created.body))
+}
+
+pub(crate) async fn start(p: &Platform, token: &str, quiz: &str) -> Result<crate::support::Reply> {
+    call(p, Method::POST, &format!("/v1/quizzes/{quiz}/attempts"), Some(token), None).await
+}
+
+/// Every paper question answered right.
+fn all_right(bank: &Value, attempt: &Value) -> Value {
+    let answers: Vec<Value> = attempt["paper"]
+        .as_array()
+        .map(|paper| {
+            paper
+                .iter()
+                .map(|pq| {
+                    let q =
+                        bank["questions"].as_array().and_then(|qs| qs.iter().find(|q| q["id"] == pq["question_id"]));
+                    json!({"question_id": pq["question_id"], "value": q.map(right_answer).unwrap_or(Value::Null)})
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    json!({ "answers": answers })
+}
+
+pub(crate) async fn wait_graded(p: &Platform, token: &str, attempt: &str) -> Result<Value> {
+    eventually(WAIT, &format!("attempt {attempt} graded"), || async {
+        let a = call(p, Method::GET, &format!("/v1/attempts/{attempt}"), Some(token), None).await?;
+        Ok((a.body["status"] == "graded").then_some(a.body))
+    })
+    .await
+}
+
+pub async fn papers_are_personal_stable_and_answers_stay_hidden_until_graded(infra: Arc<Infra>) -> Result<()> {
+    let p = platform(&infra, 1).await?;
+    let (teacher, course) = course(&p, "teacher@quiz.test").await?;
+    let (bank, quiz) = create_quiz(&p, &teacher, &course, json!({})).await?;
+    let quiz_id = quiz["id"].as_str().context("quiz id")?;
+    assert_eq!(quiz["question_count"], 5);
+    let (_, ada) = learner(&p, "ada@quiz.test", &course).await?;
+    let (_, bob) = learner(&p, "bob@quiz.test", &course).await?;
+
+    let a = start(&p, &ada, quiz_id).await?;
+    assert_eq!(a.status, StatusCode::OK, "{a:?}");
+    let b = start(&p, &bob, quiz_id).await?;
+    assert_ne!(a.body["paper"], b.body["paper"], "two learners, two papers");
+    // Resuming (a reload, another device) gives the same attempt and paper.
+    let again = start(&p, &ada, quiz_id).await?;
+    assert_eq!((&again.body["id"], &again.body["paper"]), (&a.body["id"], &a.body["paper"]));
+    // No answer of any kind is on the paper.
+    let text = a.body.to_string();
+    for secret in ["\"correct\"", "\"accepted\"", "\"tolerance\"", "\"answer\"", "\"solution\"", "\"items\""] {
+        assert!(!text.contains(secret), "{secret} leaked: {text}");
+    }
+    assert!(a.body["results"].as_array().is_some_and(Vec::is_empty));
+
+    // Ada answers half, reloads (everything saved), answers the rest, submits.
+    let attempt = a.body["id"].as_str().context("attempt id")?;
+    let everything = all_right(&bank, &a.body);
+    let answers = everything["answers"].as_array().context("answers")?;
+    let (first, rest) = answers.split_at(2);
+    let saved =
+        call(&p, Method::PUT, &format!("/v1/attempts/{attempt}/answers"), Some(&ada), Some(json!({"answers": first})))
+            .await?;
+    assert_eq!((saved.status, saved.body["saved"].as_i64()), (StatusCode::OK, Some(2)), "{saved:?}");
+    let reloaded = call(&p, Method::GET, &format!("/v1/attempts/{attempt}"), Some(&ada), None).await?;
+    assert_eq!(reloaded.body["answers"].as_array().map(Vec::len), Some(2));
+    assert_eq!(reloaded.body["paper"], a.body["paper"]);
+    call(&p, Method::PUT, &format!("/v1/attempts/{attempt}/answers"), Some(&ada), Some(json!({"answers": rest})))
+        .await?;
+    // Others cannot see or touch it.
+    let snoop = call(&p, Method::GET, &format!("/v1/attempts/{attempt}"), Some(&bob), None).await?;
+    assert_eq!(snoop.status, StatusCode::NOT_FOUND);
+    let meddle =
+        call(&p, Method::PUT, &format!("/v1/attempts/{attempt}/answers"), Some(&bob), Some(json!({"answers": first})))
+            .await?;
+    assert_eq!(meddle.status, StatusCode::NOT_FOUND);
+    let submitted = call(&p, Method::POST, &format!("/v1/attempts/{attempt}/submit"), Some(&ada), None).await?;
+    assert_eq!(submitted.status, StatusCode::OK);
+    assert!(matches!(submitted.body["status"].as_str(), Some("submitted" | "graded")));
+    let graded = wait_graded(&p, &ada, attempt).await?;
+    assert_eq!((graded["score_hundredths"].as_i64(), graded["max_points"].as_i64()), (Some(1000), Some(10)));
+    assert!(graded["results"].as_array().is_some_and(|r| r.len() == 5 && r.iter().all(|q| q["correct"] == true)));
+    assert!(graded.to_string().contains("\"solution\""), "solutions shown once graded");
+    let late =
+        call(&p, Method::PUT, &format!("/v1/attempts/{attempt}/answers"), Some(&ada), Some(json!({"answers": first})))
+            .await?;
+    assert_eq!(late.status, StatusCode::CONFLICT, "a submitted attempt takes no answers");
+
+    // The second attempt: a new paper; handed in blank it scores 0; a third is refused.
+    let second = start(&p, &ada, quiz_id).await?;
+    assert_eq!(second.body["number"], 2);
+    assert_ne!(second.body["paper"], a.body["paper"]);
+    let second_id = second.body["id"].as_str().context("id")?;
+    call(&p, Method::POST, &format!("/v1/attempts/{second_id}/submit"), Some(&ada), None).await?;
+    let blank = wait_graded(&p, &ada, second_id).await?;
+    assert_eq!(blank["score_hundredths"], 0);
+    let third = start(&p, &ada, quiz_id).await?;
+    assert_eq!(
+        (third.status, third.body["details"]["max_attempts"].as_i64()),
+        (StatusCode::CONFLICT, Some(2)),
+        "{third:?}"
+    );
+    // Highest of 100 % and 0 %.
+    let grade = call(&p, Method::GET, &format!("/v1/quizzes/{quiz_id}/grade"), Some(&ada), None).await?;
+    assert_eq!(
+        (grade.body["percent_bp"].as_i64(), grade.body["attempts_graded"].as_i64()),
+        (Some(10_000), Some(2)),
+        "{grade:?}"
+    );
+
+    // Not enrolled: no quiz; not the instructor: no authoring; bad questions name themselves.
+    let (_, eve) = user(&p, "eve@quiz.test").await?;
+    assert_eq!(start(&p, &eve, quiz_id).await?.status, StatusCode::NOT_FOUND);
+    let denied = call(
+        &p,
+        Method::POST,
+        &format!("/v1/courses/{course}/question-banks"),
+        Some(&ada),
+        Some(json!({"title": "x", "questions": questions()})),
+    )
+    .await?;
+    assert_eq!(denied.status, StatusCode::FORBIDDEN);
+    let bad = call(
+        &p,
+        Method::POST,
+        &format!("/v1/courses/{course}/question-banks"),
+        Some(&teacher),
+        Some(json!({"title": "x", "questions": [
+        {"prompt": "ok", "points": 1, "body": {"kind": "true_false", "correct": true}},
+        {"prompt": "bad", "points": 1, "body": {"kind": "single_choice", "options": ["a", "b"], "correct": 5}}]})),
+    )
+    .await?;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(bad.body["message"].as_str().unwrap_or_default().starts_with("question 2:"), "{bad:?}");
+    let too_many = call(&p, Method::POST, &format!("/v1/courses/{course}/quizzes"), Some(&teacher), Some(json!({"title": "t", "draws": [{"bank_id": bank["id"], "count": 13}], "max_attempts": 1, "scoring": "latest"}))).await?;
+    assert_eq!((too_many.status, too_many.body["details"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("draws")));
+    p.shutdown().await;
+    Ok(())
+}
+
+pub async fn the_time_limit_is_the_servers_and_late_answers_do_not_count(infra: Arc<Infra>) -> Result<()> {
+    let p = platform(&infra, 1).await?;
+    let (teacher, course) = course(&p, "teacher@timed.test").await?;
+    let (bank, quiz) = create_quiz(&p, &teacher, &course, json!({"time_limit_secs": 10, "max_attempts": 1})).await?;
+    let quiz_id = quiz["id"].as_str().context("quiz id")?;
+    let (_, kai) = learner(&p, "kai@timed.test", &course).await?;
+    let (_, lou) = learner(&p, "lou@timed.test", &course).await?;
+
+    let attempt = start(&p, &kai, quiz_id).await?.body;
+    let id = attempt["id"].as_str().context("id")?;
+    assert!(attempt["deadline"].is_string());
+    let everything = all_right(&bank, &attempt);
+    let answers = everything["answers"].as_array().context("answers")?.clone();
+    let saved = call(
+        &p,
+        Method::PUT,
+        &format!("/v1/attempts/{id}/answers"),
+        Some(&kai),
+        Some(json!({"answers": [answers[0]]})),
+    )
+    .await?;
+    assert_eq!(saved.status, StatusCode::OK);
+    // Kai keeps answering until the server says time is up (ten seconds after the start).
+    let refused = eventually(Duration::from_secs(20), "the deadline", || async {
+        let r = call(
+            &p,
+            Method::PUT,
+            &format!("/v1/attempts/{id}/answers"),
+            Some(&kai),
+            Some(json!({"answers": answers[1..]})),
+        )
+        .await?;
+        Ok((r.status == StatusCode::CONFLICT).then_some(r))
+    })
+    .await?;
+    // Either the save itself was past the deadline, or the server had already submitted the
+    // attempt when its time ran out.
+    let why = refused.body["message"].as_str().unwrap_or_default();
+    assert!(why.contains("time is up") || why.contains("submitted"), "{refused:?}");
+    // Whatever was saved before the deadline counts; Kai's last answers were refused, or if
+    // some landed in time they count too — so compare with what the attempt shows as saved.
+    call(&p, Method::POST, &format!("/v1/attempts/{id}/submit"), Some(&kai), None).await?;
+    let graded = wait_graded(&p, &kai, id).await?;
+    let counted = graded["answers"].as_array().map_or(0, Vec::len) as i64;
+    assert!(counted >= 1);
+    assert_eq!(graded["score_hundredths"].as_i64(), Some(counted * 200), "{graded}");
+
+    // Lou starts and walks away: at the deadline the server submits the attempt and grades it.
+    let walked = start(&p, &lou, quiz_id).await?.body;
+    let walked_id = walked["id"].as_str().context("id")?;
+    let graded = eventually(Duration::from_secs(25), "the abandoned attempt graded", || async {
+        let a = call(&p, Method::GET, &format!("/v1/attempts/{walked_id}"), Some(&lou), None).await?;
+        Ok((a.body["status"] == "graded").then_some(a.body))
+    })
+    .await?;
+    assert_eq!(graded["score_hundredths"], 0);
+    assert!(start(&p, &lou, quiz_id).await?.status == StatusCode::CONFLICT, "its one attempt is used");
+    p.shutdown().await;
+    Ok(())
+}
+
+pub async fn grading_replicas_share_the_work_and_a_killed_one_loses_no_submission(infra: Arc<Infra>) -> Result<()> {
+    let mut p = platform(&infra, 2).await?;
+    let (teacher, course) = course(&p, "teacher@grading.test").await?;
+    let (bank, quiz) = create_quiz(&p, &teacher, &course, json!({"max_attempts": 1})).await?;
+    let quiz_id = quiz["id"].as_str().context("quiz id")?.to_owned();
+    let mut learners = Vec::new();
+    for i in 0..16 {
+        learners.push(learner(&p, &format!("l{i}@grading.test"), &course).await?.1);
+    }
+    let submit_all = |tokens: Vec<String>| {
+        let (p, bank, quiz_id) = (&p, &bank, &quiz_id);
+        async move {
+            let mut ids = Vec::new();
+            for token in tokens {
+                let attempt = start(p, &token, quiz_id).await?.body;
+                let id = attempt["id"].as_str().context("id")?.to_owned();
+                call(
+                    p,
+                    Method::PUT,
+                    &format!("/v1/attempts/{id}/answers"),
+                    Some(&token),
+                    Some(all_right(bank, &attempt)),
+                )
+                .await?;
+                let submitted = call(p, Method::POST, &format!("/v1/attempts/{id}/submit"), Some(&token), None).await?;
+                ensure!(submitted.status == StatusCode::OK, "{submitted:?}");
+                ids.push((token, id));
+            }
+            Ok::<_, anyhow::Error>(ids)
+        }
+    };
+    let first = submit_all(learners[..8].to_vec()).await?;
+    for (token, id) in &first {
+        assert_eq!(wait_graded(&p, token, id).await?["score_hundredths"], 1000);
+    }
+    let db = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(&p.assessment_database_url).await?;
+    let graders: i64 = sqlx::query_scalar("SELECT count(DISTINCT graded_by) FROM attempts").fetch_one(&db).await?;
+    assert_eq!(graders, 2, "both replicas of the queue group graded");
+    // Eight more submissions; one replica crashes at once, with whatever jobs it had taken.
+    let second = submit_all(learners[8..].to_vec()).await?;
+    p.kill_one_replica("assessment");
+    for (token, id) in &second {
+        assert_eq!(wait_graded(&p, token, id).await?["score_hundredths"], 1000);
+    }
+    // Every attempt graded exactly once: sixteen grade events, sixteen attempts.
+    let nats = p.nats_client().await?;
+    let graded = crate::support::stream_events(&nats, "EVT_ASSESSMENT", "cb.evt.assessment.attempt.graded").await?;
+    let mut attempts: Vec<String> =
+        graded.iter().filter_map(|(e, _)| e["data"]["attempt_id"].as_str().map(str::to_owned)).collect();
+    attempts.sort();
+    attempts.dedup();
+    assert_eq!((graded.len(), attempts.len()), (16, 16));
+    let js = async_nats::jetstream::new(nats);
+    let queue = js.get_stream("JOB_GRADING").await?.info().await?.state.messages;
+    assert_eq!(queue, 0, "the work queue is empty");
+    db.close().await;
+    p.shutdown().await;
+    Ok(())
+}

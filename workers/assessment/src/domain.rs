@@ -1,0 +1,264 @@
+//! Pure rules: seeded papers, grading of each question kind, scoring policies, validation.
+
+use coursebus_contracts::assessment::{
+    AnswerValue, Choice, CreateQuizRequest, PaperQuestion, Question, QuestionBody, QuestionResult, ScoringPolicy,
+};
+use coursebus_contracts::validate::ValidationError;
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+/// The seed of a learner's paper: the same quiz, learner and attempt number always give the
+/// same paper; another learner or attempt gets another.
+pub fn paper_seed(quiz: Uuid, user: Uuid, number: u32) -> u64 {
+    let digest = Sha256::new()
+        .chain_update(quiz.as_bytes())
+        .chain_update(user.as_bytes())
+        .chain_update(number.to_be_bytes())
+        .finalize();
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&digest[..8]);
+    u64::from_be_bytes(bytes)
+}
+
+/// Draw `count` questions from each bank (in draw order) and shuffle the paper and every
+/// question's choices, from `seed`.
+pub fn draw_paper(banks: &[(Vec<Question>, u32)], seed: u64) -> Vec<PaperQuestion> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut paper: Vec<&Question> = Vec::new();
+    for (questions, count) in banks {
+        let picked: Vec<&Question> = questions.choose_multiple(&mut rng, *count as usize).collect();
+        paper.extend(picked);
+    }
+    paper.shuffle(&mut rng);
+    paper.into_iter().map(|q| present(q, &mut rng)).collect()
+}
+
+fn present(q: &Question, rng: &mut rand::rngs::StdRng) -> PaperQuestion {
+    let texts: &[String] = match &q.body {
+        QuestionBody::SingleChoice { options, .. } | QuestionBody::MultipleChoice { options, .. } => options,
+        QuestionBody::Ordering { items } => items,
+        _ => &[],
+    };
+    let mut choices: Vec<Choice> = texts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| Choice { id: u32::try_from(i).unwrap_or(u32::MAX), text: t.clone() })
+        .collect();
+    choices.shuffle(rng);
+    let rubric = match &q.body {
+        QuestionBody::Essay { rubric } => rubric.clone(),
+        _ => Vec::new(),
+    };
+    PaperQuestion {
+        question_id: q.id,
+        prompt: q.prompt.clone(),
+        points: q.points,
+        kind: q.body.kind().to_owned(),
+        choices,
+        rubric,
+    }
+}
+
+/// Short answers compare without case and extra whitespace.
+fn normalise(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase()
+}
+
+/// Whether `answer` is right for `body`; `None` for essays (graded by hand).
+pub fn is_correct(body: &QuestionBody, answer: Option<&AnswerValue>) -> Option<bool> {
+    if body.is_manual() {
+        return None;
+    }
+    let Some(answer) = answer else { return Some(false) };
+    let right = match (body, answer) {
+        (QuestionBody::SingleChoice { correct, .. }, AnswerValue::Choices(ids)) => {
+            ids.len() == 1 && ids[0] as usize == *correct
+        }
+        (QuestionBody::MultipleChoice { correct, .. }, AnswerValue::Choices(ids)) => {
+            let mut given: Vec<usize> = ids.iter().map(|i| *i as usize).collect();
+            let mut want = correct.clone();
+            given.sort_unstable();
+            given.dedup();
+            want.sort_unstable();
+            given == want
+        }
+        (QuestionBody::TrueFalse { correct }, AnswerValue::Bool(b)) => b == correct,
+        (QuestionBody::Numeric { answer, tolerance }, AnswerValue::Number(n)) => {
+            n.is_finite() && (n - answer).abs() <= tolerance + 1e-9
+        }
+        (QuestionBody::ShortText { accepted }, AnswerValue::Text(t)) => {
+            let given = normalise(t);
+            accepted.iter().any(|a| normalise(a) == given)
+        }
+        (QuestionBody::Ordering { items }, AnswerValue::Choices(ids)) => {
+            ids.len() == items.len() && ids.iter().enumerate().all(|(i, id)| *id as usize == i)
+        }
+        _ => false,
+    };
+    Some(right)
+}
+
+/// Grade a paper: each auto-gradable question all or nothing; essays wait (`None` points).
+/// Returns the results and the auto-graded score in hundredths of a point.
+pub fn grade(questions: &[Question], answers: &[(Uuid, AnswerValue)]) -> (Vec<QuestionResult>, u32) {
+    let mut total = 0u32;
+    let results = questions
+        .iter()
+        .map(|q| {
+            let answer = answers.iter().find(|(id, _)| *id == q.id).map(|(_, v)| v);
+            let correct = is_correct(&q.body, answer);
+            let points = correct.map(|ok| if ok { q.points * 100 } else { 0 });
+            total += points.unwrap_or(0);
+            QuestionResult {
+                question_id: q.id,
+                points_hundredths: points,
+                max_points: q.points,
+                correct,
+                solution: q.body.clone(),
+                feedback: None,
+            }
+        })
+        .collect();
+    (results, total)
+}
+
+/// The quiz grade in basis points from graded attempts (score, max), oldest first.
+pub fn quiz_percent(policy: ScoringPolicy, attempts: &[(u32, u32)]) -> Option<u32> {
+    let bp = |(score, max): (u32, u32)| -> Option<u64> {
+        (max > 0).then(|| (u64::from(score) * 10_000 / 100 + u64::from(max) / 2) / u64::from(max))
+    };
+    let values: Vec<u64> = attempts.iter().filter_map(|a| bp(*a)).collect();
+    let value = match policy {
+        ScoringPolicy::Highest => values.iter().copied().max()?,
+        ScoringPolicy::Latest => *values.last()?,
+        ScoringPolicy::Average => {
+            let n = u64::try_from(values.len()).ok().filter(|n| *n > 0)?;
+            (values.iter().sum::<u64>() + n / 2) / n
+        }
+    };
+    u32::try_from(value).ok()
+}
+
+/// Check a quiz's settings (bank sizes are checked against the store).
+pub fn validate_quiz(req: &CreateQuizRequest) -> Result<(), ValidationError> {
+    if req.title.trim().is_empty() || req.title.chars().count() > 200 {
+        return Err(ValidationError::new("title", "1 to 200 characters"));
+    }
+    if req.draws.is_empty() || req.draws.len() > 20 || req.draws.iter().any(|d| d.count == 0 || d.count > 200) {
+        return Err(ValidationError::new("draws", "1 to 20 draws of 1 to 200 questions"));
+    }
+    if req.time_limit_secs.is_some_and(|t| !(10..=86_400).contains(&t)) {
+        return Err(ValidationError::new("time_limit_secs", "10 s to 24 h"));
+    }
+    if !(1..=100).contains(&req.max_attempts) {
+        return Err(ValidationError::new("max_attempts", "1 to 100"));
+    }
+    if let (Some(open), Some(close)) = (req.opens_at, req.closes_at)
+        && close <= open
+    {
+        return Err(ValidationError::new("closes_at", "after opens_at"));
+    }
+    Ok(())
+}
+
+/// Check a question as its author wrote it.
+pub fn validate_question(prompt: &str, points: u32, body: &QuestionBody) -> Result<(), ValidationError> {
+    if prompt.trim().is_empty() || prompt.chars().count() > 5_000 {
+        return Err(ValidationError::new("prompt", "1 to 5000 characters"));
+    }
+    if points > 1_000 {
+        return Err(ValidationError::new("points", "at most 1000"));
+    }
+    body.validate()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use coursebus_contracts::assessment::RubricCriterion;
+
+    fn q(body: QuestionBody) -> Question {
+        Question { id: Uuid::now_v7(), prompt: "?".into(), points: 2, body }
+    }
+
+    fn bank(n: usize) -> Vec<Question> {
+        (0..n)
+            .map(|i| {
+                q(QuestionBody::SingleChoice {
+                    options: vec![format!("a{i}"), "b".into(), "c".into(), "d".into()],
+                    correct: 0,
+                })
+            })
+            .collect()
+    }
+
+    #[test]
+    fn papers_are_stable_per_seed_and_differ_between_learners() {
+        let questions = bank(20);
+        let (quiz, ada, bob) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        let a1 = draw_paper(&[(questions.clone(), 10)], paper_seed(quiz, ada, 1));
+        let a1_again = draw_paper(&[(questions.clone(), 10)], paper_seed(quiz, ada, 1));
+        let b1 = draw_paper(&[(questions.clone(), 10)], paper_seed(quiz, bob, 1));
+        let a2 = draw_paper(&[(questions, 10)], paper_seed(quiz, ada, 2));
+        assert_eq!(a1, a1_again);
+        assert_eq!(a1.len(), 10);
+        assert_ne!(a1, b1);
+        assert_ne!(a1, a2);
+        let mut ids: Vec<Uuid> = a1.iter().map(|p| p.question_id).collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), 10, "no question twice");
+    }
+
+    #[test]
+    fn every_kind_is_graded_by_its_rule() {
+        use AnswerValue::*;
+        let single = QuestionBody::SingleChoice { options: vec!["x".into(), "y".into()], correct: 1 };
+        assert_eq!(is_correct(&single, Some(&Choices(vec![1]))), Some(true));
+        assert_eq!(is_correct(&single, Some(&Choices(vec![1, 0]))), Some(false));
+        let multi =
+            QuestionBody::MultipleChoice { options: vec!["x".into(), "y".into(), "z".into()], correct: vec![0, 2] };
+        assert_eq!(is_correct(&multi, Some(&Choices(vec![2, 0]))), Some(true));
+        assert_eq!(is_correct(&multi, Some(&Choices(vec![0]))), Some(false));
+        assert_eq!(is_correct(&multi, Some(&Choices(vec![0, 1, 2]))), Some(false));
+        assert_eq!(is_correct(&QuestionBody::TrueFalse { correct: false }, Some(&Bool(false))), Some(true));
+        let numeric = QuestionBody::Numeric { answer: 2.72, tolerance: 0.01 };
+        assert_eq!(is_correct(&numeric, Some(&Number(2.73))), Some(true));
+        assert_eq!(is_correct(&numeric, Some(&Number(2.74))), Some(false));
+        assert_eq!(is_correct(&numeric, Some(&Text("2.72".into()))), Some(false));
+        let short = QuestionBody::ShortText { accepted: vec!["New  York".into()] };
+        assert_eq!(is_correct(&short, Some(&Text("  new york ".into()))), Some(true));
+        assert_eq!(is_correct(&short, Some(&Text("newyork".into()))), Some(false));
+        let order = QuestionBody::Ordering { items: vec!["1".into(), "2".into(), "3".into()] };
+        assert_eq!(is_correct(&order, Some(&Choices(vec![0, 1, 2]))), Some(true));
+        assert_eq!(is_correct(&order, Some(&Choices(vec![1, 0, 2]))), Some(false));
+        let essay = QuestionBody::Essay { rubric: vec![RubricCriterion { name: "clarity".into(), max_points: 5 }] };
+        assert_eq!(is_correct(&essay, Some(&Text("...".into()))), None);
+        assert_eq!(is_correct(&single, None), Some(false), "unanswered is wrong");
+    }
+
+    #[test]
+    fn grading_sums_auto_points_and_leaves_essays_open() {
+        let right = q(QuestionBody::TrueFalse { correct: true });
+        let wrong = q(QuestionBody::TrueFalse { correct: true });
+        let essay = q(QuestionBody::Essay { rubric: vec![RubricCriterion { name: "c".into(), max_points: 2 }] });
+        let (results, score) = grade(
+            &[right.clone(), wrong.clone(), essay.clone()],
+            &[(right.id, AnswerValue::Bool(true)), (wrong.id, AnswerValue::Bool(false))],
+        );
+        assert_eq!(score, 200);
+        assert_eq!(results[2].points_hundredths, None);
+        assert_eq!(results[1].correct, Some(false));
+    }
+
+    #[test]
+    fn scoring_policies() {
+        let attempts = [(600, 10), (900, 10), (700, 10)]; // 60 %, 90 %, 70 %
+        assert_eq!(quiz_percent(ScoringPolicy::Highest, &attempts), Some(9_000));
+        assert_eq!(quiz_percent(ScoringPolicy::Latest, &attempts), Some(7_000));
+        assert_eq!(quiz_percent(ScoringPolicy::Average, &attempts), Some(7_333));
+        assert_eq!(quiz_percent(ScoringPolicy::Average, &[]), None);
+    }
+}

@@ -1,0 +1,96 @@
+//! The grading queue group: every replica pulls `GradeAttemptJob`s from the shared durable
+//! consumer on `JOB_GRADING`, grades the attempt under its row lock and commits the grade with its
+//! `attempt.graded` event before acknowledging. A job that comes back (its replica died before the
+//! ack) finds the attempt graded and changes nothing; an attempt is graded once.
+
+use bytes::Bytes;
+use coursebus_bus::consume::Handled;
+use coursebus_bus::outbox;
+use coursebus_contracts::assessment::{AttemptGraded, AttemptStatus, GradeAttemptJob};
+use coursebus_contracts::{Actor, Event, EventEnvelope};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::domain;
+use crate::handlers::Assessments;
+use crate::store;
+
+impl Assessments {
+    /// One job from `JOB_GRADING`.
+    pub async fn on_grading_job(&self, payload: Bytes) -> Handled {
+        let job: EventEnvelope<GradeAttemptJob> = match serde_json::from_slice(&payload) {
+            Ok(job) => job,
+            Err(err) => return Handled::Reject(format!("malformed grading job: {err}")),
+        };
+        match self.grade_attempt(job.data.attempt_id).await {
+            Ok(()) => Handled::Done,
+            Err(err) => Handled::Retry(err.to_string()),
+        }
+    }
+
+    async fn grade_attempt(&self, id: Uuid) -> Result<(), sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let Some(row) = store::attempt(&mut tx, id, true).await? else { return Ok(()) };
+        if row.status()? != AttemptStatus::Submitted {
+            return Ok(()); // graded before (a redelivered job)
+        }
+        // Only answers saved by the deadline count.
+        let answers: Vec<_> = store::answers(&mut tx, id)
+            .await?
+            .into_iter()
+            .filter(|(_, at)| row.deadline.is_none_or(|d| *at <= d))
+            .map(|(a, _)| (a.question_id, a.value))
+            .collect();
+        let ids: Vec<Uuid> = row.paper.0.iter().map(|q| q.question_id).collect();
+        let questions = store::questions(&mut tx, &ids).await?;
+        let (results, score) = domain::grade(&questions, &answers);
+        let complete = questions.iter().all(|q| !q.body.is_manual());
+        let status = if complete { AttemptStatus::Graded } else { AttemptStatus::NeedsManualGrading };
+        store::record_grade(&mut tx, id, status, score, &results, &self.replica).await?;
+        let course_id = store::quiz(&mut tx, row.quiz_id).await?.map(|q| q.course_id).unwrap_or_default();
+        let mut event = AttemptGraded {
+            attempt_id: id,
+            quiz_id: row.quiz_id,
+            course_id,
+            user_id: row.user_id,
+            score_hundredths: score,
+            max_points: u32::try_from(row.max_points).unwrap_or(0),
+            complete,
+        }
+        .envelope(Actor::Service { name: coursebus_contracts::subjects::assessment::SERVICE.into() });
+        event.id = coursebus_bus::ids::stable_id(&[id.as_bytes(), b"graded"]);
+        outbox::enqueue(&mut tx, &event, None).await.map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+        tx.commit().await?;
+        self.outbox.wake();
+        tracing::info!(attempt_id = %id, score_hundredths = score, complete, replica = %self.replica, "attempt graded");
+        Ok(())
+    }
+
+    /// Submit attempts whose time ran out (the learner closed the tab): graded as they stood.
+    pub async fn submit_overdue(&self) -> Result<usize, sqlx::Error> {
+        let now = OffsetDateTime::now_utc();
+        let mut conn = self.pool.acquire().await?;
+        let ids = store::overdue(&mut conn, now, 500).await?;
+        drop(conn);
+        for id in &ids {
+            let mut tx = self.pool.begin().await?;
+            if let Some(row) = store::attempt(&mut tx, *id, true).await?
+                && row.status()? == AttemptStatus::InProgress
+            {
+                store::mark_submitted(&mut tx, *id, now).await?;
+                outbox::enqueue(&mut tx, &crate::handlers::grading_job(*id), None)
+                    .await
+                    .map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+            }
+            tx.commit().await?;
+        }
+        if !ids.is_empty() {
+            self.outbox.wake();
+            tracing::info!(attempts = ids.len(), "overdue attempts submitted");
+        }
+        Ok(ids.len())
+    }
+}
+
+/// Keep `Event` used for `.envelope`.
+const _: &str = <AttemptGraded as Event>::SUBJECT;

@@ -1,0 +1,364 @@
+//! One method per endpoint. Every method verifies the caller's token itself: banks and quizzes
+//! are authored by the course's instructor (or an admin, asked of catalog with the caller's
+//! token); attempts belong to enrolled learners (asked of enrollment) and are "not found" to
+//! everyone else.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use coursebus_bus::auth::JwtVerifier;
+use coursebus_bus::{Bus, CallContext, outbox};
+use coursebus_contracts::assessment::{
+    Attempt, AttemptIdRequest, AttemptStatus, Bank, CreateBankRequest, CreateQuizRequest, GradeAttemptJob, Question,
+    Quiz, QuizGrade, QuizIdRequest, SaveAnswersRequest, SavedAnswers,
+};
+use coursebus_contracts::catalog::{GetCourse, GetCourseRequest};
+use coursebus_contracts::enrollment::{AccessCheckRequest, CheckAccess};
+use coursebus_contracts::identity::AccessClaims;
+use coursebus_contracts::validate::Role;
+use coursebus_contracts::{Actor, ErrorBody, ErrorCode, Event, EventEnvelope};
+use sqlx::PgPool;
+use sqlx::types::Json;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::domain;
+use crate::store::{self, AttemptRow};
+
+/// The assessment service's state, shared by the endpoint handlers and the graders of one replica.
+#[derive(Debug)]
+pub struct Assessments {
+    pub pool: PgPool,
+    pub verifier: Arc<JwtVerifier>,
+    pub bus: Bus,
+    pub call_deadline: Duration,
+    pub outbox: outbox::Waker,
+    /// Names this replica in `graded_by`.
+    pub replica: String,
+}
+
+pub(crate) fn db(err: sqlx::Error) -> ErrorBody {
+    tracing::error!(error = %err, "database error");
+    ErrorBody::internal()
+}
+
+fn bus(err: coursebus_bus::BusError) -> ErrorBody {
+    tracing::error!(error = %err, "outbox error");
+    ErrorBody::internal()
+}
+
+fn no_quiz() -> ErrorBody {
+    ErrorBody::not_found("no such quiz")
+}
+
+fn no_attempt() -> ErrorBody {
+    ErrorBody::not_found("no such attempt")
+}
+
+/// The job that grades `attempt`: its envelope id is the attempt's, so queuing it twice stores
+/// one job (JetStream deduplicates by `Nats-Msg-Id`).
+pub fn grading_job(attempt: Uuid) -> EventEnvelope<GradeAttemptJob> {
+    let mut job = GradeAttemptJob { attempt_id: attempt }
+        .envelope(Actor::Service { name: coursebus_contracts::subjects::assessment::SERVICE.into() });
+    job.id = attempt;
+    job
+}
+
+impl Assessments {
+    async fn caller(&self, ctx: &CallContext) -> Result<AccessClaims, ErrorBody> {
+        self.verifier.verify_ctx(ctx).await
+    }
+
+    fn as_caller(ctx: &CallContext) -> CallContext {
+        CallContext {
+            request_id: ctx.request_id.clone(),
+            traceparent: ctx.traceparent.clone(),
+            authorization: ctx.authorization.clone(),
+            idempotency_key: None,
+        }
+    }
+
+    /// The caller teaches `course` (or is an admin).
+    async fn require_author(&self, ctx: &CallContext, me: &AccessClaims, course: Uuid) -> Result<(), ErrorBody> {
+        if me.has_role(Role::Admin) {
+            return Ok(());
+        }
+        let req = GetCourseRequest { id_or_slug: course.to_string(), draft: true };
+        match self.bus.request_within::<GetCourse>(&Self::as_caller(ctx), &req, self.call_deadline).await {
+            Ok(c) if c.instructor_id == me.sub => Ok(()),
+            Ok(_) => Err(ErrorBody::forbidden("only the course's instructor or an admin authors its assessments")),
+            Err(e) if e.code == ErrorCode::NotFound => {
+                Err(ErrorBody::forbidden("only the course's instructor or an admin authors its assessments"))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn is_enrolled(&self, ctx: &CallContext, me: &AccessClaims, course: Uuid) -> Result<bool, ErrorBody> {
+        let req = AccessCheckRequest { user_id: me.sub, course_id: course, lesson_id: None };
+        Ok(self.bus.request_within::<CheckAccess>(&Self::as_caller(ctx), &req, self.call_deadline).await?.enrolled)
+    }
+
+    pub async fn create_bank(&self, ctx: CallContext, req: CreateBankRequest) -> Result<Bank, ErrorBody> {
+        let me = self.caller(&ctx).await?;
+        if req.title.trim().is_empty() || req.title.chars().count() > 200 {
+            return Err(ErrorBody::invalid_field("title", "1 to 200 characters"));
+        }
+        if req.questions.is_empty() || req.questions.len() > 500 {
+            return Err(ErrorBody::invalid_field("questions", "1 to 500 questions"));
+        }
+        for (i, q) in req.questions.iter().enumerate() {
+            domain::validate_question(&q.prompt, q.points, &q.body).map_err(|e| {
+                ErrorBody::invalid_field("questions", format!("question {}: {}: {}", i + 1, e.field, e.message))
+            })?;
+        }
+        self.require_author(&ctx, &me, req.course_id).await?;
+        let bank = Bank {
+            id: Uuid::now_v7(),
+            course_id: req.course_id,
+            title: req.title.trim().to_owned(),
+            questions: req
+                .questions
+                .into_iter()
+                .map(|q| Question { id: Uuid::now_v7(), prompt: q.prompt, points: q.points, body: q.body })
+                .collect(),
+        };
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        store::insert_bank(&mut tx, &bank, me.sub).await.map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        tracing::info!(bank_id = %bank.id, course_id = %bank.course_id, questions = bank.questions.len(), "question bank created");
+        Ok(bank)
+    }
+
+    pub async fn create_quiz(&self, ctx: CallContext, req: CreateQuizRequest) -> Result<Quiz, ErrorBody> {
+        let me = self.caller(&ctx).await?;
+        domain::validate_quiz(&req)?;
+        self.require_author(&ctx, &me, req.course_id).await?;
+        let mut conn = self.pool.acquire().await.map_err(db)?;
+        let mut count = 0u32;
+        for draw in &req.draws {
+            let Some((course, questions)) = store::bank(&mut conn, draw.bank_id).await.map_err(db)? else {
+                return Err(ErrorBody::invalid_field("draws", format!("no bank {}", draw.bank_id)));
+            };
+            if course != req.course_id {
+                return Err(ErrorBody::invalid_field("draws", format!("bank {} is another course's", draw.bank_id)));
+            }
+            if draw.count as usize > questions.len() {
+                return Err(ErrorBody::invalid_field(
+                    "draws",
+                    format!("bank {} has {} questions, not {}", draw.bank_id, questions.len(), draw.count),
+                ));
+            }
+            count += draw.count;
+        }
+        let quiz = Quiz {
+            id: Uuid::now_v7(),
+            course_id: req.course_id,
+            title: req.title.trim().to_owned(),
+            draws: req.draws,
+            time_limit_secs: req.time_limit_secs,
+            max_attempts: req.max_attempts,
+            opens_at: req.opens_at,
+            closes_at: req.closes_at,
+            scoring: req.scoring,
+            question_count: count,
+        };
+        store::insert_quiz(&mut conn, &quiz, me.sub).await.map_err(db)?;
+        tracing::info!(quiz_id = %quiz.id, course_id = %quiz.course_id, questions = count, "quiz created");
+        Ok(quiz)
+    }
+
+    /// Enrolled learners, the course's instructor and admins.
+    async fn readable_quiz(&self, ctx: &CallContext, me: &AccessClaims, id: Uuid) -> Result<store::QuizRow, ErrorBody> {
+        let mut conn = self.pool.acquire().await.map_err(db)?;
+        let quiz = store::quiz(&mut conn, id).await.map_err(db)?.ok_or_else(no_quiz)?;
+        drop(conn);
+        if self.is_enrolled(ctx, me, quiz.course_id).await?
+            || self.require_author(ctx, me, quiz.course_id).await.is_ok()
+        {
+            Ok(quiz)
+        } else {
+            Err(no_quiz())
+        }
+    }
+
+    pub async fn get_quiz(&self, ctx: CallContext, req: QuizIdRequest) -> Result<Quiz, ErrorBody> {
+        let me = self.caller(&ctx).await?;
+        self.readable_quiz(&ctx, &me, req.quiz_id).await?.to_quiz().map_err(db)
+    }
+
+    /// Start an attempt, or resume the one in progress (same paper, same deadline).
+    pub async fn start(&self, ctx: CallContext, req: QuizIdRequest) -> Result<Attempt, ErrorBody> {
+        let me = self.caller(&ctx).await?;
+        let mut conn = self.pool.acquire().await.map_err(db)?;
+        let quiz = store::quiz(&mut conn, req.quiz_id).await.map_err(db)?.ok_or_else(no_quiz)?;
+        drop(conn);
+        if !self.is_enrolled(&ctx, &me, quiz.course_id).await? {
+            return Err(no_quiz());
+        }
+        let now = OffsetDateTime::now_utc();
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let attempts = store::attempts_of(&mut tx, quiz.id, me.sub, true).await.map_err(db)?;
+        if let Some(open) = attempts.iter().find(|a| a.status == AttemptStatus::InProgress.as_str()) {
+            if open.deadline.is_none_or(|d| now <= d) {
+                let answers = store::answers(&mut tx, open.id).await.map_err(db)?;
+                tx.commit().await.map_err(db)?;
+                return open.to_attempt(answers.into_iter().map(|(a, _)| a).collect()).map_err(db);
+            }
+            // Time ran out: it is submitted as it stood at its deadline.
+            self.submit_in(&mut tx, open.id, now).await?;
+        }
+        if quiz.opens_at.is_some_and(|o| now < o) {
+            return Err(ErrorBody::conflict("this quiz has not opened yet")
+                .with_details(serde_json::json!({ "opens_at": quiz.opens_at })));
+        }
+        if quiz.closes_at.is_some_and(|c| now >= c) {
+            return Err(ErrorBody::conflict("this quiz has closed"));
+        }
+        let used = u32::try_from(attempts.len()).unwrap_or(u32::MAX);
+        if used >= u32::try_from(quiz.max_attempts).unwrap_or(0) {
+            tx.commit().await.map_err(db)?;
+            return Err(ErrorBody::conflict(format!("all {} attempts are used", quiz.max_attempts))
+                .with_details(serde_json::json!({ "max_attempts": quiz.max_attempts })));
+        }
+        let mut banks = Vec::new();
+        for draw in &quiz.draws.0 {
+            let (_, questions) =
+                store::bank(&mut tx, draw.bank_id).await.map_err(db)?.ok_or_else(ErrorBody::internal)?;
+            banks.push((questions, draw.count));
+        }
+        let number = used + 1;
+        let paper = domain::draw_paper(&banks, domain::paper_seed(quiz.id, me.sub, number));
+        let max_points: u32 = paper.iter().map(|q| q.points).sum();
+        let deadline = quiz.time_limit_secs.map(|secs| {
+            let end = now + time::Duration::seconds(i64::from(secs));
+            quiz.closes_at.map_or(end, |c| end.min(c))
+        });
+        let row = AttemptRow {
+            id: Uuid::now_v7(),
+            quiz_id: quiz.id,
+            user_id: me.sub,
+            number: i32::try_from(number).unwrap_or(i32::MAX),
+            status: AttemptStatus::InProgress.as_str().into(),
+            paper: Json(paper),
+            max_points: i32::try_from(max_points).unwrap_or(i32::MAX),
+            started_at: now,
+            deadline: deadline.or(quiz.closes_at),
+            submitted_at: None,
+            score_hundredths: None,
+            results: None,
+        };
+        store::insert_attempt(&mut tx, &row).await.map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        self.outbox.wake();
+        tracing::info!(attempt_id = %row.id, quiz_id = %quiz.id, user_id = %me.sub, number, "attempt started");
+        row.to_attempt(Vec::new()).map_err(db)
+    }
+
+    /// The attempt if it is the caller's (admins: anyone's); else not found.
+    async fn own_attempt(&self, me: &AccessClaims, id: Uuid) -> Result<AttemptRow, ErrorBody> {
+        let mut conn = self.pool.acquire().await.map_err(db)?;
+        store::attempt(&mut conn, id, false)
+            .await
+            .map_err(db)?
+            .filter(|a| a.user_id == me.sub || me.has_role(Role::Admin))
+            .ok_or_else(no_attempt)
+    }
+
+    pub async fn get_attempt(&self, ctx: CallContext, req: AttemptIdRequest) -> Result<Attempt, ErrorBody> {
+        let me = self.caller(&ctx).await?;
+        let row = self.own_attempt(&me, req.attempt_id).await?;
+        let mut conn = self.pool.acquire().await.map_err(db)?;
+        let answers = store::answers(&mut conn, row.id).await.map_err(db)?;
+        row.to_attempt(answers.into_iter().map(|(a, _)| a).collect()).map_err(db)
+    }
+
+    pub async fn save(&self, ctx: CallContext, req: SaveAnswersRequest) -> Result<SavedAnswers, ErrorBody> {
+        let me = self.caller(&ctx).await?;
+        if req.answers.len() > 500 {
+            return Err(ErrorBody::invalid_field("answers", "at most 500 answers at once"));
+        }
+        let now = OffsetDateTime::now_utc();
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let row = store::attempt(&mut tx, req.attempt_id, true)
+            .await
+            .map_err(db)?
+            .filter(|a| a.user_id == me.sub)
+            .ok_or_else(no_attempt)?;
+        if row.status().map_err(db)? != AttemptStatus::InProgress {
+            return Err(ErrorBody::conflict("this attempt was submitted"));
+        }
+        if row.deadline.is_some_and(|d| now > d) {
+            return Err(ErrorBody::conflict("time is up: answers after the deadline are not counted")
+                .with_details(serde_json::json!({ "deadline": row.deadline })));
+        }
+        for answer in &req.answers {
+            let Some(question) = row.paper.0.iter().find(|q| q.question_id == answer.question_id) else {
+                return Err(ErrorBody::invalid_field(
+                    "answers",
+                    format!("question {} is not on this paper", answer.question_id),
+                ));
+            };
+            if let coursebus_contracts::assessment::AnswerValue::Text(t) = &answer.value
+                && t.chars().count() > 20_000
+            {
+                return Err(ErrorBody::invalid_field(
+                    "answers",
+                    format!("the answer to {} is over 20000 characters", question.question_id),
+                ));
+            }
+            store::save_answer(&mut tx, row.id, answer, now).await.map_err(db)?;
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(SavedAnswers { saved: u32::try_from(req.answers.len()).unwrap_or(u32::MAX), saved_at: now })
+    }
+
+    /// Mark submitted and queue its grading job (in the caller's transaction).
+    async fn submit_in(&self, tx: &mut sqlx::PgConnection, id: Uuid, now: OffsetDateTime) -> Result<(), ErrorBody> {
+        store::mark_submitted(tx, id, now).await.map_err(db)?;
+        outbox::enqueue(tx, &grading_job(id), None).await.map_err(bus)?;
+        Ok(())
+    }
+
+    pub async fn submit(&self, ctx: CallContext, req: AttemptIdRequest) -> Result<Attempt, ErrorBody> {
+        let me = self.caller(&ctx).await?;
+        let now = OffsetDateTime::now_utc();
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let row = store::attempt(&mut tx, req.attempt_id, true)
+            .await
+            .map_err(db)?
+            .filter(|a| a.user_id == me.sub)
+            .ok_or_else(no_attempt)?;
+        if row.status().map_err(db)? == AttemptStatus::InProgress {
+            self.submit_in(&mut tx, row.id, now).await?;
+            tracing::info!(attempt_id = %row.id, user_id = %me.sub, "attempt submitted");
+        }
+        let row = store::attempt(&mut tx, row.id, false).await.map_err(db)?.ok_or_else(ErrorBody::internal)?;
+        let answers = store::answers(&mut tx, row.id).await.map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        self.outbox.wake();
+        row.to_attempt(answers.into_iter().map(|(a, _)| a).collect()).map_err(db)
+    }
+
+    pub async fn grade_of(&self, ctx: CallContext, req: QuizIdRequest) -> Result<QuizGrade, ErrorBody> {
+        let me = self.caller(&ctx).await?;
+        let quiz = self.readable_quiz(&ctx, &me, req.quiz_id).await?;
+        let mut conn = self.pool.acquire().await.map_err(db)?;
+        let attempts = store::attempts_of(&mut conn, quiz.id, me.sub, false).await.map_err(db)?;
+        let graded: Vec<(u32, u32)> = attempts
+            .iter()
+            .filter(|a| a.status == AttemptStatus::Graded.as_str())
+            .map(|a| {
+                (u32::try_from(a.score_hundredths.unwrap_or(0)).unwrap_or(0), u32::try_from(a.max_points).unwrap_or(0))
+            })
+            .collect();
+        let scoring = quiz.scoring().map_err(db)?;
+        Ok(QuizGrade {
+            quiz_id: quiz.id,
+            user_id: me.sub,
+            scoring,
+            attempts_graded: u32::try_from(graded.len()).unwrap_or(u32::MAX),
+            percent_bp: domain::quiz_percent(scoring, &graded),
+        })
+    }
+}

@@ -1,0 +1,163 @@
+//! The assessment worker: question banks, quizzes with seeded per-learner papers, attempts with
+//! a server-enforced time limit, and the grading queue group on `JOB_GRADING`, served as the NATS
+//! micro service `assessment` over PostgreSQL.
+//!
+//! - `handlers.rs`: the endpoints (authoring checked with catalog, attempts for enrolled
+//!   learners asked of enrollment);
+//! - `grading.rs`: the queue group's job handler and the sweeper that submits overdue attempts;
+//! - `domain.rs`: papers (seeded draw and shuffle), grading rules per question kind, scoring
+//!   policies; `store.rs`: SQL;
+//! - `gradebook.rs` (weighted categories, drop-lowest, CSV) and `plagiarism.rs` (shingling +
+//!   MinHash/LSH, overlapping passages): tested building blocks, not wired to endpoints yet.
+
+pub mod domain;
+pub mod gradebook;
+pub mod grading;
+pub mod handlers;
+pub mod plagiarism;
+pub mod store;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::consumer;
+use coursebus_bus::auth::{BusJwks, JwtVerifier};
+use coursebus_bus::{Bus, MicroService, ServiceSpec, consume, outbox, streams};
+use coursebus_contracts::Rpc;
+use coursebus_contracts::assessment::{
+    CreateBank, CreateQuiz, GetAttempt, GetQuiz, GetQuizGrade, SaveAnswers, StartAttempt, SubmitAttempt,
+};
+use coursebus_contracts::subjects::assessment as subj;
+use sqlx::postgres::PgPoolOptions;
+use tokio_util::sync::CancellationToken;
+
+use crate::handlers::Assessments;
+
+pub const SPEC: ServiceSpec = ServiceSpec {
+    name: subj::SERVICE,
+    version: env!("CARGO_PKG_VERSION"),
+    description: "Question banks, quizzes, attempts and grading",
+};
+
+/// Failures that stop the worker (as opposed to refused requests).
+#[derive(Debug, thiserror::Error)]
+pub enum AssessmentError {
+    #[error(transparent)]
+    Bus(#[from] coursebus_bus::BusError),
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub nats_url: String,
+    pub database_url: String,
+    pub stream_replicas: usize,
+    pub db_max_connections: u32,
+    pub call_deadline: Duration,
+    /// How long a grading job may go unacknowledged before another replica gets it.
+    pub grading_ack_wait: Duration,
+    /// How often overdue attempts are looked for.
+    pub sweep_every: Duration,
+}
+
+impl Config {
+    pub fn new(nats_url: impl Into<String>, database_url: impl Into<String>) -> Self {
+        Self {
+            nats_url: nats_url.into(),
+            database_url: database_url.into(),
+            stream_replicas: 1,
+            db_max_connections: 10,
+            call_deadline: Duration::from_secs(2),
+            grading_ack_wait: Duration::from_secs(30),
+            sweep_every: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Connect, migrate, provision `EVT_ASSESSMENT` and `JOB_GRADING`, serve and grade until `shutdown`.
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), AssessmentError> {
+    let pool = PgPoolOptions::new()
+        .max_connections(config.db_max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect(&config.database_url)
+        .await?;
+    sqlx::migrate!("./migrations").run(&pool).await?;
+    outbox::install(&pool).await?;
+
+    let client = coursebus_bus::connect(&config.nats_url, subj::SERVICE, Duration::from_secs(30)).await?;
+    let js = async_nats::jetstream::new(client.clone());
+    streams::ensure_stream(
+        &js,
+        streams::event_stream(subj::EVENT_STREAM, subj::EVENT_SUBJECTS, config.stream_replicas),
+    )
+    .await?;
+    streams::ensure_stream(&js, streams::job_stream(subj::JOB_STREAM, subj::JOB_SUBJECTS, config.stream_replicas))
+        .await?;
+    streams::ensure_stream(&js, coursebus_bus::dlq::stream_config(config.stream_replicas)).await?;
+
+    let bus = Bus::new(client.clone(), config.call_deadline);
+    let relay = outbox::Relay::new(pool.clone(), js.clone());
+    let assessments = Arc::new(Assessments {
+        pool: pool.clone(),
+        verifier: JwtVerifier::new(BusJwks(bus.clone())),
+        bus,
+        call_deadline: config.call_deadline,
+        outbox: relay.waker(),
+        replica: format!("assessment-{}", uuid::Uuid::now_v7().simple()),
+    });
+
+    let mut service = MicroService::start(&client, SPEC, shutdown.clone()).await?;
+    coursebus_bus::serve!(
+        service,
+        assessments,
+        CreateBank => create_bank,
+        CreateQuiz => create_quiz,
+        GetQuiz => get_quiz,
+        StartAttempt => start,
+        GetAttempt => get_attempt,
+        SaveAnswers => save,
+        SubmitAttempt => submit,
+        GetQuizGrade => grade_of,
+    );
+    tracing::info!(endpoints = 8, first = %<CreateBank as Rpc>::ENDPOINT.subject(), replica = %assessments.replica, "assessment serving");
+
+    let grading = {
+        let assessments = assessments.clone();
+        let config = consumer::pull::Config {
+            durable_name: Some(subj::GRADING_CONSUMER.into()),
+            filter_subject: subj::JOB_GRADE_ATTEMPT.into(),
+            ack_policy: consumer::AckPolicy::Explicit,
+            ack_wait: config.grading_ack_wait,
+            max_deliver: 10,
+            ..Default::default()
+        };
+        tokio::spawn(consume::run(js.clone(), subj::JOB_STREAM, config, shutdown.clone(), move |_, payload| {
+            let assessments = assessments.clone();
+            async move { assessments.on_grading_job(payload).await }
+        }))
+    };
+    let sweeper = {
+        let (assessments, shutdown, every) = (assessments.clone(), shutdown.clone(), config.sweep_every);
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(every) => {}
+                }
+                if let Err(err) = assessments.submit_overdue().await {
+                    tracing::warn!(error = %err, "overdue sweep failed");
+                }
+            }
+        })
+    };
+    let relay = tokio::spawn(relay.run(shutdown.clone()));
+    service.run().await;
+    let _ = tokio::join!(relay, grading, sweeper);
+    pool.close().await;
+    client.flush().await.ok();
+    tracing::info!("assessment stopped");
+    Ok(())
+}
