@@ -421,6 +421,181 @@ impl Event for AttemptGraded {
     const TYPE: &'static str = "assessment.attempt.graded";
 }
 
+// -- the gradebook -----------------------------------------------------------------------------
+
+/// A category of graded items, e.g. "Quizzes" 40 %, "Assignments" 60 %.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Category {
+    /// The category's id.
+    pub id: Uuid,
+    /// Display name, e.g. "Quizzes".
+    pub name: String,
+    /// Weight in percent points (integers); the weights of a course's categories sum to 100.
+    pub weight_percent: u32,
+    /// Drop this many lowest item percentages of each learner in this category (0 = none).
+    pub drop_lowest: u32,
+}
+
+/// One gradable item (a quiz or an assignment) in a category, worth `max_points`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Item {
+    /// The item's id.
+    pub id: Uuid,
+    /// The [`Category`] the item belongs to.
+    pub category_id: Uuid,
+    /// Display title, e.g. "Quiz 1".
+    pub title: String,
+    /// Points the item is worth; an item worth 0 points is ignored.
+    pub max_points: u32,
+}
+
+/// A released score of a learner on an item (points may be fractional: use integer hundredths,
+/// e.g. 8.5 points = 850).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Score {
+    /// The learner who earned the score.
+    pub learner_id: Uuid,
+    /// The [`Item`] scored.
+    pub item_id: Uuid,
+    /// Points earned in hundredths (850 = 8.50 points).
+    pub points_hundredths: u32,
+}
+
+/// How missing (ungraded) scores count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Missing {
+    /// Not graded yet: left out, neither counted nor droppable (the grade so far).
+    Exclude,
+    /// Counts as 0 % and can be dropped (the final grade after the due dates).
+    Zero,
+}
+
+/// One learner's result in one category.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct CategoryResult {
+    /// The category's id.
+    pub category_id: Uuid,
+    /// The category's name.
+    pub name: String,
+    /// The category's weight in percent points.
+    pub weight_percent: u32,
+    /// The category's percentage for this learner in basis points (0..=10000; 8537 = 85.37 %),
+    /// `None` when no item counts.
+    pub percent_bp: Option<u32>,
+    /// Items dropped as the lowest, in `items` order.
+    pub dropped: Vec<Uuid>,
+}
+
+/// One learner's view.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct LearnerGrade {
+    /// The learner.
+    pub learner_id: Uuid,
+    /// One result per category, in the given categories' order.
+    pub categories: Vec<CategoryResult>,
+    /// Weighted total in basis points; categories without any counting item are left out and
+    /// the remaining weights re-normalised (so a learner with only quizzes graded so far sees
+    /// their quiz percentage). `None` if nothing counts.
+    pub total_bp: Option<u32>,
+}
+
+// -- manual grading and the gradebook endpoints ------------------------------------------------
+
+/// An essay waiting for the instructor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct EssayToGrade {
+    pub question_id: Uuid,
+    pub prompt: String,
+    pub rubric: Vec<RubricCriterion>,
+    /// What the learner wrote by the deadline (`None`: nothing).
+    pub answer: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ManualGradingItem {
+    pub attempt_id: Uuid,
+    pub user_id: Uuid,
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub submitted_at: Option<OffsetDateTime>,
+    pub essays: Vec<EssayToGrade>,
+}
+
+/// `GET /v1/quizzes/{id}/grading-queue`: attempts with essays to grade, oldest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ManualGradingQueue {
+    pub items: Vec<ManualGradingItem>,
+}
+
+/// `POST /v1/attempts/{id}/essays/{question}/grade`: one score per rubric criterion, in order.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GradeEssayRequest {
+    #[serde(default)]
+    #[schema(ignore)]
+    pub attempt_id: Uuid,
+    #[serde(default)]
+    #[schema(ignore)]
+    pub question_id: Uuid,
+    pub scores: Vec<u32>,
+    #[serde(default)]
+    pub feedback: Option<String>,
+}
+
+/// One gradebook category and the quizzes it holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GradebookCategoryInput {
+    pub name: String,
+    pub weight_percent: u32,
+    #[serde(default)]
+    pub drop_lowest: u32,
+    pub quiz_ids: Vec<Uuid>,
+}
+
+/// `PUT /v1/courses/{id}/gradebook`: the weights sum to 100.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetGradebookRequest {
+    #[serde(default)]
+    #[schema(ignore)]
+    pub course_id: Uuid,
+    pub categories: Vec<GradebookCategoryInput>,
+}
+
+/// A course's gradebook: categories and their items (each quiz is worth 100 points; its score
+/// is the learner's quiz grade under the quiz's scoring policy).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct GradebookSetup {
+    pub course_id: Uuid,
+    pub categories: Vec<Category>,
+    pub items: Vec<Item>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CourseIdRequest {
+    pub course_id: Uuid,
+}
+
+/// `GET /v1/courses/{id}/gradebook/me`: the learner's own view.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct MyGradebook {
+    pub setup: GradebookSetup,
+    pub scores: Vec<Score>,
+    pub grade: LearnerGrade,
+}
+
+/// `GET /v1/courses/{id}/gradebook`: every learner with a graded attempt (the instructor's view).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct CourseGradebook {
+    pub setup: GradebookSetup,
+    pub grades: Vec<LearnerGrade>,
+    /// The same as CSV (RFC 4180).
+    pub csv: String,
+}
+
 rpc!(CreateBank, CreateBankRequest, Bank, subj::BANK_CREATE);
 rpc!(CreateQuiz, CreateQuizRequest, Quiz, subj::QUIZ_CREATE);
 rpc!(GetQuiz, QuizIdRequest, Quiz, subj::QUIZ_GET);
@@ -429,6 +604,11 @@ rpc!(GetAttempt, AttemptIdRequest, Attempt, subj::ATTEMPT_GET);
 rpc!(SaveAnswers, SaveAnswersRequest, SavedAnswers, subj::ATTEMPT_SAVE);
 rpc!(SubmitAttempt, AttemptIdRequest, Attempt, subj::ATTEMPT_SUBMIT);
 rpc!(GetQuizGrade, QuizIdRequest, QuizGrade, subj::QUIZ_GRADE);
+rpc!(ManualQueue, QuizIdRequest, ManualGradingQueue, subj::QUIZ_MANUAL_QUEUE);
+rpc!(GradeEssay, GradeEssayRequest, Attempt, subj::ESSAY_GRADE);
+rpc!(SetGradebook, SetGradebookRequest, GradebookSetup, subj::GRADEBOOK_SET);
+rpc!(MyGrades, CourseIdRequest, MyGradebook, subj::GRADEBOOK_MINE);
+rpc!(CourseGrades, CourseIdRequest, CourseGradebook, subj::GRADEBOOK_COURSE);
 
 #[cfg(test)]
 mod tests {

@@ -302,6 +302,14 @@ pub mod assessment {
     pub const ATTEMPT_GET: Endpoint = ep("attempt.get");
     pub const ATTEMPT_SAVE: Endpoint = ep("attempt.save");
     pub const ATTEMPT_SUBMIT: Endpoint = ep("attempt.submit");
+    /// The instructor's queue of essays to grade.
+    pub const QUIZ_MANUAL_QUEUE: Endpoint = ep("quiz.manual_queue");
+    pub const ESSAY_GRADE: Endpoint = ep("essay.grade");
+    pub const GRADEBOOK_SET: Endpoint = ep("gradebook.set");
+    /// A learner's own gradebook.
+    pub const GRADEBOOK_MINE: Endpoint = ep("gradebook.mine");
+    /// The whole course's gradebook (instructor, admins), with CSV.
+    pub const GRADEBOOK_COURSE: Endpoint = ep("gradebook.course");
 
     /// The grading work queue.
     pub const JOB_STREAM: &str = "JOB_GRADING";

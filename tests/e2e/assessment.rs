@@ -345,3 +345,167 @@ pub async fn grading_replicas_share_the_work_and_a_killed_one_loses_no_submissio
     p.shutdown().await;
     Ok(())
 }
+
+/// Start `quiz`, answer every true/false question with `value` (all of them, or only the first
+/// `right` with true and the rest false), submit, and wait until graded.
+async fn take_true_false(p: &Platform, token: &str, quiz: &str, right: usize) -> Result<Value> {
+    let attempt = start(p, token, quiz).await?.body;
+    let id = attempt["id"].as_str().context("id")?.to_owned();
+    let answers: Vec<Value> = attempt["paper"]
+        .as_array()
+        .context("paper")?
+        .iter()
+        .enumerate()
+        .map(|(i, q)| json!({"question_id": q["question_id"], "value": i < right}))
+        .collect();
+    call(p, Method::PUT, &format!("/v1/attempts/{id}/answers"), Some(token), Some(json!({"answers": answers}))).await?;
+    call(p, Method::POST, &format!("/v1/attempts/{id}/submit"), Some(token), None).await?;
+    wait_graded(p, token, &id).await
+}
+
+pub async fn essays_are_graded_by_rubric_and_the_gradebook_weighs_categories(infra: Arc<Infra>) -> Result<()> {
+    let p = platform(&infra, 1).await?;
+    let (teacher, course) = course(&p, "teacher@rubric.test").await?;
+    let (ada_id, ada) = learner(&p, "ada@rubric.test", &course).await?;
+    let banks = format!("/v1/courses/{course}/question-banks");
+    let essay = json!({"prompt": "Why ownership?", "points": 5, "body": {"kind": "essay", "rubric": [
+        {"name": "argument", "max_points": 3}, {"name": "clarity", "max_points": 2}]}});
+    let mismatched = json!({"prompt": "Why?", "points": 9, "body": essay["body"]});
+    let bad =
+        call(&p, Method::POST, &banks, Some(&teacher), Some(json!({"title": "x", "questions": [mismatched]}))).await?;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST, "an essay is worth its rubric: {bad:?}");
+    let tf = json!({"prompt": "Borrowing is free at run time", "points": 2, "body": {"kind": "true_false", "correct": true}});
+    let bank =
+        call(&p, Method::POST, &banks, Some(&teacher), Some(json!({"title": "Essays", "questions": [essay, tf]})))
+            .await?;
+    assert_eq!(bank.status, StatusCode::CREATED, "{bank:?}");
+    let quizzes = format!("/v1/courses/{course}/quizzes");
+    let quiz = call(&p, Method::POST, &quizzes, Some(&teacher), Some(json!({"title": "Essay", "draws": [{"bank_id": bank.body["id"], "count": 2}], "max_attempts": 1, "scoring": "latest"}))).await?;
+    let quiz_id = quiz.body["id"].as_str().context("quiz")?.to_owned();
+
+    let attempt = start(&p, &ada, &quiz_id).await?.body;
+    let id = attempt["id"].as_str().context("id")?.to_owned();
+    let text = "Ownership makes aliasing and mutation exclusive, so data races cannot compile.";
+    let answers: Vec<Value> = attempt["paper"]
+        .as_array()
+        .context("paper")?
+        .iter()
+        .map(|q| json!({"question_id": q["question_id"], "value": if q["kind"] == "essay" { json!(text) } else { json!(true) }}))
+        .collect();
+    call(&p, Method::PUT, &format!("/v1/attempts/{id}/answers"), Some(&ada), Some(json!({"answers": answers}))).await?;
+    call(&p, Method::POST, &format!("/v1/attempts/{id}/submit"), Some(&ada), None).await?;
+    let waiting = eventually(WAIT, "auto-grading", || async {
+        let a = call(&p, Method::GET, &format!("/v1/attempts/{id}"), Some(&ada), None).await?;
+        Ok((a.body["status"] == "needs_manual_grading").then_some(a.body))
+    })
+    .await?;
+    assert_eq!(waiting["score_hundredths"], 200, "the true/false part, so far");
+
+    // The instructor's queue shows the essay with its rubric and the learner's text.
+    let queue = call(&p, Method::GET, &format!("/v1/quizzes/{quiz_id}/grading-queue"), Some(&teacher), None).await?;
+    assert_eq!(queue.status, StatusCode::OK, "{queue:?}");
+    let item = &queue.body["items"][0];
+    assert_eq!((item["attempt_id"].as_str(), item["essays"][0]["answer"].as_str()), (Some(id.as_str()), Some(text)));
+    assert_eq!(item["essays"][0]["rubric"][0]["name"], "argument");
+    let essay_id = item["essays"][0]["question_id"].as_str().context("essay id")?;
+    let denied = call(&p, Method::GET, &format!("/v1/quizzes/{quiz_id}/grading-queue"), Some(&ada), None).await?;
+    assert_eq!(denied.status, StatusCode::FORBIDDEN);
+    let grade_path = format!("/v1/attempts/{id}/essays/{essay_id}/grade");
+    let too_high = call(&p, Method::POST, &grade_path, Some(&teacher), Some(json!({"scores": [4, 1]}))).await?;
+    assert_eq!(
+        (too_high.status, too_high.body["details"]["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("scores"))
+    );
+    let by_learner = call(&p, Method::POST, &grade_path, Some(&ada), Some(json!({"scores": [3, 2]}))).await?;
+    assert_eq!(by_learner.status, StatusCode::FORBIDDEN);
+    let graded = call(
+        &p,
+        Method::POST,
+        &grade_path,
+        Some(&teacher),
+        Some(json!({"scores": [3, 1], "feedback": "Clear argument; tighten the prose."})),
+    )
+    .await?;
+    assert_eq!(
+        (graded.status, graded.body["status"].as_str(), graded.body["score_hundredths"].as_i64()),
+        (StatusCode::OK, Some("graded"), Some(600)),
+        "{graded:?}"
+    );
+    let seen = call(&p, Method::GET, &format!("/v1/attempts/{id}"), Some(&ada), None).await?;
+    let result = seen.body["results"]
+        .as_array()
+        .and_then(|r| r.iter().find(|q| q["question_id"] == essay_id))
+        .cloned()
+        .context("essay result")?;
+    assert_eq!(
+        (result["points_hundredths"].as_i64(), result["feedback"].as_str()),
+        (Some(400), Some("Clear argument; tighten the prose."))
+    );
+    let again = call(&p, Method::POST, &grade_path, Some(&teacher), Some(json!({"scores": [3, 2]}))).await?;
+    assert_eq!(again.status, StatusCode::CONFLICT);
+
+    // The gradebook: quizzes 40 % (drop the lowest of three), the final 60 %.
+    let tf_bank = call(
+        &p,
+        Method::POST,
+        &banks,
+        Some(&teacher),
+        Some(json!({"title": "TF", "questions": [
+        {"prompt": "a", "points": 1, "body": {"kind": "true_false", "correct": true}},
+        {"prompt": "b", "points": 1, "body": {"kind": "true_false", "correct": true}}]})),
+    )
+    .await?;
+    let mut ids = Vec::new();
+    for title in ["Quiz 1", "Quiz 2", "Quiz 3", "Final"] {
+        let q = call(&p, Method::POST, &quizzes, Some(&teacher), Some(json!({"title": title, "draws": [{"bank_id": tf_bank.body["id"], "count": 2}], "max_attempts": 1, "scoring": "highest"}))).await?;
+        ids.push(q.body["id"].as_str().context("quiz id")?.to_owned());
+    }
+    for (quiz, right) in ids.iter().zip([2, 1, 0, 2]) {
+        take_true_false(&p, &ada, quiz, right).await?;
+    }
+    let book = format!("/v1/courses/{course}/gradebook");
+    let unbalanced = call(
+        &p,
+        Method::PUT,
+        &book,
+        Some(&teacher),
+        Some(json!({"categories": [
+        {"name": "Quizzes", "weight_percent": 40, "drop_lowest": 1, "quiz_ids": &ids[..3]},
+        {"name": "Final", "weight_percent": 50, "quiz_ids": [&ids[3]]}]})),
+    )
+    .await?;
+    assert_eq!(unbalanced.status, StatusCode::BAD_REQUEST, "{unbalanced:?}");
+    let set = call(
+        &p,
+        Method::PUT,
+        &book,
+        Some(&teacher),
+        Some(json!({"categories": [
+        {"name": "Quizzes", "weight_percent": 40, "drop_lowest": 1, "quiz_ids": &ids[..3]},
+        {"name": "Final", "weight_percent": 60, "quiz_ids": [&ids[3]]}]})),
+    )
+    .await?;
+    assert_eq!(set.status, StatusCode::OK, "{set:?}");
+    let mine = call(&p, Method::GET, &format!("{book}/me"), Some(&ada), None).await?;
+    let grade = &mine.body["grade"];
+    // Quizzes: 100 %, 50 %, 0 % → the 0 % is dropped → 75 %; final 100 %; 0.4·75 + 0.6·100 = 90 %.
+    assert_eq!(
+        (
+            grade["categories"][0]["percent_bp"].as_i64(),
+            grade["categories"][1]["percent_bp"].as_i64(),
+            grade["total_bp"].as_i64()
+        ),
+        (Some(7_500), Some(10_000), Some(9_000)),
+        "{mine:?}"
+    );
+    assert_eq!(grade["categories"][0]["dropped"], json!([ids[2]]));
+    let csv = p.http.get(p.url(&format!("{book}?format=csv"))).bearer_auth(&teacher).send().await?;
+    assert_eq!(csv.headers()["content-type"], "text/csv; charset=utf-8");
+    let csv = csv.text().await?;
+    let row = csv.lines().find(|l| l.starts_with(&ada_id)).context("Ada's row")?;
+    assert!(row.ends_with(",75.00,100.00,90.00"), "{csv}");
+    let theirs = call(&p, Method::GET, &book, Some(&ada), None).await?;
+    assert_eq!(theirs.status, StatusCode::FORBIDDEN);
+    p.shutdown().await;
+    Ok(())
+}

@@ -106,6 +106,7 @@ fn all() -> Vec<(&'static str, TestFn)> {
         assessment::papers_are_personal_stable_and_answers_stay_hidden_until_graded,
         assessment::the_time_limit_is_the_servers_and_late_answers_do_not_count,
         assessment::grading_replicas_share_the_work_and_a_killed_one_loses_no_submission,
+        assessment::essays_are_graded_by_rubric_and_the_gradebook_weighs_categories,
     ]
 }
 

@@ -171,6 +171,11 @@ pub fn validate_question(prompt: &str, points: u32, body: &QuestionBody) -> Resu
     if points > 1_000 {
         return Err(ValidationError::new("points", "at most 1000"));
     }
+    if let QuestionBody::Essay { rubric } = body
+        && rubric.iter().map(|c| c.max_points).sum::<u32>() != points
+    {
+        return Err(ValidationError::new("points", "an essay is worth the sum of its rubric's points"));
+    }
     body.validate()
 }
 

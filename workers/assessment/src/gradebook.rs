@@ -35,43 +35,7 @@ use std::fmt;
 
 use uuid::Uuid;
 
-/// A category of graded items, e.g. "Quizzes" 40 %, "Assignments" 60 %.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Category {
-    /// The category's id.
-    pub id: Uuid,
-    /// Display name, e.g. "Quizzes".
-    pub name: String,
-    /// Weight in percent points (integers); the weights of a course's categories sum to 100.
-    pub weight_percent: u32,
-    /// Drop this many lowest item percentages of each learner in this category (0 = none).
-    pub drop_lowest: u32,
-}
-
-/// One gradable item (a quiz or an assignment) in a category, worth `max_points`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Item {
-    /// The item's id.
-    pub id: Uuid,
-    /// The [`Category`] the item belongs to.
-    pub category_id: Uuid,
-    /// Display title, e.g. "Quiz 1".
-    pub title: String,
-    /// Points the item is worth; an item worth 0 points is ignored.
-    pub max_points: u32,
-}
-
-/// A released score of a learner on an item (points may be fractional: use integer hundredths,
-/// e.g. 8.5 points = 850).
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Score {
-    /// The learner who earned the score.
-    pub learner_id: Uuid,
-    /// The [`Item`] scored.
-    pub item_id: Uuid,
-    /// Points earned in hundredths (850 = 8.50 points).
-    pub points_hundredths: u32,
-}
+pub use coursebus_contracts::assessment::{Category, CategoryResult, Item, LearnerGrade, Missing, Score};
 
 /// Configuration problems found by [`validate`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,45 +110,6 @@ pub fn validate(categories: &[Category], items: &[Item]) -> Result<(), Gradebook
         }
     }
     Ok(())
-}
-
-/// How missing (ungraded) scores count.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Missing {
-    /// Not graded yet: left out, neither counted nor droppable (the grade so far).
-    Exclude,
-    /// Counts as 0 % and can be dropped (the final grade after the due dates).
-    Zero,
-}
-
-/// One learner's result in one category.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct CategoryResult {
-    /// The category's id.
-    pub category_id: Uuid,
-    /// The category's name.
-    pub name: String,
-    /// The category's weight in percent points.
-    pub weight_percent: u32,
-    /// The category's percentage for this learner in basis points (0..=10000; 8537 = 85.37 %),
-    /// `None` when no item counts.
-    pub percent_bp: Option<u32>,
-    /// Items dropped as the lowest, in `items` order.
-    pub dropped: Vec<Uuid>,
-}
-
-/// One learner's view.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct LearnerGrade {
-    /// The learner.
-    pub learner_id: Uuid,
-    /// One result per category, in the given categories' order.
-    pub categories: Vec<CategoryResult>,
-    /// Weighted total in basis points; categories without any counting item are left out and
-    /// the remaining weights re-normalised (so a learner with only quizzes graded so far sees
-    /// their quiz percentage). `None` if nothing counts.
-    pub total_bp: Option<u32>,
 }
 
 /// A learner's grade (`missing` says how ungraded items count). See the module docs for the

@@ -91,6 +91,3 @@ impl Assessments {
         Ok(ids.len())
     }
 }
-
-/// Keep `Event` used for `.envelope`.
-const _: &str = <AttemptGraded as Event>::SUBJECT;

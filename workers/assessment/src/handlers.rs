@@ -65,7 +65,7 @@ pub fn grading_job(attempt: Uuid) -> EventEnvelope<GradeAttemptJob> {
 }
 
 impl Assessments {
-    async fn caller(&self, ctx: &CallContext) -> Result<AccessClaims, ErrorBody> {
+    pub(crate) async fn caller(&self, ctx: &CallContext) -> Result<AccessClaims, ErrorBody> {
         self.verifier.verify_ctx(ctx).await
     }
 
@@ -79,7 +79,12 @@ impl Assessments {
     }
 
     /// The caller teaches `course` (or is an admin).
-    async fn require_author(&self, ctx: &CallContext, me: &AccessClaims, course: Uuid) -> Result<(), ErrorBody> {
+    pub(crate) async fn require_author(
+        &self,
+        ctx: &CallContext,
+        me: &AccessClaims,
+        course: Uuid,
+    ) -> Result<(), ErrorBody> {
         if me.has_role(Role::Admin) {
             return Ok(());
         }

@@ -5,15 +5,18 @@
 //! - `handlers.rs`: the endpoints (authoring checked with catalog, attempts for enrolled
 //!   learners asked of enrollment);
 //! - `grading.rs`: the queue group's job handler and the sweeper that submits overdue attempts;
+//! - `instructor.rs`: the essay grading queue, rubric grading, the gradebook endpoints;
 //! - `domain.rs`: papers (seeded draw and shuffle), grading rules per question kind, scoring
 //!   policies; `store.rs`: SQL;
-//! - `gradebook.rs` (weighted categories, drop-lowest, CSV) and `plagiarism.rs` (shingling +
-//!   MinHash/LSH, overlapping passages): tested building blocks, not wired to endpoints yet.
+//! - `gradebook.rs` (weighted categories, drop-lowest, CSV: the rules) and `plagiarism.rs`
+//!   (shingling + MinHash/LSH, overlapping passages; tested, not wired yet: assignments are not
+//!   built).
 
 pub mod domain;
 pub mod gradebook;
 pub mod grading;
 pub mod handlers;
+pub mod instructor;
 pub mod plagiarism;
 pub mod store;
 
@@ -25,7 +28,8 @@ use coursebus_bus::auth::{BusJwks, JwtVerifier};
 use coursebus_bus::{Bus, MicroService, ServiceSpec, consume, outbox, streams};
 use coursebus_contracts::Rpc;
 use coursebus_contracts::assessment::{
-    CreateBank, CreateQuiz, GetAttempt, GetQuiz, GetQuizGrade, SaveAnswers, StartAttempt, SubmitAttempt,
+    CourseGrades, CreateBank, CreateQuiz, GetAttempt, GetQuiz, GetQuizGrade, GradeEssay, ManualQueue, MyGrades,
+    SaveAnswers, SetGradebook, StartAttempt, SubmitAttempt,
 };
 use coursebus_contracts::subjects::assessment as subj;
 use sqlx::postgres::PgPoolOptions;
@@ -121,8 +125,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Asse
         SaveAnswers => save,
         SubmitAttempt => submit,
         GetQuizGrade => grade_of,
+        ManualQueue => manual_queue,
+        GradeEssay => grade_essay,
+        SetGradebook => set_gradebook,
+        MyGrades => my_grades,
+        CourseGrades => course_grades,
     );
-    tracing::info!(endpoints = 8, first = %<CreateBank as Rpc>::ENDPOINT.subject(), replica = %assessments.replica, "assessment serving");
+    tracing::info!(endpoints = 13, first = %<CreateBank as Rpc>::ENDPOINT.subject(), replica = %assessments.replica, "assessment serving");
 
     let grading = {
         let assessments = assessments.clone();

@@ -2,8 +2,8 @@
 //! one transaction with the outbox.
 
 use coursebus_contracts::assessment::{
-    Answer, AnswerValue, Attempt, AttemptStatus, Bank, Draw, PaperQuestion, Question, QuestionBody, QuestionResult,
-    Quiz, ScoringPolicy,
+    Answer, AnswerValue, Attempt, AttemptStatus, Bank, Category, Draw, GradebookSetup, Item, PaperQuestion, Question,
+    QuestionBody, QuestionResult, Quiz, ScoringPolicy,
 };
 use sqlx::PgConnection;
 use sqlx::types::Json;
@@ -303,6 +303,65 @@ pub async fn overdue(conn: &mut PgConnection, now: OffsetDateTime, limit: i64) -
     )
     .bind(now)
     .bind(limit)
+    .fetch_all(conn)
+    .await
+}
+
+/// Attempts whose essays wait for the instructor, oldest submission first.
+pub async fn manual_queue(conn: &mut PgConnection, quiz: Uuid) -> Result<Vec<AttemptRow>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE quiz_id = $1 AND status = 'needs_manual_grading' \
+         ORDER BY submitted_at, id"
+    )))
+    .bind(quiz)
+    .fetch_all(conn)
+    .await
+}
+
+pub async fn save_gradebook(conn: &mut PgConnection, setup: &GradebookSetup, by: Uuid) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO gradebooks (course_id, categories, items, updated_by) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (course_id) DO UPDATE SET categories = EXCLUDED.categories, items = EXCLUDED.items, \
+         updated_by = EXCLUDED.updated_by, updated_at = now()",
+    )
+    .bind(setup.course_id)
+    .bind(Json(&setup.categories))
+    .bind(Json(&setup.items))
+    .bind(by)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+#[derive(sqlx::FromRow)]
+struct GradebookRow {
+    categories: Json<Vec<Category>>,
+    items: Json<Vec<Item>>,
+}
+
+pub async fn gradebook(conn: &mut PgConnection, course: Uuid) -> Result<Option<GradebookSetup>> {
+    let row: Option<GradebookRow> = sqlx::query_as("SELECT categories, items FROM gradebooks WHERE course_id = $1")
+        .bind(course)
+        .fetch_optional(conn)
+        .await?;
+    Ok(row.map(|r| GradebookSetup { course_id: course, categories: r.categories.0, items: r.items.0 }))
+}
+
+/// Graded attempts at the course's quizzes: (quiz, learner, score hundredths, max points, scoring),
+/// oldest first per learner and quiz.
+pub async fn graded_attempts(
+    conn: &mut PgConnection,
+    course: Uuid,
+    learner: Option<Uuid>,
+) -> Result<Vec<(Uuid, Uuid, i32, i32, String)>> {
+    sqlx::query_as(
+        "SELECT a.quiz_id, a.user_id, coalesce(a.score_hundredths, 0), a.max_points, q.scoring \
+         FROM attempts a JOIN quizzes q ON q.id = a.quiz_id \
+         WHERE q.course_id = $1 AND a.status = 'graded' AND ($2::uuid IS NULL OR a.user_id = $2) \
+         ORDER BY a.user_id, a.quiz_id, a.number",
+    )
+    .bind(course)
+    .bind(learner)
     .fetch_all(conn)
     .await
 }
