@@ -24,6 +24,7 @@ pub mod outbox;
 pub mod s3;
 pub mod service;
 pub mod streams;
+pub mod worker;
 
 pub use client::{Bus, connect};
 pub use context::CallContext;

@@ -464,27 +464,14 @@ pub async fn essays_are_graded_by_rubric_and_the_gradebook_weighs_categories(inf
         take_true_false(&p, &ada, quiz, right).await?;
     }
     let book = format!("/v1/courses/{course}/gradebook");
-    let unbalanced = call(
-        &p,
-        Method::PUT,
-        &book,
-        Some(&teacher),
-        Some(json!({"categories": [
-        {"name": "Quizzes", "weight_percent": 40, "drop_lowest": 1, "quiz_ids": &ids[..3]},
-        {"name": "Final", "weight_percent": 50, "quiz_ids": [&ids[3]]}]})),
-    )
-    .await?;
+    let categories = |final_weight: u32| {
+        json!({"categories": [
+            {"name": "Quizzes", "weight_percent": 40, "drop_lowest": 1, "quiz_ids": &ids[..3]},
+            {"name": "Final", "weight_percent": final_weight, "quiz_ids": [&ids[3]]}]})
+    };
+    let unbalanced = call(&p, Method::PUT, &book, Some(&teacher), Some(categories(50))).await?;
     assert_eq!(unbalanced.status, StatusCode::BAD_REQUEST, "{unbalanced:?}");
-    let set = call(
-        &p,
-        Method::PUT,
-        &book,
-        Some(&teacher),
-        Some(json!({"categories": [
-        {"name": "Quizzes", "weight_percent": 40, "drop_lowest": 1, "quiz_ids": &ids[..3]},
-        {"name": "Final", "weight_percent": 60, "quiz_ids": [&ids[3]]}]})),
-    )
-    .await?;
+    let set = call(&p, Method::PUT, &book, Some(&teacher), Some(categories(60))).await?;
     assert_eq!(set.status, StatusCode::OK, "{set:?}");
     let mine = call(&p, Method::GET, &format!("{book}/me"), Some(&ada), None).await?;
     let grade = &mine.body["grade"];

@@ -32,7 +32,6 @@ use coursebus_contracts::assessment::{
     SaveAnswers, SetGradebook, StartAttempt, SubmitAttempt,
 };
 use coursebus_contracts::subjects::assessment as subj;
-use sqlx::postgres::PgPoolOptions;
 use tokio_util::sync::CancellationToken;
 
 use crate::handlers::Assessments;
@@ -47,11 +46,9 @@ pub const SPEC: ServiceSpec = ServiceSpec {
 #[derive(Debug, thiserror::Error)]
 pub enum AssessmentError {
     #[error(transparent)]
+    Start(#[from] coursebus_bus::worker::StartError),
+    #[error(transparent)]
     Bus(#[from] coursebus_bus::BusError),
-    #[error("database: {0}")]
-    Database(#[from] sqlx::Error),
-    #[error("migrations: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
 }
 
 #[derive(Debug, Clone)]
@@ -83,24 +80,19 @@ impl Config {
 
 /// Connect, migrate, provision `EVT_ASSESSMENT` and `JOB_GRADING`, serve and grade until `shutdown`.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), AssessmentError> {
-    let pool = PgPoolOptions::new()
-        .max_connections(config.db_max_connections)
-        .acquire_timeout(Duration::from_secs(5))
-        .connect(&config.database_url)
-        .await?;
-    sqlx::migrate!("./migrations").run(&pool).await?;
-    outbox::install(&pool).await?;
-
-    let client = coursebus_bus::connect(&config.nats_url, subj::SERVICE, Duration::from_secs(30)).await?;
-    let js = async_nats::jetstream::new(client.clone());
-    streams::ensure_stream(
-        &js,
-        streams::event_stream(subj::EVENT_STREAM, subj::EVENT_SUBJECTS, config.stream_replicas),
-    )
-    .await?;
-    streams::ensure_stream(&js, streams::job_stream(subj::JOB_STREAM, subj::JOB_SUBJECTS, config.stream_replicas))
-        .await?;
-    streams::ensure_stream(&js, coursebus_bus::dlq::stream_config(config.stream_replicas)).await?;
+    let spec = coursebus_bus::worker::Spec {
+        service: subj::SERVICE,
+        nats_url: &config.nats_url,
+        database_url: &config.database_url,
+        max_connections: config.db_max_connections,
+        streams: vec![
+            streams::event_stream(subj::EVENT_STREAM, subj::EVENT_SUBJECTS, config.stream_replicas),
+            streams::job_stream(subj::JOB_STREAM, subj::JOB_SUBJECTS, config.stream_replicas),
+            coursebus_bus::dlq::stream_config(config.stream_replicas),
+        ],
+    };
+    let coursebus_bus::worker::Started { pool, client, js } =
+        coursebus_bus::worker::start_pg(spec, &sqlx::migrate!("./migrations")).await?;
 
     let bus = Bus::new(client.clone(), config.call_deadline);
     let relay = outbox::Relay::new(pool.clone(), js.clone());

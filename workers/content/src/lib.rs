@@ -22,7 +22,6 @@ use coursebus_contracts::content::{
 };
 use coursebus_contracts::subjects::{content as subj, media};
 use coursebus_contracts::{EventEnvelope, Rpc};
-use sqlx::postgres::PgPoolOptions;
 use tokio_util::sync::CancellationToken;
 
 pub use crate::handlers::Settings;
@@ -38,11 +37,11 @@ pub const SPEC: ServiceSpec = ServiceSpec {
 #[derive(Debug, thiserror::Error)]
 pub enum ContentError {
     #[error(transparent)]
+    Start(#[from] coursebus_bus::worker::StartError),
+    #[error(transparent)]
     Bus(#[from] coursebus_bus::BusError),
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
-    #[error("migrations: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("storage: {0}")]
     Storage(String),
 }
@@ -81,27 +80,21 @@ impl Config {
 
 /// Connect, migrate, provision `EVT_CONTENT` and `JOB_MEDIA`, serve until `shutdown`.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), ContentError> {
-    let pool = PgPoolOptions::new()
-        .max_connections(config.db_max_connections)
-        .acquire_timeout(Duration::from_secs(5))
-        .connect(&config.database_url)
-        .await?;
-    sqlx::migrate!("./migrations").run(&pool).await?;
-    outbox::install(&pool).await?;
-    idempotency::install(&pool).await?;
+    let spec = coursebus_bus::worker::Spec {
+        service: subj::SERVICE,
+        nats_url: &config.nats_url,
+        database_url: &config.database_url,
+        max_connections: config.db_max_connections,
+        streams: vec![
+            streams::event_stream(subj::EVENT_STREAM, subj::EVENT_SUBJECTS, config.stream_replicas),
+            // Transcode jobs leave through our outbox: the queue must exist before media starts.
+            streams::job_stream(media::JOB_STREAM, media::JOB_SUBJECTS, config.stream_replicas),
+        ],
+    };
+    let coursebus_bus::worker::Started { pool, client, js } =
+        coursebus_bus::worker::start_pg(spec, &sqlx::migrate!("./migrations")).await?;
     config.s3.ensure_bucket().await.map_err(ContentError::Storage)?;
     let playback_key = store::signing_key(&pool, "playback").await?;
-
-    let client = coursebus_bus::connect(&config.nats_url, subj::SERVICE, Duration::from_secs(30)).await?;
-    let js = jetstream::new(client.clone());
-    streams::ensure_stream(
-        &js,
-        streams::event_stream(subj::EVENT_STREAM, subj::EVENT_SUBJECTS, config.stream_replicas),
-    )
-    .await?;
-    // Transcode jobs leave through our outbox: the queue must exist before media starts.
-    streams::ensure_stream(&js, streams::job_stream(media::JOB_STREAM, media::JOB_SUBJECTS, config.stream_replicas))
-        .await?;
 
     let bus = Bus::new(client.clone(), config.call_deadline);
     let relay = outbox::Relay::new(pool.clone(), js.clone());

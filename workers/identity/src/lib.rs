@@ -20,7 +20,6 @@ use coursebus_contracts::subjects::identity as subj;
 use coursebus_contracts::validate::{DisplayName, Email, Password, Role};
 use coursebus_contracts::{Actor, ErrorBody, Rpc};
 use sqlx::PgPool;
-use sqlx::postgres::PgPoolOptions;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -40,8 +39,8 @@ pub enum IdentityError {
     Config(String),
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
-    #[error("migrations: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error(transparent)]
+    Start(#[from] coursebus_bus::worker::StartError),
     #[error(transparent)]
     Bus(#[from] coursebus_bus::BusError),
     #[error("json: {0}")]
@@ -99,22 +98,15 @@ impl Config {
 
 /// Connect, migrate, provision, serve until `shutdown`.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), IdentityError> {
-    let pool = PgPoolOptions::new()
-        .max_connections(config.db_max_connections)
-        .acquire_timeout(Duration::from_secs(5))
-        .connect(&config.database_url)
-        .await?;
-    sqlx::migrate!("./migrations").run(&pool).await?;
-    outbox::install(&pool).await?;
-    idempotency::install(&pool).await?;
-
-    let client = coursebus_bus::connect(&config.nats_url, "identity", Duration::from_secs(30)).await?;
-    let js = async_nats::jetstream::new(client.clone());
-    streams::ensure_stream(
-        &js,
-        streams::event_stream(subj::EVENT_STREAM, subj::EVENT_SUBJECTS, config.stream_replicas),
-    )
-    .await?;
+    let spec = coursebus_bus::worker::Spec {
+        service: subj::SERVICE,
+        nats_url: &config.nats_url,
+        database_url: &config.database_url,
+        max_connections: config.db_max_connections,
+        streams: vec![streams::event_stream(subj::EVENT_STREAM, subj::EVENT_SUBJECTS, config.stream_replicas)],
+    };
+    let coursebus_bus::worker::Started { pool, client, js } =
+        coursebus_bus::worker::start_pg(spec, &sqlx::migrate!("./migrations")).await?;
 
     let keys = Arc::new(KeyRing::default());
     refresh_keys(&pool, &keys, &config).await?;
