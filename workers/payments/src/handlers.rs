@@ -11,7 +11,7 @@ use coursebus_bus::idempotency::Idempotency;
 use coursebus_bus::{Bus, CallContext, outbox};
 use coursebus_contracts::catalog::{Course, CourseStatus, GetCourse, GetCourseRequest};
 use coursebus_contracts::enrollment::{AccessCheckRequest, CheckAccess, EnrollmentIdRequest, GetEnrollment};
-use coursebus_contracts::identity::{AccessClaims, GetProfile};
+use coursebus_contracts::identity::{AccessClaims, GetProfile, Profile};
 use coursebus_contracts::payments::{
     Checkout, CheckoutReply, CheckoutRequest, Coupon, CreateCouponRequest, Discount, InvoiceListRequest, InvoicePage,
     LedgerPage, LedgerRequest, ListOrdersRequest, Order, OrderIdRequest, OrderPage, OrderStatus, ReceiptReply,
@@ -148,6 +148,9 @@ impl Payments {
             return Err(ErrorBody::conflict("you are already enrolled in this course"));
         }
         let coupon_code = req.coupon.as_deref().map(|c| c.trim().to_ascii_uppercase()).filter(|c| !c.is_empty());
+        // The buyer's name and email for the receipt (asked before any row is locked).
+        let buyer =
+            self.bus.request_within::<GetProfile>(&Self::call(&ctx, true), &Empty {}, self.call_deadline).await?;
 
         let mut tx = self.pool.begin().await.map_err(db)?;
         let order_id = match store::pending_order_for_update(&mut tx, me.sub, course.id).await.map_err(db)? {
@@ -182,9 +185,9 @@ impl Payments {
                     store::use_coupon(&mut tx, code, -1).await.map_err(db)?;
                 }
                 tracing::info!(order_id = %p.id, "pending order replaced by a new checkout");
-                self.new_order(&mut tx, &ctx, &me, &course, &price, coupon_code.as_deref()).await?
+                self.new_order(&mut tx, &me, &buyer, &course, &price, coupon_code.as_deref()).await?
             }
-            None => self.new_order(&mut tx, &ctx, &me, &course, &price, coupon_code.as_deref()).await?,
+            None => self.new_order(&mut tx, &me, &buyer, &course, &price, coupon_code.as_deref()).await?,
         };
         tx.commit().await.map_err(db)?;
 
@@ -218,8 +221,8 @@ impl Payments {
     async fn new_order(
         &self,
         tx: &mut sqlx::PgConnection,
-        ctx: &CallContext,
         me: &AccessClaims,
+        buyer: &Profile,
         course: &Course,
         price: &coursebus_contracts::catalog::Price,
         coupon_code: Option<&str>,
@@ -243,16 +246,14 @@ impl Payments {
                 off
             }
         };
-        let profile =
-            self.bus.request_within::<GetProfile>(&Self::call(ctx, true), &Empty {}, self.call_deadline).await?;
         let id = Uuid::now_v7();
         store::insert_order(
             tx,
             &NewOrder {
                 id,
                 user_id: me.sub,
-                buyer_email: &profile.email,
-                buyer_name: &profile.display_name,
+                buyer_email: &buyer.email,
+                buyer_name: &buyer.display_name,
                 course_id: course.id,
                 course_title: &course.title,
                 currency: &price.currency,

@@ -178,7 +178,7 @@ impl Payments {
     async fn apply_intent(&self, intent_id: &str, how: &str) -> Result<bool, Failure> {
         let intent = self.provider.intent(intent_id).await?;
         let mut conn = self.pool.acquire().await?;
-        let Some(order) = store::order_by_intent_for_update(&mut conn, intent_id).await? else {
+        let Some(order) = store::order_by_intent(&mut conn, intent_id).await? else {
             // Not ours (another integration on the same Stripe account): nothing to do.
             tracing::info!(payment_intent = %intent_id, "event for an unknown payment intent ignored");
             return Ok(false);
@@ -428,6 +428,19 @@ impl Payments {
     /// One reconciliation pass: orders and refunds left waiting longer than `stale_after` are
     /// driven to their end with the saga's own steps.
     pub async fn reconcile(&self) -> Result<ReconcileReport, Failure> {
+        // One pass at a time across the replicas (their timers run side by side): the lock lives
+        // as long as `guard`, a transaction that only holds it.
+        let mut guard = self.pool.begin().await?;
+        if !store::claim_reconciler(&mut guard).await? {
+            tracing::info!("another replica is reconciling; skipped");
+            return Ok(ReconcileReport::default());
+        }
+        let outcome = self.reconcile_pass().await;
+        guard.rollback().await?;
+        outcome
+    }
+
+    async fn reconcile_pass(&self) -> Result<ReconcileReport, Failure> {
         let older_than = OffsetDateTime::now_utc() - self.stale_after;
         let mut report = ReconcileReport::default();
         let mut conn = self.pool.acquire().await?;

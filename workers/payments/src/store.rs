@@ -124,13 +124,12 @@ pub async fn order_for_update(conn: &mut PgConnection, id: Uuid) -> Result<Optio
         .await
 }
 
-pub async fn order_by_intent_for_update(conn: &mut PgConnection, intent: &str) -> Result<Option<OrderRow>> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {ORDER_COLUMNS} FROM orders WHERE payment_intent_id = $1 FOR UPDATE"
-    )))
-    .bind(intent)
-    .fetch_optional(conn)
-    .await
+/// The order paid by PaymentIntent `intent` (read only: each saga step locks it itself).
+pub async fn order_by_intent(conn: &mut PgConnection, intent: &str) -> Result<Option<OrderRow>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {ORDER_COLUMNS} FROM orders WHERE payment_intent_id = $1")))
+        .bind(intent)
+        .fetch_optional(conn)
+        .await
 }
 
 pub async fn pending_order_for_update(conn: &mut PgConnection, user: Uuid, course: Uuid) -> Result<Option<OrderRow>> {
@@ -564,6 +563,12 @@ pub async fn revenue(
             net_minor: r.gross - r.discounts - r.refunds - r.fees,
         })
         .collect())
+}
+
+/// Try to become the one replica running the reconciliation pass: a transaction-level advisory
+/// lock, released when the caller's transaction ends (also if its task is cancelled).
+pub async fn claim_reconciler(tx: &mut PgConnection) -> Result<bool> {
+    sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtext('coursebus.payments.reconcile'))").fetch_one(tx).await
 }
 
 /// Record that Stripe event `id` was acted on; `false` if it was before.
