@@ -186,6 +186,10 @@ pub struct Platform {
     _dir: tempfile::TempDir,
 }
 
+/// Every worker service a platform can run (replicas are stopped in this order).
+const SERVICES: [&str; 9] =
+    ["identity", "catalog", "search", "enrollment", "notifications", "content", "media", "payments", "assessment"];
+
 static DB_COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 impl Platform {
@@ -630,17 +634,7 @@ impl Platform {
         if let Some(gateway) = gateway {
             gateway.stop().await;
         }
-        for service in [
-            "identity",
-            "catalog",
-            "search",
-            "enrollment",
-            "notifications",
-            "content",
-            "media",
-            "payments",
-            "assessment",
-        ] {
+        for service in SERVICES {
             self.stop_replicas(service).await;
         }
     }
@@ -652,19 +646,10 @@ impl Drop for Platform {
         if let Some(gateway) = &self.gateway {
             gateway.shutdown.cancel();
         }
-        for task in self
-            .identity
-            .iter()
-            .chain(&self.catalog)
-            .chain(&self.search)
-            .chain(&self.enrollment)
-            .chain(&self.notifications)
-            .chain(&self.content)
-            .chain(&self.media)
-            .chain(&self.payments)
-            .chain(&self.assessment)
-        {
-            task.shutdown.cancel();
+        for service in SERVICES {
+            for task in self.tasks(service).iter() {
+                task.shutdown.cancel();
+            }
         }
     }
 }
