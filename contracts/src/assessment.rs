@@ -421,6 +421,33 @@ impl Event for AttemptGraded {
     const TYPE: &'static str = "assessment.attempt.graded";
 }
 
+/// What a grade is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum GradedItemKind {
+    Quiz,
+    Assignment,
+}
+
+/// `cb.evt.assessment.grade.released`: a learner's grade on an item as the learner now sees it.
+/// Quizzes: the quiz grade under its scoring policy, each time an attempt is fully graded.
+/// Assignments: the penalised submission grade, when the instructor releases the grades (and
+/// for every grading after that). The latest event per (learner, item) is the grade.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GradeReleased {
+    pub course_id: Uuid,
+    pub user_id: Uuid,
+    pub item_id: Uuid,
+    pub item_kind: GradedItemKind,
+    /// The grade in basis points of the item's maximum (7000 = 70.00 %).
+    pub percent_bp: u32,
+}
+
+impl Event for GradeReleased {
+    const SUBJECT: &'static str = subj::EVT_GRADE_RELEASED;
+    const TYPE: &'static str = "assessment.grade.released";
+}
+
 // -- the gradebook -----------------------------------------------------------------------------
 
 /// A category of graded items, e.g. "Quizzes" 40 %, "Assignments" 60 %.
@@ -551,7 +578,11 @@ pub struct GradebookCategoryInput {
     pub weight_percent: u32,
     #[serde(default)]
     pub drop_lowest: u32,
+    #[serde(default)]
     pub quiz_ids: Vec<Uuid>,
+    /// Assignments in this category (each worth its rubric's points; released grades count).
+    #[serde(default)]
+    pub assignment_ids: Vec<Uuid>,
 }
 
 /// `PUT /v1/courses/{id}/gradebook`: the weights sum to 100.
@@ -596,6 +627,281 @@ pub struct CourseGradebook {
     pub csv: String,
 }
 
+// -- assignments -------------------------------------------------------------------------------
+
+/// What a learner hands in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SubmissionType {
+    /// Text typed in (checked for plagiarism).
+    Text,
+    /// One file uploaded through content (an asset of kind `submission`).
+    File,
+    /// Text, a file, or both.
+    TextOrFile,
+}
+
+impl SubmissionType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SubmissionType::Text => "text",
+            SubmissionType::File => "file",
+            SubmissionType::TextOrFile => "text_or_file",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "text" => Some(SubmissionType::Text),
+            "file" => Some(SubmissionType::File),
+            "text_or_file" => Some(SubmissionType::TextOrFile),
+            _ => None,
+        }
+    }
+}
+
+/// How late work is treated. A submission within `grace_minutes` after the due date is on time;
+/// later, each started day after the due date costs `penalty_percent_per_day` percent of the
+/// grade (at most 100); after `cutoff_at` nothing is accepted.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LatePolicy {
+    /// 0 to 10080 (a week).
+    #[serde(default)]
+    pub grace_minutes: u32,
+    /// 0 to 100.
+    #[serde(default)]
+    pub penalty_percent_per_day: u32,
+    /// The hard cut-off (at or after the due date); none: late work is accepted any time.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub cutoff_at: Option<OffsetDateTime>,
+}
+
+/// `POST /v1/courses/{id}/assignments` (the course's instructor or an admin).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateAssignmentRequest {
+    #[serde(default)]
+    #[schema(ignore)]
+    pub course_id: Uuid,
+    /// 1 to 200 characters.
+    pub title: String,
+    /// Up to 20000 characters.
+    #[serde(default)]
+    pub instructions: String,
+    pub submission_type: SubmissionType,
+    /// 1 to 20 criteria; the assignment is worth their sum.
+    pub rubric: Vec<RubricCriterion>,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub due_at: OffsetDateTime,
+    #[serde(default)]
+    pub late_policy: LatePolicy,
+    /// Compare text submissions with each other (default true).
+    #[serde(default = "yes")]
+    pub check_plagiarism: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Assignment {
+    pub id: Uuid,
+    pub course_id: Uuid,
+    pub title: String,
+    pub instructions: String,
+    pub submission_type: SubmissionType,
+    pub rubric: Vec<RubricCriterion>,
+    pub max_points: u32,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub due_at: OffsetDateTime,
+    pub late_policy: LatePolicy,
+    pub check_plagiarism: bool,
+    /// When the instructor released the grades (learners see theirs from then on).
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub released_at: Option<OffsetDateTime>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AssignmentIdRequest {
+    pub assignment_id: Uuid,
+}
+
+/// `PUT /v1/assignments/{id}/submission`: hand in (or, until the due date, hand in again).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitAssignmentRequest {
+    #[serde(default)]
+    #[schema(ignore)]
+    pub assignment_id: Uuid,
+    /// Up to 50000 characters.
+    #[serde(default)]
+    pub text: Option<String>,
+    /// A `ready` asset of kind `submission` the learner uploaded to this course.
+    #[serde(default)]
+    pub asset_id: Option<Uuid>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SubmissionStatus {
+    Submitted,
+    Graded,
+}
+
+/// One rubric criterion's score.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CriterionScore {
+    pub points: u32,
+    #[serde(default)]
+    pub feedback: Option<String>,
+}
+
+/// A submission's grade. The late penalty is applied to the rubric total, exactly:
+/// `points_hundredths = raw_points × (100 − penalty_percent)`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SubmissionGrade {
+    /// One per rubric criterion, in order.
+    pub scores: Vec<CriterionScore>,
+    pub feedback: Option<String>,
+    pub raw_points: u32,
+    pub penalty_percent: u32,
+    /// The grade after the penalty, in hundredths of a point.
+    pub points_hundredths: u32,
+    pub max_points: u32,
+    /// `points_hundredths` in basis points of `max_points` (rounded half up).
+    pub percent_bp: u32,
+    pub released: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Submission {
+    pub id: Uuid,
+    pub assignment_id: Uuid,
+    pub user_id: Uuid,
+    /// 1 for the first hand-in, +1 for each resubmission.
+    pub version: u32,
+    pub text: Option<String>,
+    pub asset_id: Option<Uuid>,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub submitted_at: OffsetDateTime,
+    /// Started days after the due date (0: on time or within the grace period).
+    pub late_days: u32,
+    pub penalty_percent: u32,
+    pub status: SubmissionStatus,
+    /// The learner sees it only once released; the instructor always.
+    pub grade: Option<SubmissionGrade>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubmissionIdRequest {
+    pub submission_id: Uuid,
+}
+
+/// `POST /v1/submissions/{id}/grade`: one score per rubric criterion, in order.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GradeSubmissionRequest {
+    #[serde(default)]
+    #[schema(ignore)]
+    pub submission_id: Uuid,
+    pub scores: Vec<CriterionScore>,
+    #[serde(default)]
+    pub feedback: Option<String>,
+}
+
+/// `GET /v1/assignments/{id}/submissions`: every learner's current submission (instructor).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AssignmentSubmissions {
+    pub assignment: Assignment,
+    pub submissions: Vec<Submission>,
+}
+
+/// A passage two submissions share.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SharedPassage {
+    /// The passage as it stands in this submission.
+    pub text: String,
+    /// The passage as it stands in the other one.
+    pub other_text: String,
+    pub words: u32,
+}
+
+/// Another submission close to this one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SimilarityMatch {
+    pub submission_id: Uuid,
+    pub user_id: Uuid,
+    /// Jaccard similarity of the two texts' five-word shingles, in basis points (8100 = 81 %).
+    pub similarity_bp: u32,
+    /// Longest first, at most 10.
+    pub passages: Vec<SharedPassage>,
+}
+
+/// One submission's similarity report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SubmissionSimilarity {
+    pub submission_id: Uuid,
+    pub user_id: Uuid,
+    /// The version the report was computed for (behind `Submission::version` while a check runs).
+    pub version: u32,
+    /// Closest first; empty: no other submission shares at least half its phrases.
+    pub matches: Vec<SimilarityMatch>,
+}
+
+/// `GET /v1/assignments/{id}/similarity`: the plagiarism reports of an assignment (instructor).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SimilarityReport {
+    pub assignment_id: Uuid,
+    /// Text submissions whose current version has been checked.
+    pub checked: u32,
+    /// Text submissions still waiting for the check job.
+    pub pending: u32,
+    /// Flagged submissions first (highest similarity first), then the rest.
+    pub submissions: Vec<SubmissionSimilarity>,
+}
+
+/// Compare an assignment's text submissions (a job on `JOB_GRADING`; `Nats-Msg-Id` is stable
+/// per submission version).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckSimilarityJob {
+    pub assignment_id: Uuid,
+    pub submission_id: Uuid,
+    pub version: u32,
+}
+
+impl Event for CheckSimilarityJob {
+    const SUBJECT: &'static str = subj::JOB_CHECK_SIMILARITY;
+    const TYPE: &'static str = "assessment.similarity.requested";
+}
+
+/// `cb.evt.assessment.submission.graded`: an instructor graded a submission (learners see it
+/// once released).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SubmissionGraded {
+    pub submission_id: Uuid,
+    pub assignment_id: Uuid,
+    pub course_id: Uuid,
+    pub user_id: Uuid,
+    pub version: u32,
+    pub points_hundredths: u32,
+    pub max_points: u32,
+}
+
+impl Event for SubmissionGraded {
+    const SUBJECT: &'static str = subj::EVT_SUBMISSION_GRADED;
+    const TYPE: &'static str = "assessment.submission.graded";
+}
+
 rpc!(CreateBank, CreateBankRequest, Bank, subj::BANK_CREATE);
 rpc!(CreateQuiz, CreateQuizRequest, Quiz, subj::QUIZ_CREATE);
 rpc!(GetQuiz, QuizIdRequest, Quiz, subj::QUIZ_GET);
@@ -609,6 +915,14 @@ rpc!(GradeEssay, GradeEssayRequest, Attempt, subj::ESSAY_GRADE);
 rpc!(SetGradebook, SetGradebookRequest, GradebookSetup, subj::GRADEBOOK_SET);
 rpc!(MyGrades, CourseIdRequest, MyGradebook, subj::GRADEBOOK_MINE);
 rpc!(CourseGrades, CourseIdRequest, CourseGradebook, subj::GRADEBOOK_COURSE);
+rpc!(CreateAssignment, CreateAssignmentRequest, Assignment, subj::ASSIGNMENT_CREATE);
+rpc!(GetAssignment, AssignmentIdRequest, Assignment, subj::ASSIGNMENT_GET);
+rpc!(SubmitAssignment, SubmitAssignmentRequest, Submission, subj::ASSIGNMENT_SUBMIT);
+rpc!(MySubmission, AssignmentIdRequest, Submission, subj::SUBMISSION_MINE);
+rpc!(ListSubmissions, AssignmentIdRequest, AssignmentSubmissions, subj::SUBMISSION_LIST);
+rpc!(GradeSubmission, GradeSubmissionRequest, Submission, subj::SUBMISSION_GRADE);
+rpc!(ReleaseGrades, AssignmentIdRequest, Assignment, subj::ASSIGNMENT_RELEASE);
+rpc!(GetSimilarity, AssignmentIdRequest, SimilarityReport, subj::ASSIGNMENT_SIMILARITY);
 
 #[cfg(test)]
 mod tests {

@@ -28,6 +28,9 @@ pub enum AssetKind {
     Image,
     /// A downloadable resource (archives, data sets, text).
     File,
+    /// A learner's assignment file: uploaded by an enrolled learner, read only by its uploader,
+    /// the course's instructor and admins.
+    Submission,
 }
 
 impl AssetKind {
@@ -37,6 +40,7 @@ impl AssetKind {
             AssetKind::Document => "document",
             AssetKind::Image => "image",
             AssetKind::File => "file",
+            AssetKind::Submission => "submission",
         }
     }
 
@@ -46,6 +50,7 @@ impl AssetKind {
             "document" => Some(AssetKind::Document),
             "image" => Some(AssetKind::Image),
             "file" => Some(AssetKind::File),
+            "submission" => Some(AssetKind::Submission),
             _ => None,
         }
     }
@@ -57,6 +62,7 @@ impl AssetKind {
             AssetKind::Document => 200 * MIB,
             AssetKind::Image => 20 * MIB,
             AssetKind::File => 2 * 1024 * MIB,
+            AssetKind::Submission => 100 * MIB,
         }
     }
 
@@ -77,6 +83,16 @@ impl AssetKind {
                 "text/plain",
                 "text/csv",
                 "text/markdown",
+            ],
+            AssetKind::Submission => &[
+                "application/pdf",
+                "application/zip",
+                "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+                "application/vnd.oasis.opendocument.text",
+                "text/plain",
+                "text/markdown",
+                "image/png",
+                "image/jpeg",
             ],
         }
     }
@@ -472,7 +488,7 @@ mod tests {
 
     #[test]
     fn kinds_round_trip_and_never_accept_active_content() {
-        for kind in [AssetKind::Video, AssetKind::Document, AssetKind::Image, AssetKind::File] {
+        for kind in [AssetKind::Video, AssetKind::Document, AssetKind::Image, AssetKind::File, AssetKind::Submission] {
             assert_eq!(AssetKind::parse(kind.as_str()), Some(kind));
             for ct in kind.content_types() {
                 assert!(!ct.contains("html") && !ct.contains("svg") && !ct.contains("javascript"), "{ct}");

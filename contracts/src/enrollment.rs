@@ -10,6 +10,7 @@ use time::OffsetDateTime;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::assessment::GradedItemKind;
 use crate::event::Event;
 use crate::rpc::rpc;
 use crate::subjects::enrollment as subj;
@@ -20,7 +21,7 @@ use crate::subjects::enrollment as subj;
 pub enum EnrollmentStatus {
     /// Enrolled, not finished.
     Active,
-    /// Every required lesson is done; a certificate exists.
+    /// Every required lesson is done and every completion rule met; a certificate exists.
     Completed,
     /// Unenrolled.
     Cancelled,
@@ -158,12 +159,83 @@ pub struct ModuleProgress {
     pub lessons: Vec<LessonProgress>,
 }
 
-/// `GET /v1/enrollments/{id}`: the enrolment with every module and lesson.
+/// `GET /v1/enrollments/{id}`: the enrolment with every module and lesson, and the course's
+/// completion rules with the learner's grades on them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct EnrollmentDetail {
     #[serde(flatten)]
     pub enrollment: Enrollment,
     pub modules: Vec<ModuleProgress>,
+    /// Besides the required lessons, what completing the course takes (empty: lessons only).
+    #[serde(default)]
+    pub completion_rules: Vec<RuleProgress>,
+}
+
+/// One completion rule as the instructor sets it: the learner's latest grade on an assessment
+/// item must reach `min_percent_bp`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CompletionRuleInput {
+    /// The quiz or assignment (assessment's id).
+    pub item_id: Uuid,
+    pub item_kind: GradedItemKind,
+    /// Shown to learners, 1 to 200 characters ("Final quiz").
+    pub title: String,
+    /// The lowest passing grade in basis points, 0 to 10000 (7000 = 70 %).
+    pub min_percent_bp: u32,
+}
+
+/// `PUT /v1/courses/{id}/completion-rules`: replace the course's rules (at most 50, one per item).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetCompletionRulesRequest {
+    #[serde(default)]
+    #[schema(ignore)]
+    pub course_id: Uuid,
+    pub rules: Vec<CompletionRuleInput>,
+}
+
+/// `GET /v1/courses/{id}/completion-rules`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompletionRulesRequest {
+    pub course_id: Uuid,
+}
+
+/// A stored completion rule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CompletionRule {
+    pub item_id: Uuid,
+    pub item_kind: GradedItemKind,
+    pub title: String,
+    pub min_percent_bp: u32,
+}
+
+/// A course's completion rules, in the order they were given.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct CompletionRules {
+    pub course_id: Uuid,
+    pub rules: Vec<CompletionRule>,
+    /// When they were last set (none: never).
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub updated_at: Option<OffsetDateTime>,
+}
+
+/// A completion rule with the learner's latest grade on its item.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RuleProgress {
+    #[serde(flatten)]
+    pub rule: CompletionRule,
+    /// The learner's latest grade on the item (none: not graded yet).
+    #[serde(default)]
+    pub percent_bp: Option<u32>,
+    /// When that grade was given.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub graded_at: Option<OffsetDateTime>,
+    /// The grade reaches the rule's minimum.
+    pub met: bool,
 }
 
 /// `POST /v1/enrollments`.
@@ -368,6 +440,8 @@ rpc!(ListRoster, RosterRequest, RosterPage, subj::ROSTER_LIST);
 rpc!(VerifyCertificate, VerifyCertificateRequest, Certificate, subj::CERTIFICATE_VERIFY);
 rpc!(CheckAccess, AccessCheckRequest, AccessReply, subj::ACCESS_CHECK);
 rpc!(ListLearners, LearnersRequest, LearnersPage, subj::INTERNAL_LEARNERS);
+rpc!(SetCompletionRules, SetCompletionRulesRequest, CompletionRules, subj::COMPLETION_RULES_SET);
+rpc!(GetCompletionRules, CompletionRulesRequest, CompletionRules, subj::COMPLETION_RULES_GET);
 
 /// Internal: a page of the users with a live (active or completed) enrolment in `course_id`, in
 /// user id order, strictly after `after`.
@@ -423,7 +497,8 @@ impl Event for EnrollmentCancelled {
     const TYPE: &'static str = "enrollment.enrolment.cancelled";
 }
 
-/// `cb.evt.enrollment.enrolment.completed`: every required lesson is done; emitted once.
+/// `cb.evt.enrollment.enrolment.completed`: every required lesson is done and every completion
+/// rule met; emitted once.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EnrollmentCompleted {
     pub enrollment_id: Uuid,
@@ -519,5 +594,59 @@ mod tests {
         let back: RosterRequest = serde_json::from_slice(&serde_json::to_vec(&roster).unwrap()).unwrap();
         assert_eq!((back.course.as_str(), back.limit), ("rust-101", Some(5)));
         assert!(serde_json::from_str::<CreateEnrollmentRequest>(r#"{"course_id":"x"}"#).is_err());
+    }
+
+    #[test]
+    fn completion_rules_reject_unknown_fields_and_details_stay_readable_without_them() {
+        let item = Uuid::now_v7();
+        let body = serde_json::json!({"rules": [
+            {"item_id": item, "item_kind": "quiz", "title": "Final quiz", "min_percent_bp": 7000}]});
+        let req: SetCompletionRulesRequest = serde_json::from_value(body).unwrap();
+        assert_eq!(
+            (req.course_id, req.rules[0].item_kind, req.rules[0].min_percent_bp),
+            (Uuid::nil(), GradedItemKind::Quiz, 7000)
+        );
+        let extra = serde_json::json!({"rules": [
+            {"item_id": item, "item_kind": "quiz", "title": "t", "min_percent_bp": 1, "weight": 2}]});
+        assert!(serde_json::from_value::<SetCompletionRulesRequest>(extra).is_err());
+        assert!(serde_json::from_value::<SetCompletionRulesRequest>(serde_json::json!({"rules": [], "x": 1})).is_err());
+        // A detail from before completion rules existed still reads.
+        let now = OffsetDateTime::now_utc();
+        let detail = EnrollmentDetail {
+            enrollment: Enrollment {
+                id: item,
+                user_id: item,
+                course_id: item,
+                course_version: 1,
+                course_title: "C".into(),
+                course_slug: "c".into(),
+                status: EnrollmentStatus::Active,
+                progress: CourseProgress { required_done: 0, required_total: 1, percent: 0 },
+                enrolled_at: now,
+                completed_at: None,
+                cancelled_at: None,
+                certificate_code: None,
+            },
+            modules: vec![],
+            completion_rules: vec![RuleProgress {
+                rule: CompletionRule {
+                    item_id: item,
+                    item_kind: GradedItemKind::Quiz,
+                    title: "t".into(),
+                    min_percent_bp: 7000,
+                },
+                percent_bp: Some(6000),
+                graded_at: Some(now),
+                met: false,
+            }],
+        };
+        let mut value = serde_json::to_value(&detail).unwrap();
+        assert_eq!(value["completion_rules"][0]["title"], "t", "the rule is flattened");
+        assert_eq!(value["completion_rules"][0]["percent_bp"], 6000);
+        let back: EnrollmentDetail = serde_json::from_value(value.clone()).unwrap();
+        assert_eq!(back.completion_rules, detail.completion_rules);
+        value.as_object_mut().unwrap().remove("completion_rules");
+        let old: EnrollmentDetail = serde_json::from_value(value).unwrap();
+        assert!(old.completion_rules.is_empty());
     }
 }

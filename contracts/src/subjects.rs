@@ -121,6 +121,10 @@ pub mod enrollment {
     pub const ACCESS_CHECK: Endpoint = ep("access.check");
     /// Internal (notifications' announcement fan-out): a page of a course's current learners.
     pub const INTERNAL_LEARNERS: Endpoint = ep("internal.learners");
+    /// Replace a course's completion rules (its instructor and admins).
+    pub const COMPLETION_RULES_SET: Endpoint = ep("completion_rules.set");
+    /// A course's completion rules (its instructor, admins and its learners).
+    pub const COMPLETION_RULES_GET: Endpoint = ep("completion_rules.get");
 
     pub const EVENT_STREAM: &str = "EVT_ENROLLMENT";
     pub const EVENT_SUBJECTS: &str = "cb.evt.enrollment.>";
@@ -133,6 +137,8 @@ pub mod enrollment {
     pub const EVT_ENROLMENT_REJECTED: &str = "cb.evt.enrollment.enrolment.rejected";
     /// The durable consumer of payment events (paid → enrol, refunded → revoke).
     pub const PAYMENTS_CONSUMER: &str = "enrollment_payments";
+    /// The durable consumer of assessment's `grade.released` events (completion rules).
+    pub const ASSESSMENT_CONSUMER: &str = "enrollment_assessment";
 }
 
 /// Notifications: the in-app inbox, and delivery of notification jobs per channel.
@@ -310,6 +316,20 @@ pub mod assessment {
     pub const GRADEBOOK_MINE: Endpoint = ep("gradebook.mine");
     /// The whole course's gradebook (instructor, admins), with CSV.
     pub const GRADEBOOK_COURSE: Endpoint = ep("gradebook.course");
+    /// An assignment of a course (its instructor or an admin).
+    pub const ASSIGNMENT_CREATE: Endpoint = ep("assignment.create");
+    pub const ASSIGNMENT_GET: Endpoint = ep("assignment.get");
+    /// Hand in (or, until the due date, hand in again).
+    pub const ASSIGNMENT_SUBMIT: Endpoint = ep("assignment.submit");
+    /// The caller's current submission (its grade once released).
+    pub const SUBMISSION_MINE: Endpoint = ep("submission.mine");
+    /// Every learner's current submission (instructor).
+    pub const SUBMISSION_LIST: Endpoint = ep("submission.list");
+    pub const SUBMISSION_GRADE: Endpoint = ep("submission.grade");
+    /// Publish an assignment's grades to its learners.
+    pub const ASSIGNMENT_RELEASE: Endpoint = ep("assignment.release");
+    /// The plagiarism reports of an assignment.
+    pub const ASSIGNMENT_SIMILARITY: Endpoint = ep("assignment.similarity");
 
     /// The grading work queue.
     pub const JOB_STREAM: &str = "JOB_GRADING";
@@ -317,10 +337,17 @@ pub mod assessment {
     pub const JOB_GRADE_ATTEMPT: &str = "cb.job.assessment.grade";
     /// The durable pull consumer every grading replica shares.
     pub const GRADING_CONSUMER: &str = "assessment_grading";
+    /// Plagiarism checks of assignments' text submissions (same stream, own consumer).
+    pub const JOB_CHECK_SIMILARITY: &str = "cb.job.assessment.similarity";
+    pub const SIMILARITY_CONSUMER: &str = "assessment_similarity";
 
     pub const EVENT_STREAM: &str = "EVT_ASSESSMENT";
     pub const EVENT_SUBJECTS: &str = "cb.evt.assessment.>";
     pub const EVT_ATTEMPT_GRADED: &str = "cb.evt.assessment.attempt.graded";
+    pub const EVT_SUBMISSION_GRADED: &str = "cb.evt.assessment.submission.graded";
+    /// A learner's grade on a quiz or an assignment became visible to them (or changed):
+    /// enrollment's completion rules read it.
+    pub const EVT_GRADE_RELEASED: &str = "cb.evt.assessment.grade.released";
 }
 
 /// Payments: checkout, Stripe, refunds, the ledger, invoices and receipts.

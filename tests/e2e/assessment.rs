@@ -13,7 +13,7 @@ use crate::support::{call, create_course, instructor, publish_with_lessons, user
 
 const WAIT: Duration = Duration::from_secs(30);
 
-async fn platform(infra: &Infra, assessment_replicas: usize) -> Result<Platform> {
+pub(crate) async fn platform(infra: &Infra, assessment_replicas: usize) -> Result<Platform> {
     Platform::start(
         infra,
         Options { catalog_replicas: 1, enrollment_replicas: 1, assessment_replicas, ..Default::default() },
@@ -22,7 +22,7 @@ async fn platform(infra: &Infra, assessment_replicas: usize) -> Result<Platform>
 }
 
 /// A published free course and (teacher token, course id).
-async fn course(p: &Platform, teacher_email: &str) -> Result<(String, String)> {
+pub(crate) async fn course(p: &Platform, teacher_email: &str) -> Result<(String, String)> {
     let (_, teacher) = instructor(p, teacher_email).await?;
     let course = create_course(p, &teacher, "Quizzed", json!({})).await?;
     let course = publish_with_lessons(p, &teacher, &course, 1).await?;
@@ -30,7 +30,7 @@ async fn course(p: &Platform, teacher_email: &str) -> Result<(String, String)> {
 }
 
 /// A learner enrolled in `course`: (id, token).
-async fn learner(p: &Platform, email: &str, course: &str) -> Result<(String, String)> {
+pub(crate) async fn learner(p: &Platform, email: &str, course: &str) -> Result<(String, String)> {
     let (id, token) = user(p, email).await?;
     let enrolled = call(p, Method::POST, "/v1/enrollments", Some(&token), Some(json!({"course_id": course}))).await?;
     ensure!(enrolled.status.is_success(), "enrolling {email}: {enrolled:?}");
@@ -348,7 +348,7 @@ pub async fn grading_replicas_share_the_work_and_a_killed_one_loses_no_submissio
 
 /// Start `quiz`, answer every true/false question with `value` (all of them, or only the first
 /// `right` with true and the rest false), submit, and wait until graded.
-async fn take_true_false(p: &Platform, token: &str, quiz: &str, right: usize) -> Result<Value> {
+pub(crate) async fn take_true_false(p: &Platform, token: &str, quiz: &str, right: usize) -> Result<Value> {
     let attempt = start(p, token, quiz).await?.body;
     let id = attempt["id"].as_str().context("id")?.to_owned();
     let answers: Vec<Value> = attempt["paper"]

@@ -365,6 +365,20 @@ async fn secured_journey(infra: &Infra, p: &Platform) -> Result<()> {
     let attempt_id = attempt.body["id"].as_str().context("attempt id")?;
     call(p, Method::POST, &format!("/v1/attempts/{attempt_id}/submit"), Some(&learner), None).await?;
     crate::assessment::wait_graded(p, &learner, attempt_id).await?;
+    // An assignment handed in with text and a file the learner uploaded (content checks the
+    // enrolment; assessment asks content about the file), checked by the similarity job.
+    let task =
+        crate::assignments::assignment(p, &teacher, course_id, json!({"submission_type": "text_or_file"})).await?;
+    let task_id = task["id"].as_str().context("assignment id")?;
+    let file = crate::assignments::upload(p, &learner, course_id, b"my notes").await?;
+    let handed =
+        crate::assignments::hand_in(p, &learner, task_id, json!({"text": "My answer.", "asset_id": file})).await?;
+    assert_eq!(handed.status, StatusCode::OK, "{handed:?}");
+    eventually(wait, "the similarity check", || async {
+        let r = call(p, Method::GET, &format!("/v1/assignments/{task_id}/similarity"), Some(&teacher), None).await?;
+        Ok((r.body["checked"] == 1).then_some(()))
+    })
+    .await?;
 
     // A paid course bought (Stripe webhook → gateway → IN_STRIPE → payments → enrollment →
     // notifications' receipt), then refunded (→ enrollment revokes).

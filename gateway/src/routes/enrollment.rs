@@ -1,4 +1,5 @@
-//! Enrollment routes: enrolling, "my courses", progress, unenrolling, rosters and certificates.
+//! Enrollment routes: enrolling, "my courses", progress, unenrolling, rosters, completion rules
+//! and certificates.
 
 use axum::Json;
 use axum::extract::State;
@@ -6,10 +7,11 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use coursebus_contracts::ErrorBody;
 use coursebus_contracts::enrollment::{
-    CancelEnrollment, Certificate, CreateEnrollmentRequest, Enroll, Enrollment, EnrollmentDetail, EnrollmentIdRequest,
-    EnrollmentPage, GetEnrollment, ListEnrollmentsRequest, ListMyEnrollments, ListRoster, ProgressInput, ProgressReply,
-    RosterPage, RosterQuery, RosterRequest, UpdateProgress, UpdateProgressRequest, VerifyCertificate,
-    VerifyCertificateRequest,
+    CancelEnrollment, Certificate, CompletionRules, CompletionRulesRequest, CreateEnrollmentRequest, Enroll,
+    Enrollment, EnrollmentDetail, EnrollmentIdRequest, EnrollmentPage, GetCompletionRules, GetEnrollment,
+    ListEnrollmentsRequest, ListMyEnrollments, ListRoster, ProgressInput, ProgressReply, RosterPage, RosterQuery,
+    RosterRequest, SetCompletionRules, SetCompletionRulesRequest, UpdateProgress, UpdateProgressRequest,
+    VerifyCertificate, VerifyCertificateRequest,
 };
 use uuid::Uuid;
 
@@ -126,6 +128,46 @@ pub async fn course_roster(
     ApiQuery(query): ApiQuery<RosterQuery>,
 ) -> ApiResult<Json<RosterPage>> {
     Ok(Json(s.bus.request::<ListRoster>(&ctx, &RosterRequest::new(course, query)).await?))
+}
+
+/// Replace the course's completion rules (its instructor and admins): besides every required
+/// lesson, completing the course takes the learner's latest grade on each listed quiz or
+/// assignment at or above its minimum. Learners already completed stay completed.
+#[utoipa::path(put, path = "/v1/courses/{course}/completion-rules", tag = "enrollment", security(("bearer" = [])),
+    params(("course" = Uuid, Path)), request_body = SetCompletionRulesRequest,
+    responses(
+        (status = 200, description = "The rules now in force", body = CompletionRules),
+        (status = 400, description = "A bad rule (`details.field`: `min_percent_bp`, `title`, `item_id`, `rules`)", body = ErrorBody),
+        (status = 403, description = "Not the course's instructor", body = ErrorBody),
+        (status = 404, description = "No such course", body = ErrorBody),
+    ))]
+pub async fn set_completion_rules(
+    State(s): State<AppState>,
+    _caller: Caller,
+    Ctx(ctx): Ctx,
+    ApiPath(course_id): ApiPath<Uuid>,
+    ApiJson(mut req): ApiJson<SetCompletionRulesRequest>,
+) -> ApiResult<Json<CompletionRules>> {
+    req.course_id = course_id;
+    Ok(Json(s.bus.request::<SetCompletionRules>(&ctx, &req).await?))
+}
+
+/// The course's completion rules (its instructor, admins and enrolled learners; a learner's own
+/// grades on them are in `GET /v1/enrollments/{id}`).
+#[utoipa::path(get, path = "/v1/courses/{course}/completion-rules", tag = "enrollment", security(("bearer" = [])),
+    params(("course" = Uuid, Path)),
+    responses(
+        (status = 200, description = "The rules (none: lessons only)", body = CompletionRules),
+        (status = 403, description = "Neither enrolled nor the course's instructor", body = ErrorBody),
+        (status = 404, description = "No such course", body = ErrorBody),
+    ))]
+pub async fn get_completion_rules(
+    State(s): State<AppState>,
+    _caller: Caller,
+    Ctx(ctx): Ctx,
+    ApiPath(course_id): ApiPath<Uuid>,
+) -> ApiResult<Json<CompletionRules>> {
+    Ok(Json(s.bus.request::<GetCompletionRules>(&ctx, &CompletionRulesRequest { course_id }).await?))
 }
 
 /// Verify a certificate of completion by its code (public: no token needed).

@@ -2,6 +2,7 @@
 //! the reply to HTTP.
 
 pub mod assessment;
+pub mod assignments;
 pub mod catalog;
 pub mod content;
 pub mod enrollment;

@@ -1,12 +1,14 @@
 //! Pure rules: seeded papers, grading of each question kind, scoring policies, validation.
 
 use coursebus_contracts::assessment::{
-    AnswerValue, Choice, CreateQuizRequest, PaperQuestion, Question, QuestionBody, QuestionResult, ScoringPolicy,
+    AnswerValue, Choice, CreateAssignmentRequest, CreateQuizRequest, LatePolicy, PaperQuestion, Question, QuestionBody,
+    QuestionResult, ScoringPolicy,
 };
 use coursebus_contracts::validate::ValidationError;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
 use uuid::Uuid;
 
 /// The seed of a learner's paper: the same quiz, learner and attempt number always give the
@@ -179,6 +181,98 @@ pub fn validate_question(prompt: &str, points: u32, body: &QuestionBody) -> Resu
     body.validate()
 }
 
+// -- assignments -------------------------------------------------------------------------------
+
+/// How late a hand-in is, and what it costs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lateness {
+    /// Started days after the due date (0 within the grace period).
+    pub late_days: u32,
+    pub penalty_percent: u32,
+}
+
+/// Why a hand-in is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Closed {
+    /// After the hard cut-off.
+    CutOff,
+    /// A resubmission after the due date (and its grace period).
+    NoResubmission,
+}
+
+/// The lateness of a hand-in at `at`: on time until `due + grace`; after that every started day
+/// after the due date costs `penalty_percent_per_day` (at most 100 %). After the cut-off nothing
+/// is accepted; a resubmission only while the hand-in would be on time.
+pub fn lateness(
+    due: OffsetDateTime,
+    policy: &LatePolicy,
+    at: OffsetDateTime,
+    resubmission: bool,
+) -> Result<Lateness, Closed> {
+    if policy.cutoff_at.is_some_and(|c| at > c) {
+        return Err(Closed::CutOff);
+    }
+    let late_by = at - due;
+    if late_by <= time::Duration::minutes(i64::from(policy.grace_minutes)) {
+        return Ok(Lateness { late_days: 0, penalty_percent: 0 });
+    }
+    if resubmission {
+        return Err(Closed::NoResubmission);
+    }
+    // Started days: 1 ns late is one day; exactly 24 h late is one day.
+    let whole = late_by.whole_days();
+    let days = if late_by > time::Duration::days(whole) { whole + 1 } else { whole };
+    let late_days = u32::try_from(days).unwrap_or(u32::MAX);
+    let penalty_percent = late_days.saturating_mul(policy.penalty_percent_per_day).min(100);
+    Ok(Lateness { late_days, penalty_percent })
+}
+
+/// The rubric total after the late penalty, in hundredths of a point (exact: no rounding).
+pub fn penalised_hundredths(raw_points: u32, penalty_percent: u32) -> u32 {
+    raw_points.saturating_mul(100 - penalty_percent.min(100))
+}
+
+/// `hundredths` of a point in basis points of `max_points`, rounded half up.
+pub fn percent_bp(hundredths: u32, max_points: u32) -> u32 {
+    if max_points == 0 {
+        return 0;
+    }
+    let (h, max) = (u64::from(hundredths), u64::from(max_points));
+    u32::try_from((h * 100 + max / 2) / max).unwrap_or(u32::MAX)
+}
+
+/// Check an assignment's settings.
+pub fn validate_assignment(req: &CreateAssignmentRequest) -> Result<(), ValidationError> {
+    if req.title.trim().is_empty() || req.title.chars().count() > 200 {
+        return Err(ValidationError::new("title", "1 to 200 characters"));
+    }
+    if req.instructions.chars().count() > 20_000 {
+        return Err(ValidationError::new("instructions", "at most 20000 characters"));
+    }
+    if req.rubric.is_empty() || req.rubric.len() > 20 {
+        return Err(ValidationError::new("rubric", "1 to 20 criteria"));
+    }
+    for (i, c) in req.rubric.iter().enumerate() {
+        if c.name.trim().is_empty() || c.name.chars().count() > 200 {
+            return Err(ValidationError::new("rubric", format!("criterion {}: a name of 1 to 200 characters", i + 1)));
+        }
+        if c.max_points == 0 || c.max_points > 1000 {
+            return Err(ValidationError::new("rubric", format!("criterion {}: 1 to 1000 points", i + 1)));
+        }
+    }
+    let policy = &req.late_policy;
+    if policy.grace_minutes > 7 * 24 * 60 {
+        return Err(ValidationError::new("late_policy", "grace_minutes: at most 10080 (a week)"));
+    }
+    if policy.penalty_percent_per_day > 100 {
+        return Err(ValidationError::new("late_policy", "penalty_percent_per_day: 0 to 100"));
+    }
+    if policy.cutoff_at.is_some_and(|c| c < req.due_at) {
+        return Err(ValidationError::new("late_policy", "cutoff_at: not before the due date"));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -265,5 +359,44 @@ mod tests {
         assert_eq!(quiz_percent(ScoringPolicy::Latest, &attempts), Some(7_000));
         assert_eq!(quiz_percent(ScoringPolicy::Average, &attempts), Some(7_333));
         assert_eq!(quiz_percent(ScoringPolicy::Average, &[]), None);
+    }
+
+    #[test]
+    fn lateness_follows_grace_daily_penalty_and_cut_off() {
+        let due = time::macros::datetime!(2026-12-01 09:00 UTC);
+        let policy = LatePolicy {
+            grace_minutes: 15,
+            penalty_percent_per_day: 10,
+            cutoff_at: Some(due + time::Duration::days(5)),
+        };
+        let at = |mins: i64| due + time::Duration::minutes(mins);
+        let on_time = Lateness { late_days: 0, penalty_percent: 0 };
+        assert_eq!(lateness(due, &policy, at(-60), false), Ok(on_time));
+        assert_eq!(lateness(due, &policy, at(15), false), Ok(on_time), "the grace period is on time");
+        assert_eq!(lateness(due, &policy, at(16), false), Ok(Lateness { late_days: 1, penalty_percent: 10 }));
+        assert_eq!(lateness(due, &policy, at(24 * 60), false), Ok(Lateness { late_days: 1, penalty_percent: 10 }));
+        assert_eq!(lateness(due, &policy, at(24 * 60 + 1), false), Ok(Lateness { late_days: 2, penalty_percent: 20 }));
+        assert_eq!(lateness(due, &policy, at(5 * 24 * 60), false), Ok(Lateness { late_days: 5, penalty_percent: 50 }));
+        assert_eq!(lateness(due, &policy, at(5 * 24 * 60 + 1), false), Err(Closed::CutOff));
+        // Resubmitting: while on time only.
+        assert_eq!(lateness(due, &policy, at(10), true), Ok(on_time));
+        assert_eq!(lateness(due, &policy, at(16), true), Err(Closed::NoResubmission));
+        // Penalties stop at 100 %; no cut-off accepts any lateness.
+        let harsh = LatePolicy { grace_minutes: 0, penalty_percent_per_day: 40, cutoff_at: None };
+        assert_eq!(
+            lateness(due, &harsh, at(60 * 24 * 30), false),
+            Ok(Lateness { late_days: 30, penalty_percent: 100 })
+        );
+    }
+
+    #[test]
+    fn penalties_are_exact_in_hundredths() {
+        assert_eq!(penalised_hundredths(8, 30), 560);
+        assert_eq!(penalised_hundredths(7, 15), 595);
+        assert_eq!(penalised_hundredths(9, 100), 0);
+        assert_eq!(percent_bp(560, 10), 5600);
+        assert_eq!(percent_bp(595, 12), 4958, "49.583 % rounds to 49.58 %");
+        assert_eq!(percent_bp(1, 3), 33);
+        assert_eq!(percent_bp(5, 0), 0);
     }
 }

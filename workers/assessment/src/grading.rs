@@ -6,7 +6,7 @@
 use bytes::Bytes;
 use coursebus_bus::consume::Handled;
 use coursebus_bus::outbox;
-use coursebus_contracts::assessment::{AttemptGraded, AttemptStatus, GradeAttemptJob};
+use coursebus_contracts::assessment::{AttemptGraded, AttemptStatus, GradeAttemptJob, GradeReleased, GradedItemKind};
 use coursebus_contracts::{Actor, Event, EventEnvelope};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -47,7 +47,8 @@ impl Assessments {
         let complete = questions.iter().all(|q| !q.body.is_manual());
         let status = if complete { AttemptStatus::Graded } else { AttemptStatus::NeedsManualGrading };
         store::record_grade(&mut tx, id, status, score, &results, &self.replica).await?;
-        let course_id = store::quiz(&mut tx, row.quiz_id).await?.map(|q| q.course_id).unwrap_or_default();
+        let quiz = store::quiz(&mut tx, row.quiz_id).await?.ok_or(sqlx::Error::RowNotFound)?;
+        let course_id = quiz.course_id;
         let mut event = AttemptGraded {
             attempt_id: id,
             quiz_id: row.quiz_id,
@@ -60,6 +61,9 @@ impl Assessments {
         .envelope(Actor::Service { name: coursebus_contracts::subjects::assessment::SERVICE.into() });
         event.id = coursebus_bus::ids::stable_id(&[id.as_bytes(), b"graded"]);
         outbox::enqueue(&mut tx, &event, None).await.map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+        if complete {
+            release_quiz_grade(&mut tx, &quiz, row.user_id, id, None).await?;
+        }
         tx.commit().await?;
         self.outbox.wake();
         tracing::info!(attempt_id = %id, score_hundredths = score, complete, replica = %self.replica, "attempt graded");
@@ -90,4 +94,41 @@ impl Assessments {
         }
         Ok(ids.len())
     }
+}
+
+/// The learner's grade on `quiz` under its scoring policy from their fully graded attempts.
+pub(crate) fn quiz_grade(quiz: &store::QuizRow, attempts: &[store::AttemptRow]) -> Result<Option<u32>, sqlx::Error> {
+    let graded: Vec<(u32, u32)> = attempts
+        .iter()
+        .filter(|a| a.status == AttemptStatus::Graded.as_str())
+        .map(|a| {
+            (u32::try_from(a.score_hundredths.unwrap_or(0)).unwrap_or(0), u32::try_from(a.max_points).unwrap_or(0))
+        })
+        .collect();
+    Ok(domain::quiz_percent(quiz.scoring()?, &graded))
+}
+
+/// Queue `grade.released` with the learner's quiz grade after `attempt` became fully graded (in
+/// the grading transaction; the event's id is stable per attempt, so a retried grading sends it
+/// once).
+pub(crate) async fn release_quiz_grade(
+    tx: &mut sqlx::PgConnection,
+    quiz: &store::QuizRow,
+    user: Uuid,
+    attempt: Uuid,
+    ctx: Option<&coursebus_bus::CallContext>,
+) -> Result<(), sqlx::Error> {
+    let attempts = store::attempts_of(tx, quiz.id, user, false).await?;
+    let Some(percent_bp) = quiz_grade(quiz, &attempts)? else { return Ok(()) };
+    let mut event = GradeReleased {
+        course_id: quiz.course_id,
+        user_id: user,
+        item_id: quiz.id,
+        item_kind: GradedItemKind::Quiz,
+        percent_bp,
+    }
+    .envelope(Actor::Service { name: coursebus_contracts::subjects::assessment::SERVICE.into() });
+    event.id = coursebus_bus::ids::stable_id(&[attempt.as_bytes(), b"released"]);
+    outbox::enqueue(tx, &event, ctx).await.map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+    Ok(())
 }

@@ -69,7 +69,7 @@ impl Assessments {
         self.verifier.verify_ctx(ctx).await
     }
 
-    fn as_caller(ctx: &CallContext) -> CallContext {
+    pub(crate) fn as_caller(ctx: &CallContext) -> CallContext {
         CallContext {
             request_id: ctx.request_id.clone(),
             traceparent: ctx.traceparent.clone(),
@@ -99,9 +99,19 @@ impl Assessments {
         }
     }
 
-    async fn is_enrolled(&self, ctx: &CallContext, me: &AccessClaims, course: Uuid) -> Result<bool, ErrorBody> {
+    pub(crate) async fn is_enrolled(
+        &self,
+        ctx: &CallContext,
+        me: &AccessClaims,
+        course: Uuid,
+    ) -> Result<bool, ErrorBody> {
         let req = AccessCheckRequest { user_id: me.sub, course_id: course, lesson_id: None };
         Ok(self.bus.request_within::<CheckAccess>(&Self::as_caller(ctx), &req, self.call_deadline).await?.enrolled)
+    }
+
+    /// Enrolled learners, the course's instructor and admins read a course's assessments.
+    pub(crate) async fn may_read(&self, ctx: &CallContext, me: &AccessClaims, course: Uuid) -> Result<bool, ErrorBody> {
+        Ok(self.is_enrolled(ctx, me, course).await? || self.require_author(ctx, me, course).await.is_ok())
     }
 
     pub async fn create_bank(&self, ctx: CallContext, req: CreateBankRequest) -> Result<Bank, ErrorBody> {
@@ -178,13 +188,7 @@ impl Assessments {
         let mut conn = self.pool.acquire().await.map_err(db)?;
         let quiz = store::quiz(&mut conn, id).await.map_err(db)?.ok_or_else(no_quiz)?;
         drop(conn);
-        if self.is_enrolled(ctx, me, quiz.course_id).await?
-            || self.require_author(ctx, me, quiz.course_id).await.is_ok()
-        {
-            Ok(quiz)
-        } else {
-            Err(no_quiz())
-        }
+        if self.may_read(ctx, me, quiz.course_id).await? { Ok(quiz) } else { Err(no_quiz()) }
     }
 
     pub async fn get_quiz(&self, ctx: CallContext, req: QuizIdRequest) -> Result<Quiz, ErrorBody> {
@@ -350,20 +354,13 @@ impl Assessments {
         let quiz = self.readable_quiz(&ctx, &me, req.quiz_id).await?;
         let mut conn = self.pool.acquire().await.map_err(db)?;
         let attempts = store::attempts_of(&mut conn, quiz.id, me.sub, false).await.map_err(db)?;
-        let graded: Vec<(u32, u32)> = attempts
-            .iter()
-            .filter(|a| a.status == AttemptStatus::Graded.as_str())
-            .map(|a| {
-                (u32::try_from(a.score_hundredths.unwrap_or(0)).unwrap_or(0), u32::try_from(a.max_points).unwrap_or(0))
-            })
-            .collect();
-        let scoring = quiz.scoring().map_err(db)?;
+        let graded = attempts.iter().filter(|a| a.status == AttemptStatus::Graded.as_str()).count();
         Ok(QuizGrade {
             quiz_id: quiz.id,
             user_id: me.sub,
-            scoring,
-            attempts_graded: u32::try_from(graded.len()).unwrap_or(u32::MAX),
-            percent_bp: domain::quiz_percent(scoring, &graded),
+            scoring: quiz.scoring().map_err(db)?,
+            attempts_graded: u32::try_from(graded).unwrap_or(u32::MAX),
+            percent_bp: crate::grading::quiz_grade(&quiz, &attempts).map_err(db)?,
         })
     }
 }

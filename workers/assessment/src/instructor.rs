@@ -1,6 +1,7 @@
 //! The instructor's side: the queue of essays to grade with their rubrics, grading an essay
 //! (which completes its attempt once no essay is left), and the gradebook (weighted categories
-//! of quizzes, drop-lowest; the learner's own view and the whole course's, with CSV).
+//! of quizzes and assignments, drop-lowest; the learner's own view and the whole course's, with
+//! CSV).
 
 use coursebus_bus::{CallContext, outbox};
 use coursebus_contracts::assessment::{
@@ -139,6 +140,7 @@ impl Assessments {
                 tracing::error!(error = %e, "outbox error");
                 ErrorBody::internal()
             })?;
+            crate::grading::release_quiz_grade(&mut tx, &quiz, row.user_id, row.id, Some(&ctx)).await.map_err(db)?;
         }
         let row = store::attempt(&mut tx, row.id, false).await.map_err(db)?.ok_or_else(ErrorBody::internal)?;
         let answers = store::answers(&mut tx, row.id).await.map_err(db)?;
@@ -176,6 +178,23 @@ impl Assessments {
                 }
                 items.push(Item { id: quiz.id, category_id: id, title: quiz.title.clone(), max_points: 100 });
             }
+            for assignment_id in &input.assignment_ids {
+                let found = store::assignment(&mut conn, *assignment_id, false).await.map_err(db)?;
+                let Some(a) = found.filter(|a| a.course_id == req.course_id) else {
+                    return Err(ErrorBody::invalid_field(
+                        "categories",
+                        format!("assignment {assignment_id} is not this course's"),
+                    ));
+                };
+                if items.iter().any(|i: &Item| i.id == a.id) {
+                    return Err(ErrorBody::invalid_field(
+                        "categories",
+                        format!("assignment {assignment_id} is in two categories"),
+                    ));
+                }
+                let max_points = u32::try_from(a.max_points).unwrap_or(0);
+                items.push(Item { id: a.id, category_id: id, title: a.title.clone(), max_points });
+            }
         }
         gradebook::validate(&categories, &items).map_err(|e| ErrorBody::invalid_field("categories", e.to_string()))?;
         let setup = GradebookSetup { course_id: req.course_id, categories, items };
@@ -192,7 +211,8 @@ impl Assessments {
     }
 
     /// Scores: each quiz is worth 100 points; the learner's quiz grade (under its scoring policy,
-    /// in basis points) is their score in hundredths of a point.
+    /// in basis points) is their score in hundredths of a point. An assignment is worth its
+    /// rubric's points; its released, penalised grade counts.
     async fn scores(&self, course: Uuid, learner: Option<Uuid>) -> Result<Vec<Score>, ErrorBody> {
         let mut conn = self.pool.acquire().await.map_err(db)?;
         let rows = store::graded_attempts(&mut conn, course, learner).await.map_err(db)?;
@@ -209,6 +229,14 @@ impl Assessments {
             if let Some(bp) = domain::quiz_percent(policy(&scoring), &group) {
                 scores.push(Score { learner_id: user, item_id: quiz, points_hundredths: bp });
             }
+        }
+        // Assignments: the penalised rubric total, once released.
+        for (assignment, user, points) in store::released_submissions(&mut conn, course, learner).await.map_err(db)? {
+            scores.push(Score {
+                learner_id: user,
+                item_id: assignment,
+                points_hundredths: u32::try_from(points).unwrap_or(0),
+            });
         }
         Ok(scores)
     }

@@ -1,6 +1,7 @@
 //! The assessment worker: question banks, quizzes with seeded per-learner papers, attempts with
-//! a server-enforced time limit, and the grading queue group on `JOB_GRADING`, served as the NATS
-//! micro service `assessment` over PostgreSQL.
+//! a server-enforced time limit, the grading queue group on `JOB_GRADING`, assignments with
+//! rubric grading and plagiarism checks, and the gradebook, served as the NATS micro service
+//! `assessment` over PostgreSQL.
 //!
 //! - `handlers.rs`: the endpoints (authoring checked with catalog, attempts for enrolled
 //!   learners asked of enrollment);
@@ -8,16 +9,20 @@
 //! - `instructor.rs`: the essay grading queue, rubric grading, the gradebook endpoints;
 //! - `domain.rs`: papers (seeded draw and shuffle), grading rules per question kind, scoring
 //!   policies; `store.rs`: SQL;
-//! - `gradebook.rs` (weighted categories, drop-lowest, CSV: the rules) and `plagiarism.rs`
-//!   (shingling + MinHash/LSH, overlapping passages; tested, not wired yet: assignments are not
-//!   built).
+//! - `assignments.rs`: assignments, hand-ins (text, or a file through content) with the late
+//!   policy, rubric grading and grade release;
+//! - `similarity.rs`: the plagiarism check job and reports, over `plagiarism.rs` (shingling +
+//!   MinHash/LSH, overlapping passages);
+//! - `gradebook.rs`: weighted categories, drop-lowest, CSV (the rules).
 
+pub mod assignments;
 pub mod domain;
 pub mod gradebook;
 pub mod grading;
 pub mod handlers;
 pub mod instructor;
 pub mod plagiarism;
+pub mod similarity;
 pub mod store;
 
 use std::sync::Arc;
@@ -28,8 +33,9 @@ use coursebus_bus::auth::{BusJwks, JwtVerifier};
 use coursebus_bus::{Bus, MicroService, ServiceSpec, consume, outbox, streams};
 use coursebus_contracts::Rpc;
 use coursebus_contracts::assessment::{
-    CourseGrades, CreateBank, CreateQuiz, GetAttempt, GetQuiz, GetQuizGrade, GradeEssay, ManualQueue, MyGrades,
-    SaveAnswers, SetGradebook, StartAttempt, SubmitAttempt,
+    CourseGrades, CreateAssignment, CreateBank, CreateQuiz, GetAssignment, GetAttempt, GetQuiz, GetQuizGrade,
+    GetSimilarity, GradeEssay, GradeSubmission, ListSubmissions, ManualQueue, MyGrades, MySubmission, ReleaseGrades,
+    SaveAnswers, SetGradebook, StartAttempt, SubmitAssignment, SubmitAttempt,
 };
 use coursebus_contracts::subjects::assessment as subj;
 use tokio_util::sync::CancellationToken;
@@ -122,22 +128,40 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Asse
         SetGradebook => set_gradebook,
         MyGrades => my_grades,
         CourseGrades => course_grades,
+        CreateAssignment => create_assignment,
+        GetAssignment => get_assignment,
+        SubmitAssignment => submit_assignment,
+        MySubmission => my_submission,
+        ListSubmissions => list_submissions,
+        GradeSubmission => grade_submission,
+        ReleaseGrades => release_grades,
+        GetSimilarity => similarity_report,
     );
-    tracing::info!(endpoints = 13, first = %<CreateBank as Rpc>::ENDPOINT.subject(), replica = %assessments.replica, "assessment serving");
+    tracing::info!(endpoints = 21, first = %<CreateBank as Rpc>::ENDPOINT.subject(), replica = %assessments.replica, "assessment serving");
 
+    // Both job kinds share `JOB_GRADING`, each with the durable consumer all replicas pull from.
+    let job_consumer = |durable: &str, filter: &str| consumer::pull::Config {
+        durable_name: Some(durable.into()),
+        filter_subject: filter.into(),
+        ack_policy: consumer::AckPolicy::Explicit,
+        ack_wait: config.grading_ack_wait,
+        max_deliver: 10,
+        ..Default::default()
+    };
     let grading = {
         let assessments = assessments.clone();
-        let config = consumer::pull::Config {
-            durable_name: Some(subj::GRADING_CONSUMER.into()),
-            filter_subject: subj::JOB_GRADE_ATTEMPT.into(),
-            ack_policy: consumer::AckPolicy::Explicit,
-            ack_wait: config.grading_ack_wait,
-            max_deliver: 10,
-            ..Default::default()
-        };
+        let config = job_consumer(subj::GRADING_CONSUMER, subj::JOB_GRADE_ATTEMPT);
         tokio::spawn(consume::run(js.clone(), subj::JOB_STREAM, config, shutdown.clone(), move |_, payload| {
             let assessments = assessments.clone();
             async move { assessments.on_grading_job(payload).await }
+        }))
+    };
+    let similarity = {
+        let assessments = assessments.clone();
+        let config = job_consumer(subj::SIMILARITY_CONSUMER, subj::JOB_CHECK_SIMILARITY);
+        tokio::spawn(consume::run(js.clone(), subj::JOB_STREAM, config, shutdown.clone(), move |_, payload| {
+            let assessments = assessments.clone();
+            async move { assessments.on_similarity_job(payload).await }
         }))
     };
     let sweeper = {
@@ -156,7 +180,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Asse
     };
     let relay = tokio::spawn(relay.run(shutdown.clone()));
     service.run().await;
-    let _ = tokio::join!(relay, grading, sweeper);
+    let _ = tokio::join!(relay, grading, similarity, sweeper);
     pool.close().await;
     client.flush().await.ok();
     tracing::info!("assessment stopped");

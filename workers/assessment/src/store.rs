@@ -2,8 +2,9 @@
 //! one transaction with the outbox.
 
 use coursebus_contracts::assessment::{
-    Answer, AnswerValue, Attempt, AttemptStatus, Bank, Category, Draw, GradebookSetup, Item, PaperQuestion, Question,
-    QuestionBody, QuestionResult, Quiz, ScoringPolicy,
+    Answer, AnswerValue, Assignment, Attempt, AttemptStatus, Bank, Category, CriterionScore, Draw, GradebookSetup,
+    Item, LatePolicy, PaperQuestion, Question, QuestionBody, QuestionResult, Quiz, RubricCriterion, ScoringPolicy,
+    SimilarityMatch, Submission, SubmissionGrade, SubmissionStatus, SubmissionType,
 };
 use sqlx::PgConnection;
 use sqlx::types::Json;
@@ -362,6 +363,312 @@ pub async fn graded_attempts(
     )
     .bind(course)
     .bind(learner)
+    .fetch_all(conn)
+    .await
+}
+
+// -- assignments -------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct AssignmentRow {
+    pub id: Uuid,
+    pub course_id: Uuid,
+    pub title: String,
+    pub instructions: String,
+    pub submission_type: String,
+    pub rubric: Json<Vec<RubricCriterion>>,
+    pub max_points: i32,
+    pub due_at: OffsetDateTime,
+    pub grace_minutes: i32,
+    pub penalty_percent_per_day: i32,
+    pub cutoff_at: Option<OffsetDateTime>,
+    pub check_plagiarism: bool,
+    pub released_at: Option<OffsetDateTime>,
+}
+
+const ASSIGNMENT_COLUMNS: &str = "id, course_id, title, instructions, submission_type, rubric, max_points, due_at, \
+     grace_minutes, penalty_percent_per_day, cutoff_at, check_plagiarism, released_at";
+
+impl AssignmentRow {
+    pub fn late_policy(&self) -> LatePolicy {
+        LatePolicy {
+            grace_minutes: count(self.grace_minutes),
+            penalty_percent_per_day: count(self.penalty_percent_per_day),
+            cutoff_at: self.cutoff_at,
+        }
+    }
+
+    pub fn submission_type(&self) -> Result<SubmissionType> {
+        SubmissionType::parse(&self.submission_type).ok_or_else(|| corrupt("submission type"))
+    }
+
+    pub fn to_assignment(&self) -> Result<Assignment> {
+        Ok(Assignment {
+            id: self.id,
+            course_id: self.course_id,
+            title: self.title.clone(),
+            instructions: self.instructions.clone(),
+            submission_type: self.submission_type()?,
+            rubric: self.rubric.0.clone(),
+            max_points: count(self.max_points),
+            due_at: self.due_at,
+            late_policy: self.late_policy(),
+            check_plagiarism: self.check_plagiarism,
+            released_at: self.released_at,
+        })
+    }
+}
+
+pub async fn insert_assignment(conn: &mut PgConnection, a: &Assignment, by: Uuid) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO assignments (id, course_id, title, instructions, submission_type, rubric, max_points, due_at, \
+         grace_minutes, penalty_percent_per_day, cutoff_at, check_plagiarism, created_by) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+    )
+    .bind(a.id)
+    .bind(a.course_id)
+    .bind(&a.title)
+    .bind(&a.instructions)
+    .bind(a.submission_type.as_str())
+    .bind(Json(&a.rubric))
+    .bind(int(a.max_points))
+    .bind(a.due_at)
+    .bind(int(a.late_policy.grace_minutes))
+    .bind(int(a.late_policy.penalty_percent_per_day))
+    .bind(a.late_policy.cutoff_at)
+    .bind(a.check_plagiarism)
+    .bind(by)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn assignment(conn: &mut PgConnection, id: Uuid, lock: bool) -> Result<Option<AssignmentRow>> {
+    let lock = if lock { " FOR UPDATE" } else { "" };
+    sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {ASSIGNMENT_COLUMNS} FROM assignments WHERE id = $1{lock}")))
+        .bind(id)
+        .fetch_optional(conn)
+        .await
+}
+
+/// Release the grades of an assignment (once); the release time.
+pub async fn release(conn: &mut PgConnection, id: Uuid, at: OffsetDateTime) -> Result<OffsetDateTime> {
+    sqlx::query_scalar(
+        "UPDATE assignments SET released_at = coalesce(released_at, $2) WHERE id = $1 RETURNING released_at",
+    )
+    .bind(id)
+    .bind(at)
+    .fetch_one(conn)
+    .await
+}
+
+/// An instructor's grade of a submission as stored.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct StoredGrade {
+    pub scores: Vec<CriterionScore>,
+    pub feedback: Option<String>,
+    pub raw_points: u32,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SubmissionRow {
+    pub id: Uuid,
+    pub assignment_id: Uuid,
+    pub user_id: Uuid,
+    pub version: i32,
+    pub text: Option<String>,
+    pub asset_id: Option<Uuid>,
+    pub submitted_at: OffsetDateTime,
+    pub late_days: i32,
+    pub penalty_percent: i32,
+    pub grade: Option<Json<StoredGrade>>,
+    pub points_hundredths: Option<i32>,
+}
+
+const SUBMISSION_COLUMNS: &str = "id, assignment_id, user_id, version, text, asset_id, submitted_at, late_days, \
+     penalty_percent, grade, points_hundredths";
+
+impl SubmissionRow {
+    /// The submission; its grade only when `show_grade` (the instructor, or released).
+    pub fn to_submission(&self, max_points: u32, released: bool, show_grade: bool) -> Submission {
+        let grade = self.grade.as_ref().filter(|_| show_grade).map(|g| {
+            let points = count(self.points_hundredths.unwrap_or(0));
+            SubmissionGrade {
+                scores: g.0.scores.clone(),
+                feedback: g.0.feedback.clone(),
+                raw_points: g.0.raw_points,
+                penalty_percent: count(self.penalty_percent),
+                points_hundredths: points,
+                max_points,
+                percent_bp: crate::domain::percent_bp(points, max_points),
+                released,
+            }
+        });
+        Submission {
+            id: self.id,
+            assignment_id: self.assignment_id,
+            user_id: self.user_id,
+            version: count(self.version),
+            text: self.text.clone(),
+            asset_id: self.asset_id,
+            submitted_at: self.submitted_at,
+            late_days: count(self.late_days),
+            penalty_percent: count(self.penalty_percent),
+            status: if self.grade.is_some() { SubmissionStatus::Graded } else { SubmissionStatus::Submitted },
+            grade,
+        }
+    }
+}
+
+pub async fn submission_of(
+    conn: &mut PgConnection,
+    assignment: Uuid,
+    user: Uuid,
+    lock: bool,
+) -> Result<Option<SubmissionRow>> {
+    let lock = if lock { " FOR UPDATE" } else { "" };
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {SUBMISSION_COLUMNS} FROM submissions WHERE assignment_id = $1 AND user_id = $2{lock}"
+    )))
+    .bind(assignment)
+    .bind(user)
+    .fetch_optional(conn)
+    .await
+}
+
+pub async fn submission(conn: &mut PgConnection, id: Uuid, lock: bool) -> Result<Option<SubmissionRow>> {
+    let lock = if lock { " FOR UPDATE" } else { "" };
+    sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {SUBMISSION_COLUMNS} FROM submissions WHERE id = $1{lock}")))
+        .bind(id)
+        .fetch_optional(conn)
+        .await
+}
+
+/// Every learner's current submission, oldest hand-in first.
+pub async fn submissions(conn: &mut PgConnection, assignment: Uuid) -> Result<Vec<SubmissionRow>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {SUBMISSION_COLUMNS} FROM submissions WHERE assignment_id = $1 ORDER BY submitted_at, id"
+    )))
+    .bind(assignment)
+    .fetch_all(conn)
+    .await
+}
+
+/// A first hand-in (`false` when the learner's row already exists: lock it and resubmit).
+pub async fn insert_submission(conn: &mut PgConnection, s: &SubmissionRow) -> Result<bool> {
+    let done = sqlx::query(
+        "INSERT INTO submissions (id, assignment_id, user_id, version, text, asset_id, submitted_at, late_days, \
+         penalty_percent) VALUES ($1, $2, $3, 1, $4, $5, $6, $7, $8) ON CONFLICT (assignment_id, user_id) DO NOTHING",
+    )
+    .bind(s.id)
+    .bind(s.assignment_id)
+    .bind(s.user_id)
+    .bind(&s.text)
+    .bind(s.asset_id)
+    .bind(s.submitted_at)
+    .bind(s.late_days)
+    .bind(s.penalty_percent)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// A resubmission: the new content, the next version, no grade.
+pub async fn resubmit(
+    conn: &mut PgConnection,
+    id: Uuid,
+    text: Option<&str>,
+    asset: Option<Uuid>,
+    at: OffsetDateTime,
+) -> Result<SubmissionRow> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "UPDATE submissions SET version = version + 1, text = $2, asset_id = $3, submitted_at = $4, late_days = 0, \
+         penalty_percent = 0, grade = NULL, points_hundredths = NULL, graded_by = NULL, graded_at = NULL \
+         WHERE id = $1 RETURNING {SUBMISSION_COLUMNS}"
+    )))
+    .bind(id)
+    .bind(text)
+    .bind(asset)
+    .bind(at)
+    .fetch_one(conn)
+    .await
+}
+
+pub async fn grade_submission(
+    conn: &mut PgConnection,
+    id: Uuid,
+    grade: &StoredGrade,
+    points_hundredths: u32,
+    by: Uuid,
+    at: OffsetDateTime,
+) -> Result<SubmissionRow> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "UPDATE submissions SET grade = $2, points_hundredths = $3, graded_by = $4, graded_at = $5 \
+         WHERE id = $1 RETURNING {SUBMISSION_COLUMNS}"
+    )))
+    .bind(id)
+    .bind(Json(grade))
+    .bind(int(points_hundredths))
+    .bind(by)
+    .bind(at)
+    .fetch_one(conn)
+    .await
+}
+
+/// Released assignment grades of a course: (assignment, learner, points hundredths).
+pub async fn released_submissions(
+    conn: &mut PgConnection,
+    course: Uuid,
+    learner: Option<Uuid>,
+) -> Result<Vec<(Uuid, Uuid, i32)>> {
+    sqlx::query_as(
+        "SELECT s.assignment_id, s.user_id, s.points_hundredths FROM submissions s \
+         JOIN assignments a ON a.id = s.assignment_id \
+         WHERE a.course_id = $1 AND a.released_at IS NOT NULL AND s.points_hundredths IS NOT NULL \
+         AND ($2::uuid IS NULL OR s.user_id = $2) ORDER BY s.user_id, s.assignment_id",
+    )
+    .bind(course)
+    .bind(learner)
+    .fetch_all(conn)
+    .await
+}
+
+/// Serialise the plagiarism checks of one assignment (transaction-scoped).
+pub async fn lock_assignment_checks(conn: &mut PgConnection, assignment: Uuid) -> Result<()> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1::text, 7))").bind(assignment).execute(conn).await?;
+    Ok(())
+}
+
+pub async fn save_report(
+    conn: &mut PgConnection,
+    submission: Uuid,
+    version: i32,
+    matches: &[SimilarityMatch],
+    at: OffsetDateTime,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO similarity_reports (submission_id, version, matches, checked_at) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (submission_id) DO UPDATE SET version = $2, matches = $3, checked_at = $4",
+    )
+    .bind(submission)
+    .bind(version)
+    .bind(Json(matches))
+    .bind(at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The stored reports of an assignment's submissions: (submission, version, matches).
+pub async fn reports(
+    conn: &mut PgConnection,
+    assignment: Uuid,
+) -> Result<Vec<(Uuid, i32, Json<Vec<SimilarityMatch>>)>> {
+    sqlx::query_as(
+        "SELECT r.submission_id, r.version, r.matches FROM similarity_reports r \
+         JOIN submissions s ON s.id = r.submission_id WHERE s.assignment_id = $1",
+    )
+    .bind(assignment)
     .fetch_all(conn)
     .await
 }

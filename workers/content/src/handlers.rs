@@ -141,6 +141,13 @@ impl Contents {
         if row.owner_id == me.sub || me.has_role(Role::Admin) {
             return Ok(Relation::Owner);
         }
+        if row.kind() == AssetKind::Submission {
+            // A learner's submission: its uploader (above) and the course's instructor only.
+            return match self.owned_course(me, ctx, row.course_id).await {
+                Ok(_) => Ok(Relation::Owner),
+                Err(_) => Err(ErrorBody::forbidden("a submission is seen by its learner and the course's instructor")),
+            };
+        }
         let access = self
             .bus
             .request::<CheckAccess>(
@@ -152,6 +159,22 @@ impl Contents {
             Ok(Relation::Learner)
         } else {
             Err(ErrorBody::forbidden("enrol in the course to see its lessons"))
+        }
+    }
+
+    /// An enrolled learner, the course's instructor or an admin (who may upload a submission).
+    async fn enrolled_or_staff(&self, me: &AccessClaims, ctx: &CallContext, course_id: Uuid) -> Result<(), ErrorBody> {
+        if me.has_role(Role::Admin) {
+            return Ok(());
+        }
+        let access = self
+            .bus
+            .request::<CheckAccess>(ctx, &AccessCheckRequest { user_id: me.sub, course_id, lesson_id: None })
+            .await?;
+        if access.enrolled || self.owned_course(me, ctx, course_id).await.is_ok() {
+            Ok(())
+        } else {
+            Err(ErrorBody::forbidden("enrol in the course to submit files to it"))
         }
     }
 
@@ -175,10 +198,16 @@ impl Contents {
         {
             return Ok(done);
         }
-        let course = self.owned_course(&me, &ctx, req.course_id).await?;
+        let course_id = if new.kind == AssetKind::Submission {
+            // A learner's own file for an assignment: any enrolled learner (or the course's staff).
+            self.enrolled_or_staff(&me, &ctx, req.course_id).await?;
+            req.course_id
+        } else {
+            self.owned_course(&me, &ctx, req.course_id).await?.id
+        };
         let id = Uuid::now_v7();
         let (part_size, part_count) = domain::parts_for(new.size_bytes, self.settings.part_size);
-        let key = domain::source_key(course.id, id);
+        let key = domain::source_key(course_id, id);
         let upload_id = self
             .objects
             .create_multipart(&key, &new.content_type, &domain::attachment(&new.filename))
@@ -187,7 +216,7 @@ impl Contents {
         let now = OffsetDateTime::now_utc();
         let row = AssetRow {
             id,
-            course_id: course.id,
+            course_id,
             owner_id: me.sub,
             kind: new.kind.as_str().to_owned(),
             filename: new.filename,
@@ -234,7 +263,7 @@ impl Contents {
             }
             return Err(err);
         }
-        tracing::info!(asset_id = %id, course_id = %course.id, kind = row.kind, size_bytes = row.size_bytes, part_count, "upload started");
+        tracing::info!(asset_id = %id, course_id = %course_id, kind = row.kind, size_bytes = row.size_bytes, part_count, "upload started");
         Ok(reply)
     }
 

@@ -1,13 +1,16 @@
 //! The enrollment rules, free of I/O: what an enrolment pins of a course, drip availability,
-//! monotonic lesson progress, course progress, certificate codes and list cursors.
+//! monotonic lesson progress, course progress, completion rules, certificate codes and list
+//! cursors.
 
 use std::collections::HashMap;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use coursebus_contracts::assessment::GradedItemKind;
 use coursebus_contracts::catalog::Course;
 use coursebus_contracts::enrollment::{
-    CourseProgress, Enrollment, EnrollmentDetail, LessonProgress, LessonState, ModuleProgress, ProgressState,
+    CompletionRule, CompletionRuleInput, CourseProgress, Enrollment, EnrollmentDetail, LessonProgress, LessonState,
+    ModuleProgress, ProgressState, RuleProgress,
 };
 use coursebus_contracts::validate::ValidationError;
 use rand::Rng;
@@ -93,6 +96,81 @@ pub fn is_complete(progress: &CourseProgress) -> bool {
     progress.required_done >= progress.required_total
 }
 
+/// The most completion rules a course may have.
+pub const MAX_RULES: usize = 50;
+/// The longest rule title, in characters.
+pub const MAX_RULE_TITLE: usize = 200;
+/// 100 % in basis points: the highest minimum a rule may ask for.
+pub const FULL_MARKS_BP: u32 = 10_000;
+
+/// Check a course's rules as the instructor sent them: at most [`MAX_RULES`], one per item, a
+/// title of 1 to [`MAX_RULE_TITLE`] characters (trimmed), a minimum of 0 to 100 %. The message
+/// names the rule (1-based), the field names what is wrong with it.
+pub fn parse_rules(input: Vec<CompletionRuleInput>) -> Result<Vec<CompletionRule>, ValidationError> {
+    if input.len() > MAX_RULES {
+        return Err(ValidationError::new("rules", format!("at most {MAX_RULES} completion rules")));
+    }
+    let mut rules: Vec<CompletionRule> = Vec::with_capacity(input.len());
+    for (i, rule) in input.into_iter().enumerate() {
+        let n = i + 1;
+        let title = rule.title.trim();
+        let chars = title.chars().count();
+        if chars == 0 || chars > MAX_RULE_TITLE || title.chars().any(char::is_control) {
+            return Err(ValidationError::new(
+                "title",
+                format!("rule {n}: the title must be 1 to {MAX_RULE_TITLE} characters without control characters"),
+            ));
+        }
+        if rule.min_percent_bp > FULL_MARKS_BP {
+            return Err(ValidationError::new(
+                "min_percent_bp",
+                format!("rule {n}: min_percent_bp must be between 0 and {FULL_MARKS_BP} (basis points)"),
+            ));
+        }
+        if rules.iter().any(|r| r.item_id == rule.item_id) {
+            return Err(ValidationError::new("item_id", format!("rule {n}: item {} has a rule already", rule.item_id)));
+        }
+        rules.push(CompletionRule {
+            item_id: rule.item_id,
+            item_kind: rule.item_kind,
+            title: title.to_owned(),
+            min_percent_bp: rule.min_percent_bp,
+        });
+    }
+    Ok(rules)
+}
+
+/// A learner's latest grade on an assessment item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ItemGrade {
+    pub kind: GradedItemKind,
+    pub percent_bp: u32,
+    pub graded_at: OffsetDateTime,
+}
+
+/// Each rule with the learner's grade on its item (`grades` by item id). A rule is met when the
+/// learner has a grade on that item (of that kind) of at least the minimum; without a grade it
+/// is not met, even with a minimum of 0 ("take the quiz").
+pub fn rule_progress(rules: &[CompletionRule], grades: &HashMap<Uuid, ItemGrade>) -> Vec<RuleProgress> {
+    rules
+        .iter()
+        .map(|rule| {
+            let grade = grades.get(&rule.item_id).filter(|g| g.kind == rule.item_kind);
+            RuleProgress {
+                rule: rule.clone(),
+                percent_bp: grade.map(|g| g.percent_bp),
+                graded_at: grade.map(|g| g.graded_at),
+                met: grade.is_some_and(|g| g.percent_bp >= rule.min_percent_bp),
+            }
+        })
+        .collect()
+}
+
+/// Completion: every required lesson done and every completion rule met.
+pub fn is_course_complete(progress: &CourseProgress, rules: &[RuleProgress]) -> bool {
+    is_complete(progress) && rules.iter().all(|r| r.met)
+}
+
 /// The longest playback position accepted (a week of video).
 pub const MAX_POSITION_SECS: u32 = 7 * 24 * 3600;
 
@@ -170,11 +248,13 @@ pub fn merge(old: Option<&LessonRecord>, report: Report, now: OffsetDateTime) ->
     }
 }
 
-/// The learner's view: every module with its opening time and every lesson with its progress.
+/// The learner's view: every module with its opening time and every lesson with its progress,
+/// and the completion rules with the learner's grades.
 pub fn detail(
     enrollment: Enrollment,
     outline: &PinnedOutline,
     progress: &HashMap<Uuid, LessonRecord>,
+    completion_rules: Vec<RuleProgress>,
     now: OffsetDateTime,
 ) -> EnrollmentDetail {
     let modules = outline
@@ -199,7 +279,7 @@ pub fn detail(
             }
         })
         .collect();
-    EnrollmentDetail { enrollment, modules }
+    EnrollmentDetail { enrollment, modules, completion_rules }
 }
 
 pub fn lesson_view(lesson: &PinnedLesson, record: &LessonRecord) -> LessonProgress {
@@ -355,7 +435,7 @@ mod tests {
             cancelled_at: None,
             certificate_code: None,
         };
-        let view = detail(enrollment, &outline, &HashMap::new(), datetime!(2026-02-01 00:00 UTC));
+        let view = detail(enrollment, &outline, &HashMap::new(), Vec::new(), datetime!(2026-02-01 00:00 UTC));
         assert!(view.modules[0].available);
         assert!(!view.modules[1].available);
         assert_eq!(view.modules[1].available_at, datetime!(2026-02-06 10:00 UTC));
@@ -415,6 +495,90 @@ mod tests {
         assert_eq!(normalize_code(&typed).as_deref(), Some(a.as_str()));
         assert_eq!(normalize_code("ABC"), None);
         assert_eq!(normalize_code(&"0".repeat(CODE_LEN)), None, "0 is not in the alphabet");
+    }
+
+    fn rule(kind: GradedItemKind, min: u32) -> CompletionRuleInput {
+        CompletionRuleInput {
+            item_id: Uuid::now_v7(),
+            item_kind: kind,
+            title: "  Final quiz ".into(),
+            min_percent_bp: min,
+        }
+    }
+
+    fn stored(input: &[CompletionRuleInput]) -> Vec<CompletionRule> {
+        parse_rules(input.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn completion_rules_are_checked_and_name_the_broken_field() {
+        let ok = stored(&[rule(GradedItemKind::Quiz, 7_000), rule(GradedItemKind::Assignment, 10_000)]);
+        assert_eq!(ok.len(), 2);
+        assert_eq!(ok[0].title, "Final quiz", "titles are trimmed");
+        assert!(parse_rules(Vec::new()).unwrap().is_empty(), "no rules: lessons only");
+        assert!(parse_rules(vec![rule(GradedItemKind::Quiz, 0)]).is_ok());
+
+        let too_high = parse_rules(vec![rule(GradedItemKind::Quiz, 10_001)]).unwrap_err();
+        assert_eq!(too_high.field, "min_percent_bp");
+        assert!(too_high.message.starts_with("rule 1:"), "{too_high}");
+        let mut blank = rule(GradedItemKind::Quiz, 1);
+        blank.title = "   ".into();
+        assert_eq!(
+            parse_rules(vec![rule(GradedItemKind::Quiz, 1), blank]).unwrap_err().message.get(..7),
+            Some("rule 2:")
+        );
+        let mut long = rule(GradedItemKind::Quiz, 1);
+        long.title = "é".repeat(MAX_RULE_TITLE);
+        assert!(parse_rules(vec![long.clone()]).is_ok(), "200 characters, not bytes");
+        long.title.push('é');
+        assert_eq!(parse_rules(vec![long]).unwrap_err().field, "title");
+        let twice = rule(GradedItemKind::Quiz, 1);
+        assert_eq!(parse_rules(vec![twice.clone(), twice]).unwrap_err().field, "item_id");
+        let many: Vec<_> = (0..=MAX_RULES).map(|_| rule(GradedItemKind::Quiz, 1)).collect();
+        assert_eq!(parse_rules(many[..MAX_RULES].to_vec()).map(|r| r.len()), Ok(MAX_RULES));
+        assert_eq!(parse_rules(many).unwrap_err().field, "rules");
+    }
+
+    #[test]
+    fn a_rule_is_met_by_a_grade_of_its_item_at_or_above_the_minimum() {
+        let rules = stored(&[rule(GradedItemKind::Quiz, 7_000), rule(GradedItemKind::Assignment, 5_000)]);
+        let (quiz, assignment) = (rules[0].item_id, rules[1].item_id);
+        let at = datetime!(2026-03-01 12:00 UTC);
+        let grade = |kind, percent_bp| ItemGrade { kind, percent_bp, graded_at: at };
+        let lessons_done = course_progress(2, 2);
+
+        // Nothing graded yet: no rule met, even with every lesson done.
+        let none = rule_progress(&rules, &HashMap::new());
+        assert_eq!((none[0].percent_bp, none[0].graded_at, none[0].met), (None, None, false));
+        assert!(!is_course_complete(&lessons_done, &none));
+
+        // 69.99 % is below 70 %; 70.00 % is enough.
+        let mut grades = HashMap::from([(quiz, grade(GradedItemKind::Quiz, 6_999))]);
+        grades.insert(assignment, grade(GradedItemKind::Assignment, 9_000));
+        let below = rule_progress(&rules, &grades);
+        assert_eq!((below[0].percent_bp, below[0].met, below[1].met), (Some(6_999), false, true));
+        assert!(!is_course_complete(&lessons_done, &below));
+        grades.insert(quiz, grade(GradedItemKind::Quiz, 7_000));
+        let passed = rule_progress(&rules, &grades);
+        assert!(passed.iter().all(|r| r.met));
+        assert_eq!(passed[0].graded_at, Some(at));
+        assert!(is_course_complete(&lessons_done, &passed));
+        // Rules met but a required lesson left: not complete.
+        assert!(!is_course_complete(&course_progress(1, 2), &passed));
+        // No rules: lessons alone decide, as before.
+        assert!(is_course_complete(&lessons_done, &[]));
+        assert!(!is_course_complete(&course_progress(1, 2), &[]));
+
+        // A grade of another kind on the same id does not count.
+        grades.insert(quiz, grade(GradedItemKind::Assignment, 10_000));
+        let other_kind = rule_progress(&rules, &grades);
+        assert_eq!((other_kind[0].percent_bp, other_kind[0].met), (None, false));
+
+        // A minimum of 0 still needs a grade.
+        let zero = stored(&[rule(GradedItemKind::Quiz, 0)]);
+        assert!(!rule_progress(&zero, &HashMap::new())[0].met);
+        let taken = HashMap::from([(zero[0].item_id, grade(GradedItemKind::Quiz, 0))]);
+        assert!(rule_progress(&zero, &taken)[0].met);
     }
 
     #[test]

@@ -9,17 +9,19 @@ use coursebus_bus::auth::JwtVerifier;
 use coursebus_bus::consume::Handled;
 use coursebus_bus::idempotency::Idempotency;
 use coursebus_bus::{Bus, CallContext, outbox};
+use coursebus_contracts::assessment::GradeReleased;
 use coursebus_contracts::catalog::{Course, CourseStatus, GetCourse, GetCourseRequest};
 use coursebus_contracts::enrollment::{
-    AccessCheckRequest, AccessReply, Certificate, CreateEnrollmentRequest, Enroll, EnrollReply, Enrollment,
-    EnrollmentCancelled, EnrollmentCompleted, EnrollmentCreated, EnrollmentDetail, EnrollmentIdRequest, EnrollmentPage,
-    EnrollmentRejected, EnrollmentStatus, LearnersPage, LearnersRequest, ListEnrollmentsRequest, ProgressReply,
-    ProgressUpdated, RosterPage, RosterRequest, UpdateProgressRequest, VerifyCertificateRequest,
+    AccessCheckRequest, AccessReply, Certificate, CompletionRules, CompletionRulesRequest, CreateEnrollmentRequest,
+    Enroll, EnrollReply, Enrollment, EnrollmentCancelled, EnrollmentCompleted, EnrollmentCreated, EnrollmentDetail,
+    EnrollmentIdRequest, EnrollmentPage, EnrollmentRejected, EnrollmentStatus, LearnersPage, LearnersRequest,
+    ListEnrollmentsRequest, ProgressReply, ProgressUpdated, RosterPage, RosterRequest, RuleProgress,
+    SetCompletionRulesRequest, UpdateProgressRequest, VerifyCertificateRequest,
 };
 use coursebus_contracts::identity::AccessClaims;
 use coursebus_contracts::payments::{OrderPaid, OrderRefunded};
 use coursebus_contracts::validate::Role;
-use coursebus_contracts::{Actor, ErrorBody, Event, Rpc};
+use coursebus_contracts::{Actor, ErrorBody, Event, EventEnvelope, Rpc};
 use sqlx::PgPool;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -69,6 +71,31 @@ fn rfc3339(at: OffsetDateTime) -> String {
 
 fn user_actor(me: &AccessClaims) -> Actor {
     Actor::User { id: me.sub }
+}
+
+fn service_actor() -> Actor {
+    Actor::Service { name: coursebus_contracts::subjects::enrollment::SERVICE.into() }
+}
+
+fn count(n: i32) -> u32 {
+    u32::try_from(n).unwrap_or(0)
+}
+
+/// The course's completion rules with the learner's latest grades on their items (empty when
+/// the course has none). With `lock`, the rules are held (FOR SHARE) until the transaction ends,
+/// so they cannot change under a completion decision.
+async fn rules_of(
+    conn: &mut sqlx::PgConnection,
+    course: Uuid,
+    user: Uuid,
+    lock: bool,
+) -> Result<Vec<RuleProgress>, ErrorBody> {
+    let Some((rules, _)) = store::rules(conn, course, lock).await.map_err(db)? else {
+        return Ok(Vec::new());
+    };
+    let items: Vec<Uuid> = rules.iter().map(|r| r.item_id).collect();
+    let grades = store::grades(conn, user, &items).await.map_err(db)?;
+    Ok(domain::rule_progress(&rules, &grades))
 }
 
 impl Enrollments {
@@ -349,8 +376,9 @@ impl Enrollments {
         let row = Self::readable(&me, store::enrollment(&mut conn, req.id).await.map_err(db)?)?;
         let outline = self.pinned_outline(&mut conn, &row).await?;
         let progress = store::progress(&mut conn, row.id).await.map_err(db)?;
+        let rules = rules_of(&mut conn, row.course_id, row.user_id, false).await?;
         let enrollment = row.to_enrollment().map_err(db)?;
-        Ok(domain::detail(enrollment, &outline, &progress, OffsetDateTime::now_utc()))
+        Ok(domain::detail(enrollment, &outline, &progress, rules, OffsetDateTime::now_utc()))
     }
 
     /// Unenrol. Cancelling twice answers the cancelled enrolment; a completed one stays.
@@ -398,7 +426,8 @@ impl Enrollments {
     }
 
     /// Record progress in one lesson. Monotonic; completing the last required lesson completes
-    /// the enrolment, issues its certificate and emits `completed`, all in this transaction.
+    /// the enrolment (when the course's completion rules are met too), issues its certificate and
+    /// emits `completed`, all in this transaction.
     pub async fn update_progress(
         &self,
         ctx: CallContext,
@@ -454,21 +483,7 @@ impl Enrollments {
             .envelope(user_actor(&me));
             outbox::enqueue(&mut tx, &event, Some(&ctx)).await.map_err(bus)?;
         }
-        if row.status().map_err(db)? == EnrollmentStatus::Active && domain::is_complete(&progress) {
-            let code = domain::certificate_code();
-            if store::complete(&mut tx, &row, &code, now).await.map_err(db)? {
-                let event = EnrollmentCompleted {
-                    enrollment_id: row.id,
-                    user_id: row.user_id,
-                    course_id: row.course_id,
-                    certificate_code: code,
-                    completed_at: now,
-                }
-                .envelope(user_actor(&me));
-                outbox::enqueue(&mut tx, &event, Some(&ctx)).await.map_err(bus)?;
-                tracing::info!(enrollment_id = %row.id, user_id = %row.user_id, course_id = %row.course_id, "course completed");
-            }
-        }
+        self.complete_if_done(&mut tx, &row, required_done, user_actor(&me), Some(&ctx), now).await?;
         let after = store::enrollment(&mut tx, row.id).await.map_err(db)?.ok_or_else(ErrorBody::internal)?;
         tx.commit().await.map_err(db)?;
         self.outbox.wake();
@@ -476,6 +491,183 @@ impl Enrollments {
             lesson: domain::lesson_view(lesson, &merged.record),
             enrollment: after.to_enrollment().map_err(db)?,
         })
+    }
+
+    /// Complete the enrolment `row` (locked by the caller's transaction) if it is active, every
+    /// required lesson is done (`required_done`, as of this transaction) and every completion
+    /// rule is met: mark it, issue its certificate and queue `completed`, in `tx`. The row lock
+    /// makes this happen once; `true` when it happened now.
+    async fn complete_if_done(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        row: &EnrollmentRow,
+        required_done: u32,
+        actor: Actor,
+        ctx: Option<&CallContext>,
+        now: OffsetDateTime,
+    ) -> Result<bool, ErrorBody> {
+        if row.status().map_err(db)? != EnrollmentStatus::Active {
+            return Ok(false);
+        }
+        let progress = domain::course_progress(required_done, count(row.required_total));
+        if !domain::is_complete(&progress) {
+            return Ok(false);
+        }
+        let rules = rules_of(tx, row.course_id, row.user_id, true).await?;
+        if !domain::is_course_complete(&progress, &rules) {
+            let unmet = rules.iter().filter(|r| !r.met).count();
+            tracing::debug!(enrollment_id = %row.id, unmet, "lessons done; completion rules not met yet");
+            return Ok(false);
+        }
+        let code = domain::certificate_code();
+        if !store::complete(tx, row, &code, now).await.map_err(db)? {
+            return Ok(false);
+        }
+        let event = EnrollmentCompleted {
+            enrollment_id: row.id,
+            user_id: row.user_id,
+            course_id: row.course_id,
+            certificate_code: code,
+            completed_at: now,
+        }
+        .envelope(actor);
+        outbox::enqueue(tx, &event, ctx).await.map_err(bus)?;
+        tracing::info!(enrollment_id = %row.id, user_id = %row.user_id, course_id = %row.course_id, rules = rules.len(), "course completed");
+        Ok(true)
+    }
+
+    /// The course if the caller is its instructor or an admin (asked of the catalog with the
+    /// caller's token, so a course that is not published is found too); else `forbidden`.
+    async fn authored_course(
+        &self,
+        ctx: &CallContext,
+        me: &AccessClaims,
+        course_id: Uuid,
+        what: &str,
+    ) -> Result<Course, ErrorBody> {
+        let course = self.course(ctx, course_id.to_string(), true).await?;
+        if course.id != course_id {
+            return Err(no_course());
+        }
+        if course.instructor_id != me.sub && !me.has_role(Role::Admin) {
+            return Err(ErrorBody::forbidden(format!("only the course's instructor or an admin can {what}")));
+        }
+        Ok(course)
+    }
+
+    /// Replace a course's completion rules (its instructor and admins). Learners already
+    /// completed stay completed; active ones whose lessons are all done are judged against the
+    /// new rules at once (relaxed rules complete them).
+    pub async fn set_completion_rules(
+        &self,
+        ctx: CallContext,
+        req: SetCompletionRulesRequest,
+    ) -> Result<CompletionRules, ErrorBody> {
+        let me = self.caller(&ctx).await?;
+        self.authored_course(&ctx, &me, req.course_id, "set its completion rules").await?;
+        let rules = domain::parse_rules(req.rules)?;
+        let now = domain::to_micros(OffsetDateTime::now_utc());
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        store::replace_rules(&mut tx, req.course_id, &rules, me.sub, now).await.map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        tracing::info!(course_id = %req.course_id, user_id = %me.sub, rules = rules.len(), "completion rules set");
+        // After the commit, so each decision below (and every later one) reads the new rules.
+        if let Err(err) = self.complete_waiting(req.course_id, &me, &ctx).await {
+            // The rules stand; these learners complete with their next grade or progress report.
+            tracing::warn!(course_id = %req.course_id, error = %err.message, "re-judging waiting learners failed");
+        }
+        Ok(CompletionRules { course_id: req.course_id, rules, updated_at: Some(now) })
+    }
+
+    /// Judge the course's active enrolments whose lessons are all done against its rules, one
+    /// transaction (and row lock) each.
+    async fn complete_waiting(&self, course: Uuid, me: &AccessClaims, ctx: &CallContext) -> Result<(), ErrorBody> {
+        let mut conn = self.pool.acquire().await.map_err(db)?;
+        let waiting = store::waiting_on_rules(&mut conn, course).await.map_err(db)?;
+        drop(conn);
+        let mut completed = 0_usize;
+        for id in &waiting {
+            let mut tx = self.pool.begin().await.map_err(db)?;
+            let Some(row) = store::enrollment_for_update(&mut tx, *id).await.map_err(db)? else { continue };
+            let now = domain::to_micros(OffsetDateTime::now_utc());
+            let done = count(row.required_done);
+            if self.complete_if_done(&mut tx, &row, done, user_actor(me), Some(ctx), now).await? {
+                completed += 1;
+            }
+            tx.commit().await.map_err(db)?;
+        }
+        if completed > 0 {
+            self.outbox.wake();
+        }
+        if !waiting.is_empty() {
+            tracing::info!(course_id = %course, waiting = waiting.len(), completed, "waiting learners judged against new rules");
+        }
+        Ok(())
+    }
+
+    /// A course's completion rules: its instructor, admins, and learners enrolled in it.
+    pub async fn completion_rules(
+        &self,
+        ctx: CallContext,
+        req: CompletionRulesRequest,
+    ) -> Result<CompletionRules, ErrorBody> {
+        let me = self.caller(&ctx).await?;
+        let mut conn = self.pool.acquire().await.map_err(db)?;
+        let enrolled = store::live_enrollment(&mut conn, me.sub, req.course_id).await.map_err(db)?.is_some();
+        drop(conn);
+        if !enrolled {
+            self.authored_course(&ctx, &me, req.course_id, "see completion rules without enrolling").await?;
+        }
+        let mut conn = self.pool.acquire().await.map_err(db)?;
+        let (rules, updated_at) = match store::rules(&mut conn, req.course_id, false).await.map_err(db)? {
+            Some((rules, at)) => (rules, Some(at)),
+            None => (Vec::new(), None),
+        };
+        Ok(CompletionRules { course_id: req.course_id, rules, updated_at })
+    }
+
+    /// Assessment's `grade.released`: keep the learner's latest grade on the item, then judge
+    /// their enrolment in the course again (the grade may meet its last completion rule). One
+    /// transaction; a redelivered event finds the enrolment completed and changes nothing.
+    pub async fn grade_released(&self, event: EventEnvelope<GradeReleased>) -> Handled {
+        let grade = store::ReleasedGrade {
+            user: event.data.user_id,
+            item: event.data.item_id,
+            kind: event.data.item_kind,
+            course: event.data.course_id,
+            percent_bp: event.data.percent_bp,
+            graded_at: domain::to_micros(event.occurred_at),
+            event_id: event.id,
+        };
+        // `None`: an older grade than the stored one (nothing changed); else whether it completed.
+        let outcome = async {
+            let mut tx = self.pool.begin().await.map_err(db)?;
+            if !store::upsert_grade(&mut tx, &grade).await.map_err(db)? {
+                return Ok(None);
+            }
+            let mut completed = false;
+            if let Some(row) = store::live_enrollment_for_update(&mut tx, grade.user, grade.course).await.map_err(db)? {
+                let now = domain::to_micros(OffsetDateTime::now_utc());
+                let done = count(row.required_done);
+                completed = self.complete_if_done(&mut tx, &row, done, service_actor(), None, now).await?;
+            }
+            tx.commit().await.map_err(db)?;
+            Ok::<_, ErrorBody>(Some(completed))
+        };
+        match outcome.await {
+            Ok(None) => {
+                tracing::debug!(event_id = %event.id, user_id = %grade.user, item_id = %grade.item, "older than the stored grade; ignored");
+                Handled::Done
+            }
+            Ok(Some(completed)) => {
+                if completed {
+                    self.outbox.wake();
+                }
+                tracing::debug!(event_id = %event.id, user_id = %grade.user, item_id = %grade.item, percent_bp = grade.percent_bp, completed, "grade recorded");
+                Handled::Done
+            }
+            Err(e) => Handled::Retry(e.message),
+        }
     }
 
     /// A course's learners with their progress: its instructor and admins only.

@@ -8,7 +8,11 @@
 //!   fresh enrolment (new id, progress from zero, drip clock restarted);
 //! - an enrolment is pinned to the published version it was made against (outline, required
 //!   lessons, drip schedule); a later publish changes nothing for it;
-//! - progress on a lesson whose module has not opened yet is `forbidden`, with `available_at`.
+//! - progress on a lesson whose module has not opened yet is `forbidden`, with `available_at`;
+//! - completion takes every required lesson and every completion rule of the course (the
+//!   learner's latest grade on a quiz or assignment at or above a minimum); grades arrive as
+//!   assessment's `grade.released` events on the durable consumer `enrollment_assessment`, so a
+//!   passing grade after the last lesson completes the enrolment then.
 
 pub mod domain;
 pub mod handlers;
@@ -21,8 +25,8 @@ use coursebus_bus::auth::{BusJwks, JwtVerifier};
 use coursebus_bus::{Bus, MicroService, ServiceSpec, idempotency, outbox, streams};
 use coursebus_contracts::Rpc;
 use coursebus_contracts::enrollment::{
-    CancelEnrollment, CheckAccess, Enroll, GetEnrollment, ListLearners, ListMyEnrollments, ListRoster, UpdateProgress,
-    VerifyCertificate,
+    CancelEnrollment, CheckAccess, Enroll, GetCompletionRules, GetEnrollment, ListLearners, ListMyEnrollments,
+    ListRoster, SetCompletionRules, UpdateProgress, VerifyCertificate,
 };
 use coursebus_contracts::subjects::enrollment as subj;
 use tokio_util::sync::CancellationToken;
@@ -107,14 +111,17 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Enro
         VerifyCertificate => verify_certificate,
         CheckAccess => check_access,
         ListLearners => learners,
+        SetCompletionRules => set_completion_rules,
+        GetCompletionRules => completion_rules,
     );
-    tracing::info!(endpoints = 9, first = %<Enroll as Rpc>::ENDPOINT.subject(), "enrollment serving");
+    tracing::info!(endpoints = 11, first = %<Enroll as Rpc>::ENDPOINT.subject(), "enrollment serving");
 
-    let payments = tokio::spawn(payment_events(js, enrollments.clone(), shutdown.clone()));
+    let payments = tokio::spawn(payment_events(js.clone(), enrollments.clone(), shutdown.clone()));
+    let grades = tokio::spawn(assessment_events(js, enrollments.clone(), shutdown.clone()));
     let relay = tokio::spawn(relay.run(shutdown.clone()));
     let housekeeping = tokio::spawn(idempotency::purge_until(pool.clone(), Duration::from_secs(600), shutdown.clone()));
     service.run().await;
-    let _ = tokio::join!(relay, payments, housekeeping);
+    let _ = tokio::join!(relay, payments, grades, housekeeping);
     pool.close().await;
     client.flush().await.ok();
     tracing::info!("enrollment stopped");
@@ -152,6 +159,42 @@ async fn payment_events(
                 pay::EVT_ORDER_REFUNDED => match serde_json::from_slice::<EventEnvelope<_>>(&payload) {
                     Ok(event) => enrollments.revoke_refunded(event.data).await,
                     Err(err) => Handled::Reject(format!("malformed order.refunded: {err}")),
+                },
+                _ => Handled::Done,
+            }
+        }
+    })
+    .await;
+}
+
+/// Completion rules' side of assessment: each `grade.released` stores the learner's latest grade
+/// on the item and judges their enrolment again. A durable consumer shared by the replicas,
+/// acknowledged after commit (it waits for `EVT_ASSESSMENT` if assessment has not created it yet).
+async fn assessment_events(
+    js: async_nats::jetstream::Context,
+    enrollments: Arc<Enrollments>,
+    shutdown: CancellationToken,
+) {
+    use async_nats::jetstream::consumer;
+    use coursebus_bus::consume::Handled;
+    use coursebus_contracts::EventEnvelope;
+    use coursebus_contracts::subjects::assessment as assess;
+
+    let config = consumer::pull::Config {
+        durable_name: Some(subj::ASSESSMENT_CONSUMER.into()),
+        filter_subject: assess::EVT_GRADE_RELEASED.into(),
+        ack_policy: consumer::AckPolicy::Explicit,
+        ack_wait: Duration::from_secs(30),
+        max_deliver: 12,
+        ..Default::default()
+    };
+    coursebus_bus::consume::run(js, assess::EVENT_STREAM, config, shutdown, move |subject, payload| {
+        let enrollments = enrollments.clone();
+        async move {
+            match subject.as_str() {
+                assess::EVT_GRADE_RELEASED => match serde_json::from_slice::<EventEnvelope<_>>(&payload) {
+                    Ok(event) => enrollments.grade_released(event).await,
+                    Err(err) => Handled::Reject(format!("malformed grade.released: {err}")),
                 },
                 _ => Handled::Done,
             }

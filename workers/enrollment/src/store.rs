@@ -3,12 +3,15 @@
 
 use std::collections::HashMap;
 
-use coursebus_contracts::enrollment::{Certificate, Enrollment, EnrollmentStatus, LessonState, RosterEntry};
+use coursebus_contracts::assessment::GradedItemKind;
+use coursebus_contracts::enrollment::{
+    Certificate, CompletionRule, Enrollment, EnrollmentStatus, LessonState, RosterEntry,
+};
 use sqlx::PgConnection;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::domain::{self, LessonRecord, PinnedOutline};
+use crate::domain::{self, ItemGrade, LessonRecord, PinnedOutline};
 
 pub type Result<T> = std::result::Result<T, sqlx::Error>;
 
@@ -206,6 +209,22 @@ pub async fn enrollment_for_update(conn: &mut PgConnection, id: Uuid) -> Result<
         .bind(id)
         .fetch_optional(conn)
         .await
+}
+
+/// The learner's live enrolment in a course, its row locked for the rest of the transaction.
+pub async fn live_enrollment_for_update(
+    conn: &mut PgConnection,
+    user: Uuid,
+    course: Uuid,
+) -> Result<Option<EnrollmentRow>> {
+    sqlx::query_as(concat!(
+        select_enrollment!(),
+        " WHERE e.user_id = $1 AND e.course_id = $2 AND e.status <> 'cancelled' FOR UPDATE OF e"
+    ))
+    .bind(user)
+    .bind(course)
+    .fetch_optional(conn)
+    .await
 }
 
 /// Of `courses`, those the learner has completed.
@@ -440,4 +459,181 @@ pub async fn certificate(conn: &mut PgConnection, code: &str) -> Result<Option<C
         course_title: r.course_title,
         issued_at: r.issued_at,
     }))
+}
+
+fn kind_str(kind: GradedItemKind) -> &'static str {
+    match kind {
+        GradedItemKind::Quiz => "quiz",
+        GradedItemKind::Assignment => "assignment",
+    }
+}
+
+fn parse_kind(raw: &str) -> Result<GradedItemKind> {
+    match raw {
+        "quiz" => Ok(GradedItemKind::Quiz),
+        "assignment" => Ok(GradedItemKind::Assignment),
+        _ => Err(corrupt("item kind")),
+    }
+}
+
+#[derive(Debug, sqlx::FromRow)]
+struct RuleRow {
+    item_id: Uuid,
+    item_kind: String,
+    title: String,
+    min_percent_bp: i32,
+}
+
+/// A course's completion rules in their order and when they were set; `None` if never set.
+/// With `lock`, the course's rule set is held FOR SHARE until the transaction ends, so rules
+/// cannot be replaced while a completion is decided on them ([`replace_rules`] waits).
+pub async fn rules(
+    conn: &mut PgConnection,
+    course: Uuid,
+    lock: bool,
+) -> Result<Option<(Vec<CompletionRule>, OffsetDateTime)>> {
+    let query = if lock {
+        "SELECT updated_at FROM completion_rule_sets WHERE course_id = $1 FOR SHARE"
+    } else {
+        "SELECT updated_at FROM completion_rule_sets WHERE course_id = $1"
+    };
+    let updated_at: Option<OffsetDateTime> = sqlx::query_scalar(query).bind(course).fetch_optional(&mut *conn).await?;
+    let Some(updated_at) = updated_at else { return Ok(None) };
+    let rows: Vec<RuleRow> = sqlx::query_as(
+        "SELECT item_id, item_kind, title, min_percent_bp FROM completion_rules WHERE course_id = $1 ORDER BY position",
+    )
+    .bind(course)
+    .fetch_all(conn)
+    .await?;
+    let rules = rows
+        .into_iter()
+        .map(|r| {
+            Ok(CompletionRule {
+                item_id: r.item_id,
+                item_kind: parse_kind(&r.item_kind)?,
+                title: r.title,
+                min_percent_bp: count(r.min_percent_bp),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Some((rules, updated_at)))
+}
+
+/// Replace a course's completion rules (a row lock on its rule set: waits for completion
+/// decisions reading the old rules, and the next ones read the new).
+pub async fn replace_rules(
+    conn: &mut PgConnection,
+    course: Uuid,
+    rules: &[CompletionRule],
+    by: Uuid,
+    now: OffsetDateTime,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO completion_rule_sets (course_id, updated_by, updated_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (course_id) DO UPDATE SET updated_by = EXCLUDED.updated_by, updated_at = EXCLUDED.updated_at",
+    )
+    .bind(course)
+    .bind(by)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("DELETE FROM completion_rules WHERE course_id = $1").bind(course).execute(&mut *conn).await?;
+    if rules.is_empty() {
+        return Ok(());
+    }
+    let positions: Vec<i32> = (0..rules.len()).map(|i| i32::try_from(i).unwrap_or(i32::MAX)).collect();
+    let items: Vec<Uuid> = rules.iter().map(|r| r.item_id).collect();
+    let kinds: Vec<&str> = rules.iter().map(|r| kind_str(r.item_kind)).collect();
+    let titles: Vec<&str> = rules.iter().map(|r| r.title.as_str()).collect();
+    let mins: Vec<i32> = rules.iter().map(|r| i32::try_from(r.min_percent_bp).unwrap_or(i32::MAX)).collect();
+    sqlx::query(
+        "INSERT INTO completion_rules (course_id, position, item_id, item_kind, title, min_percent_bp) \
+         SELECT $1, * FROM UNNEST($2::int[], $3::uuid[], $4::text[], $5::text[], $6::int[])",
+    )
+    .bind(course)
+    .bind(&positions)
+    .bind(&items)
+    .bind(&kinds)
+    .bind(&titles)
+    .bind(&mins)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// A grade as assessment released it.
+#[derive(Debug, Clone, Copy)]
+pub struct ReleasedGrade {
+    pub user: Uuid,
+    pub item: Uuid,
+    pub kind: GradedItemKind,
+    pub course: Uuid,
+    pub percent_bp: u32,
+    /// The event's time: the latest wins.
+    pub graded_at: OffsetDateTime,
+    pub event_id: Uuid,
+}
+
+/// Store the learner's grade on the item unless the stored one is from a later event; `true`
+/// when stored (a redelivery of the stored event stores the same again).
+pub async fn upsert_grade(conn: &mut PgConnection, grade: &ReleasedGrade) -> Result<bool> {
+    let done = sqlx::query(
+        "INSERT INTO item_grades (user_id, item_id, item_kind, course_id, percent_bp, graded_at, event_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) \
+         ON CONFLICT (user_id, item_id) DO UPDATE SET item_kind = EXCLUDED.item_kind, course_id = EXCLUDED.course_id, \
+             percent_bp = EXCLUDED.percent_bp, graded_at = EXCLUDED.graded_at, event_id = EXCLUDED.event_id, \
+             updated_at = now() \
+         WHERE item_grades.graded_at <= EXCLUDED.graded_at",
+    )
+    .bind(grade.user)
+    .bind(grade.item)
+    .bind(kind_str(grade.kind))
+    .bind(grade.course)
+    .bind(i32::try_from(grade.percent_bp).unwrap_or(i32::MAX))
+    .bind(grade.graded_at)
+    .bind(grade.event_id)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+#[derive(Debug, sqlx::FromRow)]
+struct GradeRow {
+    item_id: Uuid,
+    item_kind: String,
+    percent_bp: i32,
+    graded_at: OffsetDateTime,
+}
+
+/// The learner's latest grades on `items`, by item id.
+pub async fn grades(conn: &mut PgConnection, user: Uuid, items: &[Uuid]) -> Result<HashMap<Uuid, ItemGrade>> {
+    if items.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows: Vec<GradeRow> = sqlx::query_as(
+        "SELECT item_id, item_kind, percent_bp, graded_at FROM item_grades WHERE user_id = $1 AND item_id = ANY($2)",
+    )
+    .bind(user)
+    .bind(items)
+    .fetch_all(conn)
+    .await?;
+    rows.into_iter()
+        .map(|r| {
+            let grade =
+                ItemGrade { kind: parse_kind(&r.item_kind)?, percent_bp: count(r.percent_bp), graded_at: r.graded_at };
+            Ok((r.item_id, grade))
+        })
+        .collect()
+}
+
+/// A course's active enrolments with every required lesson done: those that wait on completion
+/// rules (ids in order, to lock them one by one).
+pub async fn waiting_on_rules(conn: &mut PgConnection, course: Uuid) -> Result<Vec<Uuid>> {
+    sqlx::query_scalar(
+        "SELECT id FROM enrollments WHERE course_id = $1 AND status = 'active' AND required_done >= required_total \
+         ORDER BY id",
+    )
+    .bind(course)
+    .fetch_all(conn)
+    .await
 }

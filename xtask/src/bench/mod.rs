@@ -7,12 +7,16 @@
 //! generator (this process) keeps 64 requests in flight, one per connection, and records
 //! every latency. Each scenario runs `--runs` times (default 3), interleaved, and the run with
 //! the median throughput is reported.
+//!
+//! The notifications, media and quiz measurements run on stacks of their own (`notify.rs`,
+//! `media.rs`, `quiz.rs`: 3,000 learners start the same quiz within one second).
 
 mod baseline;
 pub mod cpu;
 pub mod load;
 mod media;
 mod notify;
+mod quiz;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -49,6 +53,7 @@ const PACKAGES: &[&str] = &[
     "coursebus-worker-notifications",
     "coursebus-worker-content",
     "coursebus-worker-media",
+    "coursebus-worker-assessment",
 ];
 
 #[derive(Debug, Clone, Copy)]
@@ -62,6 +67,10 @@ struct Settings {
     notifications: bool,
     /// Run the media measurements (pipeline overhead over raw ffmpeg, transcode throughput).
     media: bool,
+    /// Run the synchronised quiz start.
+    quiz: bool,
+    /// Learners who take the quiz (`--learners N`).
+    learners: usize,
 }
 
 fn settings(args: &[String]) -> Result<Settings> {
@@ -72,6 +81,8 @@ fn settings(args: &[String]) -> Result<Settings> {
         http: true,
         notifications: true,
         media: true,
+        quiz: true,
+        learners: quiz::LEARNERS,
     };
     let mut it = args.iter();
     while let Some(arg) = it.next() {
@@ -80,28 +91,33 @@ fn settings(args: &[String]) -> Result<Settings> {
         match arg.as_str() {
             "--runs" => s.runs = value()?.max(1) as usize,
             "--seconds" => s.duration = Duration::from_secs(value()?.max(1)),
+            "--learners" => s.learners = value()?.max(1) as usize,
             "--quick" => {
                 s = Settings { runs: 1, warmup: Duration::from_millis(500), duration: Duration::from_secs(2), ..s }
             }
             "--only" => {
                 let only = it.next().map(String::as_str);
                 ensure!(
-                    matches!(only, Some("http" | "notifications" | "media")),
-                    "--only takes http, notifications or media"
+                    matches!(only, Some("http" | "notifications" | "media" | "quiz")),
+                    "--only takes http, notifications, media or quiz"
                 );
                 s.http = only == Some("http");
                 s.notifications = only == Some("notifications");
                 s.media = only == Some("media");
+                s.quiz = only == Some("quiz");
             }
             other => {
-                bail!("unknown bench option {other} (--runs N, --seconds S, --quick, --only http|notifications|media)")
+                bail!(
+                    "unknown bench option {other} (--runs N, --seconds S, --quick, --learners N, \
+                     --only http|notifications|media|quiz)"
+                )
             }
         }
     }
     Ok(s)
 }
 
-/// `cargo xtask bench [--runs N] [--seconds S] [--quick] [--only http|notifications]`.
+/// `cargo xtask bench [--runs N] [--seconds S] [--quick] [--learners N] [--only http|notifications|media|quiz]`.
 pub fn run(args: &[String]) -> Result<ExitCode> {
     let settings = settings(args)?;
     let root = workspace_root();
@@ -135,6 +151,10 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
     if settings.media {
         eprintln!("bench: media (logs in {})", logs.display());
         report.push_str(&media::run(&tools, &release, &logs, settings.runs)?);
+    }
+    if settings.quiz {
+        eprintln!("bench: quiz (logs in {})", logs.display());
+        report.push_str(&quiz::run(&tools, &release, &logs, settings.learners)?);
     }
     println!("{report}");
     let out = target.join("bench");
