@@ -3,11 +3,14 @@
 //! and park what can never succeed in the DLQ (a message is never dropped without its copy).
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind, consumer};
 use bytes::Bytes;
 use futures::StreamExt;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::{dlq, streams};
@@ -31,25 +34,56 @@ pub fn retry_delay(delivered: i64) -> Duration {
 }
 
 /// Consume durable pull consumer `config` on `stream` until `shutdown`: `handle(subject,
-/// payload)` each message, then acknowledge it as [`Handled`] says. `config.max_deliver` must be
-/// set (the last retry parks the message). Resubscribes after a broken pull.
+/// payload)` each message, one at a time and in order, then acknowledge it as [`Handled`] says.
+/// `config.max_deliver` must be set (the last retry parks the message). Resubscribes after a
+/// broken pull.
 pub async fn run<F, Fut>(
     js: jetstream::Context,
     stream: &str,
     config: consumer::pull::Config,
     shutdown: CancellationToken,
-    mut handle: F,
+    handle: F,
 ) where
-    F: FnMut(String, Bytes) -> Fut,
-    Fut: Future<Output = Handled>,
+    F: Fn(String, Bytes) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Handled> + Send + 'static,
 {
-    let name = config.durable_name.clone().unwrap_or_default();
+    run_many(js, stream, config, shutdown, 1, handle).await;
+}
+
+/// [`run`] with up to `in_flight` messages handled at once (work queues whose jobs are
+/// independent, e.g. grading): the next message is pulled as soon as a slot is free, and each is
+/// acknowledged when its own handler is done. With 1, messages are handled in order. A replica
+/// stopping drops its unfinished handlers: their messages come back to another replica.
+pub async fn run_many<F, Fut>(
+    js: jetstream::Context,
+    stream: &str,
+    config: consumer::pull::Config,
+    shutdown: CancellationToken,
+    in_flight: usize,
+    handle: F,
+) where
+    F: Fn(String, Bytes) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Handled> + Send + 'static,
+{
+    let name: Arc<str> = config.durable_name.clone().unwrap_or_default().into();
     let max_deliver = config.max_deliver;
+    let handle = Arc::new(handle);
+    let slots = Arc::new(Semaphore::new(in_flight.max(1)));
+    // Dropped on return: aborts the handlers still running (their messages stay unacknowledged).
+    let mut running = JoinSet::new();
     loop {
         let Some(mut messages) = streams::pull_durable(&js, stream, &config, &shutdown).await else {
             return;
         };
         loop {
+            let slot = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                slot = slots.clone().acquire_owned() => match slot {
+                    Ok(slot) => slot,
+                    Err(_) => return,
+                },
+            };
+            while running.try_join_next().is_some() {}
             let next = tokio::select! {
                 _ = shutdown.cancelled() => return,
                 next = messages.next() => next,
@@ -62,31 +96,31 @@ pub async fn run<F, Fut>(
                 }
                 None => break,
             };
-            let delivered = message.info().map(|i| i.delivered).unwrap_or(1);
-            let outcome = tokio::select! {
-                // A replica stopping mid-message leaves it unacknowledged: it comes back to another.
-                _ = shutdown.cancelled() => return,
-                outcome = handle(message.subject.to_string(), message.payload.clone()) => outcome,
-            };
-            let ack = match outcome {
-                Handled::Done => AckKind::Ack,
-                Handled::Retry(reason) if max_deliver <= 0 || delivered < max_deliver => {
-                    tracing::warn!(consumer = %name, subject = %message.subject, delivered, %reason, "will be retried");
-                    AckKind::Nak(Some(retry_delay(delivered)))
+            let (js, name, handle) = (js.clone(), name.clone(), handle.clone());
+            running.spawn(async move {
+                let _slot = slot;
+                let delivered = message.info().map(|i| i.delivered).unwrap_or(1);
+                let outcome = handle(message.subject.to_string(), message.payload.clone()).await;
+                let ack = match outcome {
+                    Handled::Done => AckKind::Ack,
+                    Handled::Retry(reason) if max_deliver <= 0 || delivered < max_deliver => {
+                        tracing::warn!(consumer = %name, subject = %message.subject, delivered, %reason, "will be retried");
+                        AckKind::Nak(Some(retry_delay(delivered)))
+                    }
+                    Handled::Retry(reason) => {
+                        let reason = format!("given up after {delivered} deliveries: {reason}");
+                        tracing::error!(consumer = %name, subject = %message.subject, %reason, "parking in the DLQ");
+                        dlq::give_up(&js, &message, &reason, Duration::from_secs(30)).await
+                    }
+                    Handled::Reject(reason) => {
+                        tracing::error!(consumer = %name, subject = %message.subject, %reason, "rejected; parking in the DLQ");
+                        dlq::give_up(&js, &message, &reason, Duration::from_secs(30)).await
+                    }
+                };
+                if let Err(err) = message.ack_with(ack).await {
+                    tracing::warn!(error = %err, consumer = %name, "could not acknowledge");
                 }
-                Handled::Retry(reason) => {
-                    let reason = format!("given up after {delivered} deliveries: {reason}");
-                    tracing::error!(consumer = %name, subject = %message.subject, %reason, "parking in the DLQ");
-                    dlq::give_up(&js, &message, &reason, Duration::from_secs(30)).await
-                }
-                Handled::Reject(reason) => {
-                    tracing::error!(consumer = %name, subject = %message.subject, %reason, "rejected; parking in the DLQ");
-                    dlq::give_up(&js, &message, &reason, Duration::from_secs(30)).await
-                }
-            };
-            if let Err(err) = message.ack_with(ack).await {
-                tracing::warn!(error = %err, consumer = %name, "could not acknowledge");
-            }
+            });
         }
     }
 }

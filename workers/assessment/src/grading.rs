@@ -30,7 +30,11 @@ impl Assessments {
 
     async fn grade_attempt(&self, id: Uuid) -> Result<(), sqlx::Error> {
         let mut tx = self.pool.begin().await?;
-        let Some(row) = store::attempt(&mut tx, id, true).await? else { return Ok(()) };
+        let Some(row) = store::attempt(&mut tx, id, false).await? else { return Ok(()) };
+        // All the learner's attempts at this quiz, locked in attempt order: the quiz grade sent
+        // with this one sees every other grading of theirs committed (replicas grade at once).
+        store::attempts_of(&mut tx, row.quiz_id, row.user_id, true).await?;
+        let Some(row) = store::attempt(&mut tx, id, false).await? else { return Ok(()) };
         if row.status()? != AttemptStatus::Submitted {
             return Ok(()); // graded before (a redelivered job)
         }
@@ -42,12 +46,12 @@ impl Assessments {
             .map(|(a, _)| (a.question_id, a.value))
             .collect();
         let ids: Vec<Uuid> = row.paper.0.iter().map(|q| q.question_id).collect();
-        let questions = store::questions(&mut tx, &ids).await?;
+        let questions = self.cache.questions(&mut tx, &ids).await?;
         let (results, score) = domain::grade(&questions, &answers);
         let complete = questions.iter().all(|q| !q.body.is_manual());
         let status = if complete { AttemptStatus::Graded } else { AttemptStatus::NeedsManualGrading };
         store::record_grade(&mut tx, id, status, score, &results, &self.replica).await?;
-        let quiz = store::quiz(&mut tx, row.quiz_id).await?.ok_or(sqlx::Error::RowNotFound)?;
+        let quiz = self.cache.quiz(&mut tx, row.quiz_id).await?.ok_or(sqlx::Error::RowNotFound)?;
         let course_id = quiz.course_id;
         let mut event = AttemptGraded {
             attempt_id: id,

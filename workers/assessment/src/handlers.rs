@@ -35,6 +35,8 @@ pub struct Assessments {
     pub outbox: outbox::Waker,
     /// Names this replica in `graded_by`.
     pub replica: String,
+    /// Quizzes and questions this replica has read (they never change).
+    pub cache: store::Cache,
 }
 
 pub(crate) fn db(err: sqlx::Error) -> ErrorBody {
@@ -200,7 +202,7 @@ impl Assessments {
     pub async fn start(&self, ctx: CallContext, req: QuizIdRequest) -> Result<Attempt, ErrorBody> {
         let me = self.caller(&ctx).await?;
         let mut conn = self.pool.acquire().await.map_err(db)?;
-        let quiz = store::quiz(&mut conn, req.quiz_id).await.map_err(db)?.ok_or_else(no_quiz)?;
+        let quiz = self.cache.quiz(&mut conn, req.quiz_id).await.map_err(db)?.ok_or_else(no_quiz)?;
         drop(conn);
         if !self.is_enrolled(&ctx, &me, quiz.course_id).await? {
             return Err(no_quiz());
@@ -232,9 +234,8 @@ impl Assessments {
         }
         let mut banks = Vec::new();
         for draw in &quiz.draws.0 {
-            let (_, questions) =
-                store::bank(&mut tx, draw.bank_id).await.map_err(db)?.ok_or_else(ErrorBody::internal)?;
-            banks.push((questions, draw.count));
+            let bank = self.cache.bank(&mut tx, draw.bank_id).await.map_err(db)?.ok_or_else(ErrorBody::internal)?;
+            banks.push((bank.1.clone(), draw.count));
         }
         let number = used + 1;
         let paper = domain::draw_paper(&banks, domain::paper_seed(quiz.id, me.sub, number));
@@ -259,7 +260,6 @@ impl Assessments {
         };
         store::insert_attempt(&mut tx, &row).await.map_err(db)?;
         tx.commit().await.map_err(db)?;
-        self.outbox.wake();
         tracing::info!(attempt_id = %row.id, quiz_id = %quiz.id, user_id = %me.sub, number, "attempt started");
         row.to_attempt(Vec::new()).map_err(db)
     }
@@ -301,7 +301,14 @@ impl Assessments {
             return Err(ErrorBody::conflict("time is up: answers after the deadline are not counted")
                 .with_details(serde_json::json!({ "deadline": row.deadline })));
         }
+        let mut seen = std::collections::HashSet::new();
         for answer in &req.answers {
+            if !seen.insert(answer.question_id) {
+                return Err(ErrorBody::invalid_field(
+                    "answers",
+                    format!("question {} is answered twice", answer.question_id),
+                ));
+            }
             let Some(question) = row.paper.0.iter().find(|q| q.question_id == answer.question_id) else {
                 return Err(ErrorBody::invalid_field(
                     "answers",
@@ -316,8 +323,8 @@ impl Assessments {
                     format!("the answer to {} is over 20000 characters", question.question_id),
                 ));
             }
-            store::save_answer(&mut tx, row.id, answer, now).await.map_err(db)?;
         }
+        store::save_answers(&mut tx, row.id, &req.answers, now).await.map_err(db)?;
         tx.commit().await.map_err(db)?;
         Ok(SavedAnswers { saved: u32::try_from(req.answers.len()).unwrap_or(u32::MAX), saved_at: now })
     }

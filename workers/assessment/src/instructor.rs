@@ -93,7 +93,9 @@ impl Assessments {
         drop(conn);
         let quiz = self.quiz_as_author(&ctx, &me, row.quiz_id).await?;
         let mut tx = self.pool.begin().await.map_err(db)?;
-        let row = store::attempt(&mut tx, row.id, true).await.map_err(db)?.ok_or_else(ErrorBody::internal)?;
+        // Every attempt of the learner at this quiz, in attempt order (as grading locks them).
+        store::attempts_of(&mut tx, row.quiz_id, row.user_id, true).await.map_err(db)?;
+        let row = store::attempt(&mut tx, row.id, false).await.map_err(db)?.ok_or_else(ErrorBody::internal)?;
         if row.status().map_err(db)? != AttemptStatus::NeedsManualGrading {
             return Err(ErrorBody::conflict("this attempt has no essay waiting to be graded"));
         }

@@ -66,6 +66,8 @@ pub struct Config {
     pub call_deadline: Duration,
     /// How long a grading job may go unacknowledged before another replica gets it.
     pub grading_ack_wait: Duration,
+    /// Grading jobs one replica works on at once.
+    pub grading_concurrency: usize,
     /// How often overdue attempts are looked for.
     pub sweep_every: Duration,
 }
@@ -79,6 +81,7 @@ impl Config {
             db_max_connections: 10,
             call_deadline: Duration::from_secs(2),
             grading_ack_wait: Duration::from_secs(30),
+            grading_concurrency: 8,
             sweep_every: Duration::from_secs(5),
         }
     }
@@ -109,6 +112,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Asse
         call_deadline: config.call_deadline,
         outbox: relay.waker(),
         replica: format!("assessment-{}", uuid::Uuid::now_v7().simple()),
+        cache: store::Cache::default(),
     });
 
     let mut service = MicroService::start(&client, SPEC, shutdown.clone()).await?;
@@ -140,6 +144,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Asse
     tracing::info!(endpoints = 21, first = %<CreateBank as Rpc>::ENDPOINT.subject(), replica = %assessments.replica, "assessment serving");
 
     // Both job kinds share `JOB_GRADING`, each with the durable consumer all replicas pull from.
+    let grading_in_flight = config.grading_concurrency;
     let job_consumer = |durable: &str, filter: &str| consumer::pull::Config {
         durable_name: Some(durable.into()),
         filter_subject: filter.into(),
@@ -151,10 +156,17 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Asse
     let grading = {
         let assessments = assessments.clone();
         let config = job_consumer(subj::GRADING_CONSUMER, subj::JOB_GRADE_ATTEMPT);
-        tokio::spawn(consume::run(js.clone(), subj::JOB_STREAM, config, shutdown.clone(), move |_, payload| {
-            let assessments = assessments.clone();
-            async move { assessments.on_grading_job(payload).await }
-        }))
+        tokio::spawn(consume::run_many(
+            js.clone(),
+            subj::JOB_STREAM,
+            config,
+            shutdown.clone(),
+            grading_in_flight,
+            move |_, payload| {
+                let assessments = assessments.clone();
+                async move { assessments.on_grading_job(payload).await }
+            },
+        ))
     };
     let similarity = {
         let assessments = assessments.clone();

@@ -14,6 +14,12 @@ async fn main() -> anyhow::Result<()> {
         config.grading_ack_wait =
             std::time::Duration::from_secs(secs.parse().context("CB_GRADING_ACK_WAIT_SECS must be a number")?);
     }
+    if let Some(n) = env("CB_GRADING_CONCURRENCY") {
+        config.grading_concurrency = n.parse().context("CB_GRADING_CONCURRENCY must be a number")?;
+    }
+    if let Some(n) = env("CB_ASSESSMENT_DB_MAX_CONNECTIONS") {
+        config.db_max_connections = n.parse().context("CB_ASSESSMENT_DB_MAX_CONNECTIONS must be a number")?;
+    }
     if let Some(replicas) = env("CB_STREAM_REPLICAS") {
         config.stream_replicas = replicas.parse().context("CB_STREAM_REPLICAS must be a number")?;
     }

@@ -6,6 +6,9 @@ use coursebus_contracts::assessment::{
     Item, LatePolicy, PaperQuestion, Question, QuestionBody, QuestionResult, Quiz, RubricCriterion, ScoringPolicy,
     SimilarityMatch, Submission, SubmissionGrade, SubmissionStatus, SubmissionType,
 };
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use sqlx::PgConnection;
 use sqlx::types::Json;
 use time::OffsetDateTime;
@@ -251,14 +254,26 @@ pub async fn mark_submitted(conn: &mut PgConnection, id: Uuid, at: OffsetDateTim
     Ok(())
 }
 
-pub async fn save_answer(conn: &mut PgConnection, attempt: Uuid, answer: &Answer, at: OffsetDateTime) -> Result<()> {
+/// Save (or replace) answers, in one statement.
+pub async fn save_answers(
+    conn: &mut PgConnection,
+    attempt: Uuid,
+    answers: &[Answer],
+    at: OffsetDateTime,
+) -> Result<()> {
+    if answers.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Uuid> = answers.iter().map(|a| a.question_id).collect();
+    let values: Vec<Json<&AnswerValue>> = answers.iter().map(|a| Json(&a.value)).collect();
     sqlx::query(
-        "INSERT INTO answers (attempt_id, question_id, value, saved_at) VALUES ($1, $2, $3, $4) \
+        "INSERT INTO answers (attempt_id, question_id, value, saved_at) \
+         SELECT $1, q, v, $4 FROM unnest($2::uuid[], $3::jsonb[]) AS t(q, v) \
          ON CONFLICT (attempt_id, question_id) DO UPDATE SET value = EXCLUDED.value, saved_at = EXCLUDED.saved_at",
     )
     .bind(attempt)
-    .bind(answer.question_id)
-    .bind(Json(&answer.value))
+    .bind(&ids)
+    .bind(&values)
     .bind(at)
     .execute(conn)
     .await?;
@@ -671,4 +686,71 @@ pub async fn reports(
     .bind(assignment)
     .fetch_all(conn)
     .await
+}
+
+// -- the replica's cache of what never changes -------------------------------------------------
+
+type Shelf<V> = Mutex<HashMap<Uuid, V>>;
+
+/// A bank's course and its questions.
+pub type BankRow = (Uuid, Vec<Question>);
+
+/// Quizzes and questions are never edited (a changed question is a new one), so each replica
+/// keeps the ones it has read: a quiz start or a grading job then reads only the attempt's own
+/// rows. Bounded: past [`Cache::LIMIT`] entries a map starts over.
+#[derive(Debug, Default)]
+pub struct Cache {
+    quizzes: Shelf<Arc<QuizRow>>,
+    banks: Shelf<Arc<BankRow>>,
+    questions: Shelf<Question>,
+}
+
+fn remember<V: Clone>(map: &Shelf<V>, id: Uuid, value: &V) {
+    let mut map = map.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if map.len() >= Cache::LIMIT {
+        map.clear();
+    }
+    map.insert(id, value.clone());
+}
+
+fn recall<V: Clone>(map: &Shelf<V>, id: &Uuid) -> Option<V> {
+    map.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(id).cloned()
+}
+
+impl Cache {
+    pub const LIMIT: usize = 10_000;
+
+    pub async fn quiz(&self, conn: &mut PgConnection, id: Uuid) -> Result<Option<Arc<QuizRow>>> {
+        if let Some(quiz) = recall(&self.quizzes, &id) {
+            return Ok(Some(quiz));
+        }
+        let Some(quiz) = quiz(conn, id).await? else { return Ok(None) };
+        let quiz = Arc::new(quiz);
+        remember(&self.quizzes, id, &quiz);
+        Ok(Some(quiz))
+    }
+
+    /// A bank's course and questions (see [`bank`]).
+    pub async fn bank(&self, conn: &mut PgConnection, id: Uuid) -> Result<Option<Arc<BankRow>>> {
+        if let Some(bank) = recall(&self.banks, &id) {
+            return Ok(Some(bank));
+        }
+        let Some(bank) = bank(conn, id).await? else { return Ok(None) };
+        let bank = Arc::new(bank);
+        remember(&self.banks, id, &bank);
+        Ok(Some(bank))
+    }
+
+    /// Questions by id, in the order of `ids` (see [`questions`]).
+    pub async fn questions(&self, conn: &mut PgConnection, ids: &[Uuid]) -> Result<Vec<Question>> {
+        let known: Vec<Option<Question>> = ids.iter().map(|id| recall(&self.questions, id)).collect();
+        if known.iter().all(Option::is_some) {
+            return Ok(known.into_iter().flatten().collect());
+        }
+        let read = questions(conn, ids).await?;
+        for q in &read {
+            remember(&self.questions, q.id, q);
+        }
+        Ok(read)
+    }
 }
