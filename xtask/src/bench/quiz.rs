@@ -73,7 +73,7 @@ pub fn run(tools: &Tools, release: &Path, logs: &Path, learners: usize) -> Resul
     let gateway = format!("127.0.0.1:{}", free_port()?);
     let mut procs: Vec<Server> = super::start_core(release, &nats, &pg, &mongo, "quiz", logs)?;
     for replica in 1..=ASSESSMENT_REPLICAS {
-        // The worker's default pool (10 connections per replica; it has no setting for it).
+        // The worker's defaults: 10 database connections and 8 grading jobs at once per replica.
         let mut cmd = Command::new(release.join("coursebus-worker-assessment"));
         cmd.env("CB_NATS_URL", nats.url()).env("CB_ASSESSMENT_DATABASE_URL", pg.url("assessment"));
         procs.push(start(cmd, &format!("quiz-assessment-{replica}"), logs)?);
