@@ -16,7 +16,7 @@ use xtask::stack::{Tools, workspace_root};
 const USAGE: &str = "usage: cargo xtask <up|test|bench|stack> [args]\n\
   up            run the platform locally with demo data (Ctrl-C stops it, data is kept)\n\
   test [args]   run the whole test suite against real servers (args go to cargo test)\n\
-  bench [opts]  measure the platform against a monolith and the raw ceilings (--runs N, --seconds S, --quick, --only http|notifications|media|quiz, --learners N)\n\
+  bench [opts]  measure the platform against a monolith and the raw ceilings (--runs N, --seconds S, --quick, --only http|notifications|media|quiz, --learners N, --think-ms N)\n\
   stack         install the pinned servers into .stack/ and print where they are";
 
 fn main() -> ExitCode {

@@ -71,6 +71,8 @@ struct Settings {
     quiz: bool,
     /// Learners who take the quiz (`--learners N`).
     learners: usize,
+    /// How long after its start a quiz learner answers (`--think-ms N`).
+    think: Duration,
 }
 
 fn settings(args: &[String]) -> Result<Settings> {
@@ -83,6 +85,7 @@ fn settings(args: &[String]) -> Result<Settings> {
         media: true,
         quiz: true,
         learners: quiz::LEARNERS,
+        think: Duration::ZERO,
     };
     let mut it = args.iter();
     while let Some(arg) = it.next() {
@@ -92,6 +95,7 @@ fn settings(args: &[String]) -> Result<Settings> {
             "--runs" => s.runs = value()?.max(1) as usize,
             "--seconds" => s.duration = Duration::from_secs(value()?.max(1)),
             "--learners" => s.learners = value()?.max(1) as usize,
+            "--think-ms" => s.think = Duration::from_millis(value()?),
             "--quick" => {
                 s = Settings { runs: 1, warmup: Duration::from_millis(500), duration: Duration::from_secs(2), ..s }
             }
@@ -108,7 +112,7 @@ fn settings(args: &[String]) -> Result<Settings> {
             }
             other => {
                 bail!(
-                    "unknown bench option {other} (--runs N, --seconds S, --quick, --learners N, \
+                    "unknown bench option {other} (--runs N, --seconds S, --quick, --learners N, --think-ms N, \
                      --only http|notifications|media|quiz)"
                 )
             }
@@ -117,7 +121,7 @@ fn settings(args: &[String]) -> Result<Settings> {
     Ok(s)
 }
 
-/// `cargo xtask bench [--runs N] [--seconds S] [--quick] [--learners N] [--only http|notifications|media|quiz]`.
+/// `cargo xtask bench [--runs N] [--seconds S] [--quick] [--learners N] [--think-ms N] [--only http|notifications|media|quiz]`.
 pub fn run(args: &[String]) -> Result<ExitCode> {
     let settings = settings(args)?;
     let root = workspace_root();
@@ -154,7 +158,7 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
     }
     if settings.quiz {
         eprintln!("bench: quiz (logs in {})", logs.display());
-        report.push_str(&quiz::run(&tools, &release, &logs, settings.learners)?);
+        report.push_str(&quiz::run(&tools, &release, &logs, settings.learners, settings.think)?);
     }
     println!("{report}");
     let out = target.join("bench");

@@ -61,7 +61,8 @@ const TARGET_START_P99: Duration = Duration::from_millis(500);
 const GRADING_WAIT: Duration = Duration::from_secs(300);
 
 /// Run the measurement on a stack of its own; returns the report section.
-pub fn run(tools: &Tools, release: &Path, logs: &Path, learners: usize) -> Result<String> {
+/// `think`: each learner answers this long after its start was due (0: at once).
+pub fn run(tools: &Tools, release: &Path, logs: &Path, learners: usize, think: Duration) -> Result<String> {
     ensure!(learners > 0, "--learners must be at least 1");
     let dir = tempfile::Builder::new().prefix("coursebus-bench-quiz-").tempdir()?;
     let nats = Nats::start(tools, &dir.path().join("nats"), 0, 0, &logs.join("quiz-nats.log"))?;
@@ -104,10 +105,10 @@ pub fn run(tools: &Tools, release: &Path, logs: &Path, learners: usize) -> Resul
         }
         meter.add_alone("load generator", std::process::id());
         let fixture = setup(&base, learners).await?;
-        let measured = measure(&base, &client, &fixture, &meter).await?;
+        let measured = measure(&base, &client, &fixture, &meter, think).await?;
         let db = sqlx::PgPool::connect(&pg.url("assessment")).await?;
         let checked = verify(&client, &db, &fixture, &measured).await?;
-        let report = report(&fixture, &measured, &checked);
+        let report = report(&fixture, &measured, &checked, think);
         if !checked.problems.is_empty() {
             eprintln!("{report}");
             bail!("the quiz benchmark failed its checks:\n- {}", checked.problems.join("\n- "));
@@ -261,6 +262,8 @@ struct Shared {
     base: String,
     quiz: Uuid,
     answers: HashMap<Uuid, Value>,
+    /// How long after its start was due a learner sends its answers.
+    think: Duration,
 }
 
 /// One learner's way through the quiz.
@@ -297,6 +300,8 @@ async fn learner(shared: Arc<Shared>, token: String, due: Instant) -> Result<Don
         call(&shared, shared.http.post(format!("{base}/v1/quizzes/{quiz}/attempts")).bearer_auth(&token), "start")
             .await?;
     let start = due.elapsed();
+    // Reading the paper and answering (the save waits for this if the start came back sooner).
+    tokio::time::sleep_until(due + shared.think).await;
     let id = attempt["id"].as_str().and_then(|id| id.parse::<Uuid>().ok()).ok_or("start: no attempt id")?;
     let paper = attempt["paper"].as_array().ok_or("start: no paper")?;
     if paper.len() != QUESTIONS {
@@ -359,7 +364,13 @@ struct Measured {
     window: Duration,
 }
 
-async fn measure(base: &str, nats: &async_nats::Client, fixture: &Fixture, meter: &cpu::CpuMeter) -> Result<Measured> {
+async fn measure(
+    base: &str,
+    nats: &async_nats::Client,
+    fixture: &Fixture,
+    meter: &cpu::CpuMeter,
+    think: Duration,
+) -> Result<Measured> {
     let n = fixture.learners.len();
     let http = reqwest::Client::builder().pool_max_idle_per_host(CONNECTIONS).build()?;
     let shared = Arc::new(Shared {
@@ -368,6 +379,7 @@ async fn measure(base: &str, nats: &async_nats::Client, fixture: &Fixture, meter
         base: base.to_owned(),
         quiz: fixture.quiz,
         answers: fixture.answers.clone(),
+        think,
     });
 
     let mut events = nats.subscribe(subj::EVT_ATTEMPT_GRADED).await?;
@@ -517,7 +529,7 @@ fn pct(values: &[Duration], p: f64) -> Duration {
     v[((v.len() as f64 * p).ceil() as usize).clamp(1, v.len()) - 1]
 }
 
-fn report(f: &Fixture, m: &Measured, c: &Checked) -> String {
+fn report(f: &Fixture, m: &Measured, c: &Checked, think: Duration) -> String {
     let n = f.learners.len();
     let ms = |d: Duration| format!("{:.0}", d.as_secs_f64() * 1000.0);
     let secs = |d: Duration| format!("{:.2}", d.as_secs_f64());
@@ -543,7 +555,7 @@ fn report(f: &Fixture, m: &Measured, c: &Checked) -> String {
     let last_sent = m.done.iter().map(|d| d.start_sent).max().unwrap_or(m.first_start);
     let last_submitted = m.done.iter().map(|d| d.submit_sent + d.submit).max().unwrap_or(m.first_start);
     format!(
-        "\n### Quiz: {n} learners start the same {QUESTIONS}-question quiz within {} s\n\n\
+        "\n### Quiz: {n} learners start the same {QUESTIONS}-question quiz within {} s, answer {} s after their start was due\n\n\
          | measure | value | target |\n|---|---:|---|\n\
          | start attempt `POST /v1/quizzes/{{id}}/attempts`: p50 / p99 / max (ms, from when it was due) | {} / {} / {} | p99 < {} ms: {} |\n\
          | … the last start request was sent (s after the first was due) | {} | — |\n\
@@ -561,6 +573,7 @@ fn report(f: &Fixture, m: &Measured, c: &Checked) -> String {
          CPU seconds from the first start to the last grade ({} s, {total_cpu:.1} CPU-s in all, \
          {:.2} cores busy on average): {}\n",
         SPREAD.as_secs(),
+        secs(think),
         ms(pct(&starts, 0.5)),
         ms(start_p99),
         ms(pct(&starts, 1.0)),
