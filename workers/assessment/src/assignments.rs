@@ -225,7 +225,8 @@ impl Assessments {
             }
         };
         let version = u32::try_from(saved.version).unwrap_or(0);
-        if row.check_plagiarism && saved.text.is_some() {
+        // Also when the new version has no text: the others' reports must forget the old text.
+        if row.check_plagiarism {
             outbox::enqueue(&mut tx, &similarity_job(row.id, saved.id, version), None).await.map_err(outbox_error)?;
         }
         tx.commit().await.map_err(db)?;
