@@ -112,6 +112,30 @@ impl Task {
         Self { shutdown, handle: Some(handle), runtime: Some(runtime) }
     }
 
+    /// Run a worker's `run(config, shutdown)` as a replica, logging its failure: on the test's
+    /// runtime, or (`isolated`) on a runtime of its own so that it can be killed.
+    fn replica<F, Fut, E>(name: &'static str, isolated: bool, run: F) -> Self
+    where
+        F: FnOnce(CancellationToken) -> Fut,
+        Fut: std::future::Future<Output = Result<(), E>> + Send + 'static,
+        E: std::fmt::Display,
+    {
+        let body = move |token: CancellationToken| -> JoinHandleFuture {
+            let replica = run(token);
+            Box::pin(async move {
+                if let Err(err) = replica.await {
+                    tracing::error!(error = %err, replica = name, "replica failed");
+                }
+            })
+        };
+        if isolated {
+            return Self::isolated(name, body);
+        }
+        let shutdown = CancellationToken::new();
+        let handle = tokio::spawn(body(shutdown.clone()));
+        Self { shutdown, handle: Some(handle), runtime: None }
+    }
+
     /// Ask the replica to stop and wait until it has.
     async fn stop(mut self) {
         self.shutdown.cancel();
@@ -304,14 +328,8 @@ impl Platform {
         config.auth_rate_limit.replenish = options.rate_limit_replenish;
         config.stripe_webhook_secret =
             Some(coursebus_gateway::webhook::WebhookSecret::new(platform.stripe_webhook_secret.clone()));
-        let shutdown = CancellationToken::new();
-        let token = shutdown.clone();
-        let handle = tokio::spawn(async move {
-            if let Err(err) = coursebus_gateway::serve(config, listener, token).await {
-                tracing::error!(error = %err, "gateway failed");
-            }
-        });
-        platform.gateway = Some(Task { shutdown, handle: Some(handle), runtime: None });
+        platform.gateway =
+            Some(Task::replica("gateway", false, |token| coursebus_gateway::serve(config, listener, token)));
         platform.wait_identity_replicas(options.identity_replicas).await?;
         platform.wait_replicas("catalog", options.catalog_replicas).await?;
         platform.wait_replicas("search", options.search_replicas).await?;
@@ -339,28 +357,16 @@ impl Platform {
     /// Start one more identity replica (returns at once; see [`Platform::wait_identity_replicas`]).
     pub fn start_identity_replica(&mut self) {
         let config = self.identity_config();
-        let shutdown = CancellationToken::new();
-        let token = shutdown.clone();
-        let handle = tokio::spawn(async move {
-            if let Err(err) = coursebus_worker_identity::run(config, token).await {
-                tracing::error!(error = %err, "identity replica failed");
-            }
-        });
-        self.identity.push(Task { shutdown, handle: Some(handle), runtime: None });
+        self.identity
+            .push(Task::replica("identity-replica", false, |token| coursebus_worker_identity::run(config, token)));
     }
 
     /// Start one more catalog replica (returns at once; see [`Platform::wait_replicas`]).
     pub fn start_catalog_replica(&mut self) {
         let mut config = coursebus_worker_catalog::Config::new(self.nats.url_as("catalog"), self.mongodb_url.clone());
         config.database = self.catalog_db.clone();
-        let shutdown = CancellationToken::new();
-        let token = shutdown.clone();
-        let handle = tokio::spawn(async move {
-            if let Err(err) = coursebus_worker_catalog::run(config, token).await {
-                tracing::error!(error = %err, "catalog replica failed");
-            }
-        });
-        self.catalog.push(Task { shutdown, handle: Some(handle), runtime: None });
+        self.catalog
+            .push(Task::replica("catalog-replica", false, |token| coursebus_worker_catalog::run(config, token)));
     }
 
     /// The configuration a search replica of this platform starts with.
@@ -375,14 +381,7 @@ impl Platform {
     }
 
     pub fn start_search_replica_with(&mut self, config: coursebus_worker_search::Config) {
-        let shutdown = CancellationToken::new();
-        let token = shutdown.clone();
-        let handle = tokio::spawn(async move {
-            if let Err(err) = coursebus_worker_search::run(config, token).await {
-                tracing::error!(error = %err, "search replica failed");
-            }
-        });
-        self.search.push(Task { shutdown, handle: Some(handle), runtime: None });
+        self.search.push(Task::replica("search-replica", false, |token| coursebus_worker_search::run(config, token)));
     }
 
     /// The configuration an enrollment replica of this platform starts with.
@@ -399,13 +398,8 @@ impl Platform {
     /// It runs on a runtime of its own: [`Platform::kill_replicas`] can crash it mid-saga.
     pub fn start_enrollment_replica(&mut self) {
         let config = self.enrollment_config();
-        self.enrollment.push(Task::isolated("enrollment-replica", |token| {
-            Box::pin(async move {
-                if let Err(err) = coursebus_worker_enrollment::run(config, token).await {
-                    tracing::error!(error = %err, "enrollment replica failed");
-                }
-            })
-        }));
+        self.enrollment
+            .push(Task::replica("enrollment-replica", true, |token| coursebus_worker_enrollment::run(config, token)));
     }
 
     /// The configuration a payments replica of this platform starts with: its localstripe, a
@@ -441,25 +435,15 @@ impl Platform {
     /// Start one more assessment replica on a runtime of its own (it can be killed mid-job).
     pub fn start_assessment_replica(&mut self) {
         let config = self.assessment_config();
-        self.assessment.push(Task::isolated("assessment-replica", |token| {
-            Box::pin(async move {
-                if let Err(err) = coursebus_worker_assessment::run(config, token).await {
-                    tracing::error!(error = %err, "assessment replica failed");
-                }
-            })
-        }));
+        self.assessment
+            .push(Task::replica("assessment-replica", true, |token| coursebus_worker_assessment::run(config, token)));
     }
 
     /// Start one more payments replica (returns at once; see [`Platform::wait_replicas`]).
     pub fn start_payments_replica(&mut self) {
         let config = self.payments_config();
-        self.payments.push(Task::isolated("payments-replica", |token| {
-            Box::pin(async move {
-                if let Err(err) = coursebus_worker_payments::run(config, token).await {
-                    tracing::error!(error = %err, "payments replica failed");
-                }
-            })
-        }));
+        self.payments
+            .push(Task::replica("payments-replica", true, |token| coursebus_worker_payments::run(config, token)));
     }
 
     /// The configuration a notifications replica of this platform starts with: the shared SMTP
@@ -485,14 +469,9 @@ impl Platform {
     }
 
     pub fn start_notifications_replica_with(&mut self, config: coursebus_worker_notifications::Config) {
-        let shutdown = CancellationToken::new();
-        let token = shutdown.clone();
-        let handle = tokio::spawn(async move {
-            if let Err(err) = coursebus_worker_notifications::run(config, token).await {
-                tracing::error!(error = %err, "notifications replica failed");
-            }
-        });
-        self.notifications.push(Task { shutdown, handle: Some(handle), runtime: None });
+        self.notifications.push(Task::replica("notifications-replica", false, |token| {
+            coursebus_worker_notifications::run(config, token)
+        }));
     }
 
     /// Stop every replica of `service` (gracefully).
@@ -571,14 +550,8 @@ impl Platform {
     /// Start one more content replica (returns at once; see [`Platform::wait_replicas`]).
     pub fn start_content_replica(&mut self) {
         let config = self.content_config();
-        let shutdown = CancellationToken::new();
-        let token = shutdown.clone();
-        let handle = tokio::spawn(async move {
-            if let Err(err) = coursebus_worker_content::run(config, token).await {
-                tracing::error!(error = %err, "content replica failed");
-            }
-        });
-        self.content.push(Task { shutdown, handle: Some(handle), runtime: None });
+        self.content
+            .push(Task::replica("content-replica", false, |token| coursebus_worker_content::run(config, token)));
     }
 
     /// The configuration a media replica of this platform starts with: a short `ack_wait`,
@@ -599,13 +572,7 @@ impl Platform {
 
     /// Media replicas run on runtimes of their own: [`Platform::kill_replicas`] can crash them.
     pub fn start_media_replica_with(&mut self, config: coursebus_worker_media::Config) {
-        self.media.push(Task::isolated("media-replica", |token| {
-            Box::pin(async move {
-                if let Err(err) = coursebus_worker_media::run(config, token).await {
-                    tracing::error!(error = %err, "media replica failed");
-                }
-            })
-        }));
+        self.media.push(Task::replica("media-replica", true, |token| coursebus_worker_media::run(config, token)));
     }
 
     /// Kill one replica of `service` (the oldest), as a crash would; the others keep running.
