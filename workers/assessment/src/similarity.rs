@@ -1,10 +1,9 @@
 //! The plagiarism check as a job: each hand-in (of an assignment checked for plagiarism) queues a
 //! `CheckSimilarityJob` on `JOB_GRADING` (own durable consumer, `assessment_similarity`, shared
-//! by the replicas). A job
-//! re-checks the whole assignment — every current text submission against every other, with
-//! shingling + MinHash/LSH (`plagiarism.rs`) — and stores one report per submission, so an
-//! earlier hand-in also learns of a later copy. Checks of one assignment run one at a time
-//! (advisory lock); a redelivered job just computes the same reports again.
+//! by the replicas). A job re-checks the whole assignment — every current text submission
+//! against every other, with shingling + MinHash/LSH (`plagiarism.rs`) — and stores one report
+//! per submission, so an earlier hand-in also learns of a later copy. Checks of one assignment
+//! run one at a time (advisory lock); a redelivered job just computes the same reports again.
 
 use bytes::Bytes;
 use coursebus_bus::CallContext;
