@@ -26,7 +26,7 @@ pub fn paper_seed(quiz: Uuid, user: Uuid, number: u32) -> u64 {
 
 /// Draw `count` questions from each bank (in draw order) and shuffle the paper and every
 /// question's choices, from `seed`.
-pub fn draw_paper(banks: &[(Vec<Question>, u32)], seed: u64) -> Vec<PaperQuestion> {
+pub fn draw_paper(banks: &[(&[Question], u32)], seed: u64) -> Vec<PaperQuestion> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut paper: Vec<&Question> = Vec::new();
     for (questions, count) in banks {
@@ -297,10 +297,10 @@ mod tests {
     fn papers_are_stable_per_seed_and_differ_between_learners() {
         let questions = bank(20);
         let (quiz, ada, bob) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
-        let a1 = draw_paper(&[(questions.clone(), 10)], paper_seed(quiz, ada, 1));
-        let a1_again = draw_paper(&[(questions.clone(), 10)], paper_seed(quiz, ada, 1));
-        let b1 = draw_paper(&[(questions.clone(), 10)], paper_seed(quiz, bob, 1));
-        let a2 = draw_paper(&[(questions, 10)], paper_seed(quiz, ada, 2));
+        let a1 = draw_paper(&[(&questions, 10)], paper_seed(quiz, ada, 1));
+        let a1_again = draw_paper(&[(&questions, 10)], paper_seed(quiz, ada, 1));
+        let b1 = draw_paper(&[(&questions, 10)], paper_seed(quiz, bob, 1));
+        let a2 = draw_paper(&[(&questions, 10)], paper_seed(quiz, ada, 2));
         assert_eq!(a1, a1_again);
         assert_eq!(a1.len(), 10);
         assert_ne!(a1, b1);

@@ -33,8 +33,8 @@ impl Assessments {
         let Some(row) = store::attempt(&mut tx, id, false).await? else { return Ok(()) };
         // All the learner's attempts at this quiz, locked in attempt order: the quiz grade sent
         // with this one sees every other grading of theirs committed (replicas grade at once).
-        store::attempts_of(&mut tx, row.quiz_id, row.user_id, true).await?;
-        let Some(row) = store::attempt(&mut tx, id, false).await? else { return Ok(()) };
+        let locked = store::attempts_of(&mut tx, row.quiz_id, row.user_id, true).await?;
+        let Some(row) = locked.into_iter().find(|a| a.id == id) else { return Ok(()) };
         if row.status()? != AttemptStatus::Submitted {
             return Ok(()); // graded before (a redelivered job)
         }

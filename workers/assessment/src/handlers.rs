@@ -235,10 +235,11 @@ impl Assessments {
         let mut banks = Vec::new();
         for draw in &quiz.draws.0 {
             let bank = self.cache.bank(&mut tx, draw.bank_id).await.map_err(db)?.ok_or_else(ErrorBody::internal)?;
-            banks.push((bank.1.clone(), draw.count));
+            banks.push((bank, draw.count));
         }
         let number = used + 1;
-        let paper = domain::draw_paper(&banks, domain::paper_seed(quiz.id, me.sub, number));
+        let draws: Vec<(&[Question], u32)> = banks.iter().map(|(bank, count)| (bank.1.as_slice(), *count)).collect();
+        let paper = domain::draw_paper(&draws, domain::paper_seed(quiz.id, me.sub, number));
         let max_points: u32 = paper.iter().map(|q| q.points).sum();
         let deadline = quiz.time_limit_secs.map(|secs| {
             let end = now + time::Duration::seconds(i64::from(secs));

@@ -94,8 +94,8 @@ impl Assessments {
         let quiz = self.quiz_as_author(&ctx, &me, row.quiz_id).await?;
         let mut tx = self.pool.begin().await.map_err(db)?;
         // Every attempt of the learner at this quiz, in attempt order (as grading locks them).
-        store::attempts_of(&mut tx, row.quiz_id, row.user_id, true).await.map_err(db)?;
-        let row = store::attempt(&mut tx, row.id, false).await.map_err(db)?.ok_or_else(ErrorBody::internal)?;
+        let locked = store::attempts_of(&mut tx, row.quiz_id, row.user_id, true).await.map_err(db)?;
+        let row = locked.into_iter().find(|a| a.id == row.id).ok_or_else(ErrorBody::internal)?;
         if row.status().map_err(db)? != AttemptStatus::NeedsManualGrading {
             return Err(ErrorBody::conflict("this attempt has no essay waiting to be graded"));
         }

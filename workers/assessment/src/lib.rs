@@ -48,14 +48,9 @@ pub const SPEC: ServiceSpec = ServiceSpec {
     description: "Question banks, quizzes, attempts and grading",
 };
 
-/// Failures that stop the worker (as opposed to refused requests).
-#[derive(Debug, thiserror::Error)]
-pub enum AssessmentError {
-    #[error(transparent)]
-    Start(#[from] coursebus_bus::worker::StartError),
-    #[error(transparent)]
-    Bus(#[from] coursebus_bus::BusError),
-}
+/// Failures that stop the worker (as opposed to refused requests): all of them happen while it
+/// starts (database, migrations, NATS, streams, endpoints).
+pub type AssessmentError = coursebus_bus::worker::StartError;
 
 #[derive(Debug, Clone)]
 pub struct Config {

@@ -39,14 +39,9 @@ pub const SPEC: ServiceSpec = ServiceSpec {
     description: "Enrolments, progress, completion and certificates",
 };
 
-/// Failures that stop the worker (as opposed to refused requests).
-#[derive(Debug, thiserror::Error)]
-pub enum EnrollmentError {
-    #[error(transparent)]
-    Start(#[from] coursebus_bus::worker::StartError),
-    #[error(transparent)]
-    Bus(#[from] coursebus_bus::BusError),
-}
+/// Failures that stop the worker (as opposed to refused requests): all of them happen while it
+/// starts (database, migrations, NATS, streams, endpoints).
+pub type EnrollmentError = coursebus_bus::worker::StartError;
 
 #[derive(Debug, Clone)]
 pub struct Config {

@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 use coursebus_contracts::subjects::content;
 use futures::StreamExt;
 
-use super::{PASSWORD, publish_course, send, start, token, wait_replicas};
+use super::{publish_course, send, start, wait_replicas};
 use crate::process::{Server, start_logged, wait_http_ok};
 use crate::s3::S3Server;
 use crate::stack::{Durability, Mongo, Nats, Postgres, Tools, free_port};
@@ -153,17 +153,8 @@ struct Platform {
 impl Platform {
     async fn setup(base: &str, nats: async_nats::Client) -> Result<Self> {
         let http = reqwest::Client::new();
-        let admin = token(&http, base, super::ADMIN_EMAIL, "10.3.0.1").await?;
-        let email = "media-teacher@coursebus.test";
-        let teacher = send(
-            http.post(format!("{base}/v1/auth/register")).header("x-forwarded-for", "10.3.0.2").json(&json!({
-                "email": email, "password": PASSWORD, "display_name": "Filming Teacher"})),
-            201,
-        )
-        .await?;
-        let teacher_id = teacher["id"].as_str().context("teacher id")?;
-        send(http.put(format!("{base}/v1/users/{teacher_id}/roles/instructor")).bearer_auth(&admin), 200).await?;
-        let teacher = token(&http, base, email, "10.3.0.2").await?;
+        let teacher =
+            super::instructor(&http, base, "media-teacher@coursebus.test", "Filming Teacher", "10.3.0").await?;
         let (course, _) = publish_course(&http, base, &teacher, 0).await?;
         Ok(Self { http, nats, base: base.to_owned(), teacher, course })
     }

@@ -329,18 +329,25 @@ async fn token(http: &reqwest::Client, gateway: &str, email: &str, client: &str)
     body["access_token"].as_str().map(str::to_owned).context("no access_token")
 }
 
-async fn setup(gateway: &str) -> Result<Fixture> {
-    let http = reqwest::Client::new();
-    let admin = token(&http, gateway, ADMIN_EMAIL, "10.0.0.1").await?;
+/// Register `email` as an instructor (the benchmark admin grants the role; requests come from
+/// client addresses `{net}.1` and `{net}.2`); their access token.
+async fn instructor(http: &reqwest::Client, gateway: &str, email: &str, name: &str, net: &str) -> Result<String> {
+    let admin = token(http, gateway, ADMIN_EMAIL, &format!("{net}.1")).await?;
+    let client = format!("{net}.2");
     let teacher = send(
-        http.post(format!("{gateway}/v1/auth/register")).header("x-forwarded-for", "10.0.0.2").json(&json!({
-            "email": "bench-teacher@coursebus.test", "password": PASSWORD, "display_name": "Bench Teacher"})),
+        http.post(format!("{gateway}/v1/auth/register")).header("x-forwarded-for", &client).json(&json!({
+            "email": email, "password": PASSWORD, "display_name": name})),
         201,
     )
     .await?;
     let teacher_id = teacher["id"].as_str().context("teacher id")?;
     send(http.put(format!("{gateway}/v1/users/{teacher_id}/roles/instructor")).bearer_auth(&admin), 200).await?;
-    let teacher = token(&http, gateway, "bench-teacher@coursebus.test", "10.0.0.2").await?;
+    token(http, gateway, email, &client).await
+}
+
+async fn setup(gateway: &str) -> Result<Fixture> {
+    let http = reqwest::Client::new();
+    let teacher = instructor(&http, gateway, "bench-teacher@coursebus.test", "Bench Teacher", "10.0.0").await?;
 
     eprintln!("bench: creating and publishing {COURSES} courses");
     let courses: Vec<Result<(String, Value)>> = futures::stream::iter(0..COURSES)

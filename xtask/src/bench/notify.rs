@@ -105,17 +105,8 @@ async fn announcement(
     notifications_db: &sqlx::PgPool,
 ) -> Result<Fanout> {
     let http = reqwest::Client::new();
-    let admin = token(&http, base, super::ADMIN_EMAIL, "10.2.0.1").await?;
-    let teacher_email = "notify-teacher@coursebus.test";
-    let teacher = send(
-        http.post(format!("{base}/v1/auth/register")).header("x-forwarded-for", "10.2.0.2").json(&json!({
-            "email": teacher_email, "password": PASSWORD, "display_name": "Announcing Teacher"})),
-        201,
-    )
-    .await?;
-    let teacher_id = teacher["id"].as_str().context("teacher id")?;
-    send(http.put(format!("{base}/v1/users/{teacher_id}/roles/instructor")).bearer_auth(&admin), 200).await?;
-    let teacher = token(&http, base, teacher_email, "10.2.0.2").await?;
+    let teacher =
+        super::instructor(&http, base, "notify-teacher@coursebus.test", "Announcing Teacher", "10.2.0").await?;
     let (course, _) = publish_course(&http, base, &teacher, 0).await?;
 
     eprintln!("bench: {SOCKETS} learners register, enrol and open a WebSocket");

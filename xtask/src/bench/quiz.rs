@@ -172,17 +172,7 @@ fn questions() -> Vec<(Value, Value)> {
 
 async fn setup(base: &str, n: usize) -> Result<Fixture> {
     let http = reqwest::Client::new();
-    let admin = token(&http, base, super::ADMIN_EMAIL, "10.4.0.1").await?;
-    let teacher_email = "quiz-teacher@coursebus.test";
-    let teacher = send(
-        http.post(format!("{base}/v1/auth/register")).header("x-forwarded-for", "10.4.0.2").json(&json!({
-            "email": teacher_email, "password": PASSWORD, "display_name": "Quiz Teacher"})),
-        201,
-    )
-    .await?;
-    let teacher_id = teacher["id"].as_str().context("teacher id")?;
-    send(http.put(format!("{base}/v1/users/{teacher_id}/roles/instructor")).bearer_auth(&admin), 200).await?;
-    let teacher = token(&http, base, teacher_email, "10.4.0.2").await?;
+    let teacher = super::instructor(&http, base, "quiz-teacher@coursebus.test", "Quiz Teacher", "10.4.0").await?;
     let (course, _) = publish_course(&http, base, &teacher, 0).await?;
 
     let (questions, right): (Vec<Value>, Vec<Value>) = questions().into_iter().unzip();
