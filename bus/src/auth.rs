@@ -1,6 +1,12 @@
 //! Access-token verification, for the gateway and for every worker (which re-check authorisation
 //! themselves). Keys come from the identity JWKS, cached by `kid`; an unknown `kid` triggers a
 //! refetch (at most one per [`JwtVerifier::MIN_REFETCH`]), so key rotation needs no restart.
+//!
+//! A token whose signature checked out is remembered (its claims, by the whole token) until it
+//! expires, so a client's next calls skip the Ed25519 verification; `exp` is still checked on
+//! every use, and the memory is dropped whenever the keys are refetched (a withdrawn key stops
+//! vouching for its tokens within [`JwtVerifier::MAX_AGE`]). Bounded by
+//! [`JwtVerifier::MAX_VERIFIED`] tokens per process.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -37,10 +43,21 @@ struct Cache {
     fetched: Option<Instant>,
 }
 
+/// Tokens whose signature was verified, with their claims.
+#[derive(Default)]
+struct Verified {
+    claims: HashMap<Box<str>, AccessClaims>,
+    /// The key set these were verified against (bumped by every JWKS refetch).
+    keys_generation: u64,
+}
+
 /// Verifies EdDSA access tokens: signature, `alg`, `kid`, `iss`, `aud`, `exp`.
 pub struct JwtVerifier {
     source: Box<dyn JwksSource>,
     cache: RwLock<Cache>,
+    /// Bumped whenever the keys are refetched.
+    keys_generation: std::sync::atomic::AtomicU64,
+    verified: std::sync::Mutex<Verified>,
     refetch: Mutex<()>,
     min_refetch: Duration,
     validation: Validation,
@@ -57,6 +74,8 @@ impl JwtVerifier {
     pub const MAX_AGE: Duration = Duration::from_secs(300);
     /// An unknown `kid` refetches at most this often (so junk tokens cannot flood identity).
     pub const MIN_REFETCH: Duration = Duration::from_secs(5);
+    /// Verified tokens remembered at most (then the expired ones are dropped, or all).
+    pub const MAX_VERIFIED: usize = 50_000;
 
     pub fn new(source: impl JwksSource) -> Arc<Self> {
         let mut validation = Validation::new(Algorithm::EdDSA);
@@ -67,6 +86,8 @@ impl JwtVerifier {
         Arc::new(Self {
             source: Box::new(source),
             cache: RwLock::new(Cache { keys: HashMap::new(), fetched: None }),
+            keys_generation: std::sync::atomic::AtomicU64::new(0),
+            verified: std::sync::Mutex::new(Verified::default()),
             refetch: Mutex::new(()),
             min_refetch: Self::MIN_REFETCH,
             validation,
@@ -89,21 +110,62 @@ impl JwtVerifier {
     }
 
     pub async fn verify(&self, token: &str) -> Result<AccessClaims, ErrorBody> {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        if let Some(claims) = self.remembered(token, now) {
+            return Ok(claims);
+        }
         let header = jsonwebtoken::decode_header(token).map_err(|_| ErrorBody::unauthenticated("malformed token"))?;
         if header.alg != Algorithm::EdDSA {
             return Err(ErrorBody::unauthenticated("unsupported token algorithm"));
         }
         let kid = header.kid.ok_or_else(|| ErrorBody::unauthenticated("token has no key id"))?;
+        // Taken before the key: a refetch meanwhile makes this verification too old to remember.
+        let generation = self.keys_generation.load(std::sync::atomic::Ordering::Acquire);
         let key = self.key(&kid).await?.ok_or_else(|| ErrorBody::unauthenticated("token signed by an unknown key"))?;
-        jsonwebtoken::decode::<AccessClaims>(token, &key, &self.validation).map(|data| data.claims).map_err(|err| {
-            let message = match err.kind() {
-                ErrorKind::ExpiredSignature => "token expired",
-                ErrorKind::InvalidSignature => "token signature is invalid",
-                ErrorKind::InvalidAudience | ErrorKind::InvalidIssuer => "token was not issued for coursebus",
-                _ => "invalid token",
-            };
-            ErrorBody::unauthenticated(message)
-        })
+        let claims = jsonwebtoken::decode::<AccessClaims>(token, &key, &self.validation)
+            .map(|data| data.claims)
+            .map_err(|err| {
+                let message = match err.kind() {
+                    ErrorKind::ExpiredSignature => "token expired",
+                    ErrorKind::InvalidSignature => "token signature is invalid",
+                    ErrorKind::InvalidAudience | ErrorKind::InvalidIssuer => "token was not issued for coursebus",
+                    _ => "invalid token",
+                };
+                ErrorBody::unauthenticated(message)
+            })?;
+        self.remember(token, &claims, generation, now);
+        Ok(claims)
+    }
+
+    /// The claims of a token verified before, while it has not expired (with the same leeway).
+    fn remembered(&self, token: &str, now: i64) -> Option<AccessClaims> {
+        let verified = self.verified.lock().ok()?;
+        let generation = self.keys_generation.load(std::sync::atomic::Ordering::Acquire);
+        if verified.keys_generation != generation {
+            return None;
+        }
+        let claims = verified.claims.get(token)?;
+        let leeway = i64::try_from(self.validation.leeway).unwrap_or(0);
+        (claims.exp.saturating_add(leeway) > now).then(|| claims.clone())
+    }
+
+    fn remember(&self, token: &str, claims: &AccessClaims, generation: u64, now: i64) {
+        let Ok(mut verified) = self.verified.lock() else { return };
+        if verified.keys_generation != generation {
+            if generation < verified.keys_generation {
+                return;
+            }
+            // The keys were refetched: what was verified against the old set is forgotten.
+            verified.claims.clear();
+            verified.keys_generation = generation;
+        }
+        if verified.claims.len() >= Self::MAX_VERIFIED {
+            verified.claims.retain(|_, c| c.exp > now);
+            if verified.claims.len() >= Self::MAX_VERIFIED {
+                verified.claims.clear();
+            }
+        }
+        verified.claims.insert(token.into(), claims.clone());
     }
 
     async fn key(&self, kid: &str) -> Result<Option<DecodingKey>, ErrorBody> {
@@ -130,6 +192,7 @@ impl JwtVerifier {
                 let mut cache = self.cache.write().await;
                 cache.keys = keys;
                 cache.fetched = Some(Instant::now());
+                self.keys_generation.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
                 tracing::debug!(keys = cache.keys.len(), "JWKS refreshed");
                 Ok(cache.keys.get(kid).cloned())
             }
@@ -247,6 +310,35 @@ mod tests {
         verifier.verify(&token("k2", 2, 60)).await.unwrap();
         verifier.verify(&token("k1", 1, 60)).await.unwrap();
         assert_eq!(fetches.load(Ordering::SeqCst), 2, "one fetch at start, one for the new kid");
+    }
+
+    #[tokio::test]
+    async fn a_verified_token_is_remembered_until_it_expires_or_the_keys_are_refetched() {
+        let fetches = Arc::new(AtomicUsize::new(0));
+        let source = Arc::new(Rotating { keys: std::sync::Mutex::new(vec![jwk("k1", 1)]), fetches: fetches.clone() });
+        let verifier = JwtVerifier::with_min_refetch(Shared(source.clone()), Duration::ZERO);
+        let good = token("k1", 1, 60);
+        let claims = verifier.verify(&good).await.unwrap();
+        // The first verification fetched the keys, so it was made against an older key set.
+        assert!(verifier.remembered(&good, claims.iat).is_none());
+        verifier.verify(&good).await.unwrap();
+        let now = claims.iat;
+        assert_eq!(verifier.remembered(&good, now).map(|c| c.jti), Some(claims.jti), "remembered");
+        // Past its expiry (and the leeway) it is not served from memory.
+        assert!(verifier.remembered(&good, claims.exp + 6).is_none());
+        // A token that failed is never remembered; a tampered copy of a good one is refused.
+        let mut tampered = good.clone();
+        tampered.pop();
+        tampered.push(if good.ends_with('A') { 'B' } else { 'A' });
+        assert!(verifier.verify(&tampered).await.is_err());
+        assert!(verifier.remembered(&tampered, now).is_none());
+
+        // Identity withdraws k1 (rotated to k2): once the keys are refetched, the remembered
+        // token no longer vouches for itself.
+        *source.keys.lock().unwrap() = vec![jwk("k2", 2)];
+        verifier.verify(&token("k2", 2, 60)).await.unwrap();
+        assert!(verifier.remembered(&good, now).is_none());
+        assert_eq!(verifier.verify(&good).await.unwrap_err().message, "token signed by an unknown key");
     }
 
     struct Shared(Arc<Rotating>);

@@ -42,14 +42,32 @@ pub struct Spec<'a> {
     pub streams: Vec<stream::Config>,
 }
 
-/// Connect to PostgreSQL (5 s to get a connection), run `migrations`, install the outbox and
+/// A connection that sat idle in the pool at least this long is pinged before it is handed out.
+pub const PING_AFTER_IDLE: Duration = Duration::from_secs(30);
+
+/// The pool settings of every PostgreSQL worker: up to `max_connections`, 5 s to get one, and a
+/// ping round trip only for a connection idle for [`PING_AFTER_IDLE`] or longer (sqlx's default
+/// pings on every acquire: one more round trip per transaction under load; a connection that
+/// broke while busy is dropped by sqlx on its first error).
+pub fn pool_options(max_connections: u32) -> PgPoolOptions {
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= PING_AFTER_IDLE {
+                    sqlx::Connection::ping(conn).await?;
+                }
+                Ok(true)
+            })
+        })
+}
+
+/// Connect to PostgreSQL ([`pool_options`]), run `migrations`, install the outbox and
 /// idempotency tables, connect to NATS (retrying for 30 s) and ensure `spec.streams`.
 pub async fn start_pg(spec: Spec<'_>, migrations: &Migrator) -> Result<Started, StartError> {
-    let pool = PgPoolOptions::new()
-        .max_connections(spec.max_connections)
-        .acquire_timeout(Duration::from_secs(5))
-        .connect(spec.database_url)
-        .await?;
+    let pool = pool_options(spec.max_connections).connect(spec.database_url).await?;
     migrations.run(&pool).await?;
     outbox::install(&pool).await?;
     idempotency::install(&pool).await?;

@@ -340,6 +340,9 @@ pub mod assessment {
     /// Plagiarism checks of assignments' text submissions (same stream, own consumer).
     pub const JOB_CHECK_SIMILARITY: &str = "cb.job.assessment.similarity";
     pub const SIMILARITY_CONSUMER: &str = "assessment_similarity";
+    /// Assessment's durable consumer of `EVT_ENROLLMENT` (enrolments created and cancelled), kept
+    /// as its `learner_enrolments` table so a quiz start need not ask enrollment.
+    pub const ENROLMENT_CONSUMER: &str = "assessment_enrolments";
 
     pub const EVENT_STREAM: &str = "EVT_ASSESSMENT";
     pub const EVENT_SUBJECTS: &str = "cb.evt.assessment.>";

@@ -198,6 +198,30 @@ pub async fn papers_are_personal_stable_and_answers_stay_hidden_until_graded(inf
     // Not enrolled: no quiz; not the instructor: no authoring; bad questions name themselves.
     let (_, eve) = user(&p, "eve@quiz.test").await?;
     assert_eq!(start(&p, &eve, quiz_id).await?.status, StatusCode::NOT_FOUND);
+    // Assessment learns enrolments from enrollment's events; once it has learnt that a learner
+    // unenrolled, the one-statement start refuses them as well.
+    let (carl_id, carl) = learner(&p, "carl@quiz.test", &course).await?;
+    let db = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(&p.assessment_database_url).await?;
+    let projected = |live: bool| {
+        let (db, carl_id, course) = (db.clone(), carl_id.clone(), course.clone());
+        async move {
+            let found: Option<bool> = sqlx::query_scalar(
+                "SELECT live FROM learner_enrolments WHERE user_id = $1::uuid AND course_id = $2::uuid",
+            )
+            .bind(&carl_id)
+            .bind(&course)
+            .fetch_optional(&db)
+            .await?;
+            anyhow::Ok((found == Some(live)).then_some(()))
+        }
+    };
+    eventually(WAIT, "carl's enrolment projected", || projected(true)).await?;
+    let mine = call(&p, Method::GET, "/v1/enrollments", Some(&carl), None).await?;
+    let enrolment = mine.body["items"][0]["id"].as_str().context("carl's enrolment")?.to_owned();
+    let left = call(&p, Method::DELETE, &format!("/v1/enrollments/{enrolment}"), Some(&carl), None).await?;
+    assert_eq!(left.status, StatusCode::OK, "{left:?}");
+    eventually(WAIT, "carl's cancellation projected", || projected(false)).await?;
+    assert_eq!(start(&p, &carl, quiz_id).await?.status, StatusCode::NOT_FOUND);
     let denied = call(
         &p,
         Method::POST,

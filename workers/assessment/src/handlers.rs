@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use coursebus_bus::auth::JwtVerifier;
+use coursebus_bus::consume::Handled;
 use coursebus_bus::{Bus, CallContext, outbox};
 use coursebus_contracts::assessment::{
     Attempt, AttemptIdRequest, AttemptStatus, Bank, CreateBankRequest, CreateQuizRequest, GradeAttemptJob, Question,
@@ -57,6 +58,18 @@ fn no_attempt() -> ErrorBody {
     ErrorBody::not_found("no such attempt")
 }
 
+/// 409 before the quiz opens and once it has closed.
+fn open_window(quiz: &store::QuizRow, now: OffsetDateTime) -> Result<(), ErrorBody> {
+    if quiz.opens_at.is_some_and(|o| now < o) {
+        return Err(ErrorBody::conflict("this quiz has not opened yet")
+            .with_details(serde_json::json!({ "opens_at": quiz.opens_at })));
+    }
+    if quiz.closes_at.is_some_and(|c| now >= c) {
+        return Err(ErrorBody::conflict("this quiz has closed"));
+    }
+    Ok(())
+}
+
 /// The job that grades `attempt`: its envelope id is the attempt's, so queuing it twice stores
 /// one job (JetStream deduplicates by `Nats-Msg-Id`).
 pub fn grading_job(attempt: Uuid) -> EventEnvelope<GradeAttemptJob> {
@@ -101,14 +114,44 @@ impl Assessments {
         }
     }
 
+    /// Whether the caller is enrolled in `course`: known from `learner_enrolments`, else asked of
+    /// enrollment (with the caller's token) and, if so, recorded there.
     pub(crate) async fn is_enrolled(
         &self,
         ctx: &CallContext,
         me: &AccessClaims,
         course: Uuid,
     ) -> Result<bool, ErrorBody> {
+        if store::known_enrolled(&self.pool, me.sub, course).await.map_err(db)? {
+            return Ok(true);
+        }
         let req = AccessCheckRequest { user_id: me.sub, course_id: course, lesson_id: None };
-        Ok(self.bus.request_within::<CheckAccess>(&Self::as_caller(ctx), &req, self.call_deadline).await?.enrolled)
+        let reply = self.bus.request_within::<CheckAccess>(&Self::as_caller(ctx), &req, self.call_deadline).await?;
+        if let (true, Some(enrollment)) = (reply.enrolled, reply.enrollment_id) {
+            store::project_enrolment(&self.pool, enrollment, me.sub, course, true).await.map_err(db)?;
+        }
+        Ok(reply.enrolled)
+    }
+
+    /// Keep `learner_enrolments` up to date from `EVT_ENROLLMENT` (created and cancelled).
+    pub async fn on_enrolment_event(&self, subject: &str, payload: &[u8]) -> Handled {
+        use coursebus_contracts::enrollment::{EnrollmentCancelled, EnrollmentCreated};
+        use coursebus_contracts::subjects::enrollment as enr;
+        let change = match subject {
+            enr::EVT_ENROLMENT_CREATED => serde_json::from_slice::<EventEnvelope<EnrollmentCreated>>(payload)
+                .map(|e| (e.data.enrollment_id, e.data.user_id, e.data.course_id, true)),
+            enr::EVT_ENROLMENT_CANCELLED => serde_json::from_slice::<EventEnvelope<EnrollmentCancelled>>(payload)
+                .map(|e| (e.data.enrollment_id, e.data.user_id, e.data.course_id, false)),
+            _ => return Handled::Done,
+        };
+        let (enrollment, user, course, live) = match change {
+            Ok(change) => change,
+            Err(err) => return Handled::Reject(format!("malformed {subject}: {err}")),
+        };
+        match store::project_enrolment(&self.pool, enrollment, user, course, live).await {
+            Ok(()) => Handled::Done,
+            Err(err) => Handled::Retry(format!("recording enrolment {enrollment}: {err}")),
+        }
     }
 
     /// Enrolled learners, the course's instructor and admins read a course's assessments.
@@ -199,15 +242,26 @@ impl Assessments {
     }
 
     /// Start an attempt, or resume the one in progress (same paper, same deadline).
+    ///
+    /// A learner's first attempt at an open quiz (the synchronised start of a whole class) is one
+    /// statement: the paper is drawn from the cached quiz and banks and inserted if
+    /// `learner_enrolments` knows the learner enrolled and no attempt exists yet. Anything else
+    /// (a resume, a later attempt, a learner the projection does not know yet, a closed quiz)
+    /// takes the long way under a lock on the learner's attempts.
     pub async fn start(&self, ctx: CallContext, req: QuizIdRequest) -> Result<Attempt, ErrorBody> {
         let me = self.caller(&ctx).await?;
-        let mut conn = self.pool.acquire().await.map_err(db)?;
-        let quiz = self.cache.quiz(&mut conn, req.quiz_id).await.map_err(db)?.ok_or_else(no_quiz)?;
-        drop(conn);
+        let quiz = self.cache.quiz_from(&self.pool, req.quiz_id).await.map_err(db)?.ok_or_else(no_quiz)?;
+        let now = OffsetDateTime::now_utc();
+        if open_window(&quiz, now).is_ok() {
+            let first = self.new_attempt(&quiz, me.sub, 1, now).await?;
+            if store::insert_first_attempt(&self.pool, &first, quiz.course_id).await.map_err(db)? {
+                tracing::info!(attempt_id = %first.id, quiz_id = %quiz.id, user_id = %me.sub, number = 1, "attempt started");
+                return first.to_attempt(Vec::new()).map_err(db);
+            }
+        }
         if !self.is_enrolled(&ctx, &me, quiz.course_id).await? {
             return Err(no_quiz());
         }
-        let now = OffsetDateTime::now_utc();
         let mut tx = self.pool.begin().await.map_err(db)?;
         let attempts = store::attempts_of(&mut tx, quiz.id, me.sub, true).await.map_err(db)?;
         if let Some(open) = attempts.iter().find(|a| a.status == AttemptStatus::InProgress.as_str()) {
@@ -219,36 +273,47 @@ impl Assessments {
             // Time ran out: it is submitted as it stood at its deadline.
             self.submit_in(&mut tx, open.id, now).await?;
         }
-        if quiz.opens_at.is_some_and(|o| now < o) {
-            return Err(ErrorBody::conflict("this quiz has not opened yet")
-                .with_details(serde_json::json!({ "opens_at": quiz.opens_at })));
-        }
-        if quiz.closes_at.is_some_and(|c| now >= c) {
-            return Err(ErrorBody::conflict("this quiz has closed"));
-        }
+        open_window(&quiz, now)?;
         let used = u32::try_from(attempts.len()).unwrap_or(u32::MAX);
         if used >= u32::try_from(quiz.max_attempts).unwrap_or(0) {
             tx.commit().await.map_err(db)?;
             return Err(ErrorBody::conflict(format!("all {} attempts are used", quiz.max_attempts))
                 .with_details(serde_json::json!({ "max_attempts": quiz.max_attempts })));
         }
-        let mut banks = Vec::new();
+        let number = used + 1;
+        let row = self.new_attempt(&quiz, me.sub, number, now).await?;
+        store::insert_attempt(&mut tx, &row).await.map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        tracing::info!(attempt_id = %row.id, quiz_id = %quiz.id, user_id = %me.sub, number, "attempt started");
+        row.to_attempt(Vec::new()).map_err(db)
+    }
+
+    /// Attempt `number` of the learner at `quiz`, started `now`: its paper drawn and shuffled from
+    /// the seed of (quiz, learner, number), its deadline from the time limit and the close.
+    async fn new_attempt(
+        &self,
+        quiz: &store::QuizRow,
+        user: Uuid,
+        number: u32,
+        now: OffsetDateTime,
+    ) -> Result<AttemptRow, ErrorBody> {
+        let mut banks = Vec::with_capacity(quiz.draws.0.len());
         for draw in &quiz.draws.0 {
-            let bank = self.cache.bank(&mut tx, draw.bank_id).await.map_err(db)?.ok_or_else(ErrorBody::internal)?;
+            let bank =
+                self.cache.bank_from(&self.pool, draw.bank_id).await.map_err(db)?.ok_or_else(ErrorBody::internal)?;
             banks.push((bank, draw.count));
         }
-        let number = used + 1;
         let draws: Vec<(&[Question], u32)> = banks.iter().map(|(bank, count)| (bank.1.as_slice(), *count)).collect();
-        let paper = domain::draw_paper(&draws, domain::paper_seed(quiz.id, me.sub, number));
+        let paper = domain::draw_paper(&draws, domain::paper_seed(quiz.id, user, number));
         let max_points: u32 = paper.iter().map(|q| q.points).sum();
         let deadline = quiz.time_limit_secs.map(|secs| {
             let end = now + time::Duration::seconds(i64::from(secs));
             quiz.closes_at.map_or(end, |c| end.min(c))
         });
-        let row = AttemptRow {
+        Ok(AttemptRow {
             id: Uuid::now_v7(),
             quiz_id: quiz.id,
-            user_id: me.sub,
+            user_id: user,
             number: i32::try_from(number).unwrap_or(i32::MAX),
             status: AttemptStatus::InProgress.as_str().into(),
             paper: Json(paper),
@@ -258,11 +323,7 @@ impl Assessments {
             submitted_at: None,
             score_hundredths: None,
             results: None,
-        };
-        store::insert_attempt(&mut tx, &row).await.map_err(db)?;
-        tx.commit().await.map_err(db)?;
-        tracing::info!(attempt_id = %row.id, quiz_id = %quiz.id, user_id = %me.sub, number, "attempt started");
-        row.to_attempt(Vec::new()).map_err(db)
+        })
     }
 
     /// The attempt if it is the caller's (admins: anyone's); else not found.
@@ -339,18 +400,23 @@ impl Assessments {
 
     pub async fn submit(&self, ctx: CallContext, req: AttemptIdRequest) -> Result<Attempt, ErrorBody> {
         let me = self.caller(&ctx).await?;
+        // Microseconds, as stored: the reply is built from memory.
         let now = OffsetDateTime::now_utc();
+        let now = now.replace_nanosecond(now.nanosecond() / 1_000 * 1_000).unwrap_or(now);
         let mut tx = self.pool.begin().await.map_err(db)?;
         let row = store::attempt(&mut tx, req.attempt_id, true)
             .await
             .map_err(db)?
             .filter(|a| a.user_id == me.sub)
             .ok_or_else(no_attempt)?;
+        let mut row = row;
         if row.status().map_err(db)? == AttemptStatus::InProgress {
             self.submit_in(&mut tx, row.id, now).await?;
+            // The row is locked: it now reads exactly so.
+            row.status = AttemptStatus::Submitted.as_str().into();
+            row.submitted_at = Some(now);
             tracing::info!(attempt_id = %row.id, user_id = %me.sub, "attempt submitted");
         }
-        let row = store::attempt(&mut tx, row.id, false).await.map_err(db)?.ok_or_else(ErrorBody::internal)?;
         let answers = store::answers(&mut tx, row.id).await.map_err(db)?;
         tx.commit().await.map_err(db)?;
         self.outbox.wake();

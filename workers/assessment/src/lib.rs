@@ -171,6 +171,31 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Asse
             async move { assessments.on_similarity_job(payload).await }
         }))
     };
+    // Enrolments as enrollment's events tell them (one durable consumer shared by the replicas;
+    // recording is idempotent and a cancellation always wins, so order does not matter).
+    let enrolments = {
+        use coursebus_contracts::subjects::enrollment as enr;
+        let assessments = assessments.clone();
+        let config = consumer::pull::Config {
+            durable_name: Some(subj::ENROLMENT_CONSUMER.into()),
+            filter_subjects: vec![enr::EVT_ENROLMENT_CREATED.into(), enr::EVT_ENROLMENT_CANCELLED.into()],
+            ack_policy: consumer::AckPolicy::Explicit,
+            ack_wait: Duration::from_secs(30),
+            max_deliver: 12,
+            ..Default::default()
+        };
+        tokio::spawn(consume::run_many(
+            js.clone(),
+            enr::EVENT_STREAM,
+            config,
+            shutdown.clone(),
+            16,
+            move |subject, payload| {
+                let assessments = assessments.clone();
+                async move { assessments.on_enrolment_event(&subject, &payload).await }
+            },
+        ))
+    };
     let sweeper = {
         let (assessments, shutdown, every) = (assessments.clone(), shutdown.clone(), config.sweep_every);
         tokio::spawn(async move {
@@ -187,7 +212,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Asse
     };
     let relay = tokio::spawn(relay.run(shutdown.clone()));
     service.run().await;
-    let _ = tokio::join!(relay, grading, similarity, sweeper);
+    let _ = tokio::join!(relay, grading, similarity, enrolments, sweeper);
     pool.close().await;
     client.flush().await.ok();
     tracing::info!("assessment stopped");

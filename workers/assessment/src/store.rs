@@ -9,8 +9,8 @@ use coursebus_contracts::assessment::{
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use sqlx::PgConnection;
 use sqlx::types::Json;
+use sqlx::{PgConnection, PgPool};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -225,6 +225,54 @@ pub async fn attempts_of(conn: &mut PgConnection, quiz: Uuid, user: Uuid, lock: 
     .bind(user)
     .fetch_all(conn)
     .await
+}
+
+/// A learner's first attempt, in one statement: inserted only if `learner_enrolments` knows the
+/// learner enrolled in `course` and the learner has no attempt at the quiz yet (`false`
+/// otherwise: the caller takes the long way).
+pub async fn insert_first_attempt(pool: &PgPool, a: &AttemptRow, course: Uuid) -> Result<bool> {
+    let done = sqlx::query(
+        "INSERT INTO attempts (id, quiz_id, user_id, number, status, paper, max_points, started_at, deadline) \
+         SELECT $1, $2, $3, 1, 'in_progress', $4, $5, $6, $7 \
+         WHERE EXISTS (SELECT 1 FROM learner_enrolments WHERE user_id = $3 AND course_id = $8 AND live) \
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(a.id)
+    .bind(a.quiz_id)
+    .bind(a.user_id)
+    .bind(&a.paper)
+    .bind(a.max_points)
+    .bind(a.started_at)
+    .bind(a.deadline)
+    .bind(course)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Whether `learner_enrolments` knows the learner enrolled in the course.
+pub async fn known_enrolled(pool: &PgPool, user: Uuid, course: Uuid) -> Result<bool> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM learner_enrolments WHERE user_id = $1 AND course_id = $2 AND live)",
+    )
+    .bind(user)
+    .bind(course)
+    .fetch_one(pool)
+    .await
+}
+
+/// Record what enrollment said of an enrolment: live (created) or not (cancelled). A cancelled
+/// enrolment stays cancelled whatever arrives later; a live one is recorded once.
+pub async fn project_enrolment(pool: &PgPool, enrollment: Uuid, user: Uuid, course: Uuid, live: bool) -> Result<()> {
+    let query = if live {
+        "INSERT INTO learner_enrolments (enrollment_id, user_id, course_id, live) VALUES ($1, $2, $3, true) \
+         ON CONFLICT (enrollment_id) DO NOTHING"
+    } else {
+        "INSERT INTO learner_enrolments (enrollment_id, user_id, course_id, live) VALUES ($1, $2, $3, false) \
+         ON CONFLICT (enrollment_id) DO UPDATE SET live = false"
+    };
+    sqlx::query(query).bind(enrollment).bind(user).bind(course).execute(pool).await?;
+    Ok(())
 }
 
 pub async fn insert_attempt(conn: &mut PgConnection, a: &AttemptRow) -> Result<bool> {
@@ -730,6 +778,14 @@ impl Cache {
         Ok(Some(quiz))
     }
 
+    /// [`Cache::quiz`] taking a connection from `pool` only when it is not in memory.
+    pub async fn quiz_from(&self, pool: &PgPool, id: Uuid) -> Result<Option<Arc<QuizRow>>> {
+        match recall(&self.quizzes, &id) {
+            Some(quiz) => Ok(Some(quiz)),
+            None => self.quiz(&mut *pool.acquire().await?, id).await,
+        }
+    }
+
     /// A bank's course and questions (see [`bank`]).
     pub async fn bank(&self, conn: &mut PgConnection, id: Uuid) -> Result<Option<Arc<BankRow>>> {
         if let Some(bank) = recall(&self.banks, &id) {
@@ -739,6 +795,14 @@ impl Cache {
         let bank = Arc::new(bank);
         remember(&self.banks, id, &bank);
         Ok(Some(bank))
+    }
+
+    /// [`Cache::bank`] taking a connection from `pool` only when it is not in memory.
+    pub async fn bank_from(&self, pool: &PgPool, id: Uuid) -> Result<Option<Arc<BankRow>>> {
+        match recall(&self.banks, &id) {
+            Some(bank) => Ok(Some(bank)),
+            None => self.bank(&mut *pool.acquire().await?, id).await,
+        }
     }
 
     /// Questions by id, in the order of `ids` (see [`questions`]).

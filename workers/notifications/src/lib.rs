@@ -35,7 +35,6 @@ use coursebus_contracts::notifications::{
     ListNotifications, MarkAllRead, MarkRead, SetPhone, Unsubscribe, UpdatePreferences, UpdateSchedule,
 };
 use coursebus_contracts::subjects::notifications as subj;
-use sqlx::postgres::PgPoolOptions;
 use tokio_util::sync::CancellationToken;
 
 use crate::announce::Announcer;
@@ -141,11 +140,7 @@ impl Config {
 /// Connect, migrate, provision `JOB_NOTIFY` and the consumers, serve until `shutdown`.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), NotificationsError> {
     let mailer = mailer::Mailer::new(&config.smtp_url, &config.mail_from, config.smtp_timeout)?;
-    let pool = PgPoolOptions::new()
-        .max_connections(config.db_max_connections)
-        .acquire_timeout(Duration::from_secs(5))
-        .connect(&config.database_url)
-        .await?;
+    let pool = coursebus_bus::worker::pool_options(config.db_max_connections).connect(&config.database_url).await?;
     sqlx::migrate!("./migrations").run(&pool).await?;
     coursebus_bus::idempotency::install(&pool).await?;
     let links = Arc::new(domain::UnsubscribeLinks::new(store::unsubscribe_key(&pool).await?));
