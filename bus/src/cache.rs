@@ -5,6 +5,12 @@
 //! A read that missed loads the value (from a store or another service) and then fills the cache;
 //! an invalidation that lands while it loads bumps the generation and the fill is dropped, so a
 //! value older than an invalidation never gets cached.
+//!
+//! Invalidations are applied in the order the replica's NATS connection received them, before
+//! any read ([`SnapshotCache::follow`]): every read first applies the messages already sitting in
+//! the subscriptions. A writer that publishes its notice before it replies (the catalog) is
+//! therefore never overtaken on one NATS server: a request sent after the writer's reply reaches
+//! this replica after the notice, so the read it causes misses and loads the new state.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -30,6 +36,14 @@ pub struct SnapshotCache<T> {
     generation: AtomicU64,
     ttl: Duration,
     max_entries: usize,
+    /// The subscriptions whose messages invalidate ([`SnapshotCache::follow`]).
+    feeds: std::sync::Mutex<Vec<Feed>>,
+}
+
+/// Invalidation messages on one subject, and how to find their owner.
+struct Feed {
+    subscriber: async_nats::Subscriber,
+    owner_of: fn(&[u8]) -> Option<Uuid>,
 }
 
 impl<T> std::fmt::Debug for SnapshotCache<T> {
@@ -41,10 +55,18 @@ impl<T> std::fmt::Debug for SnapshotCache<T> {
 impl<T: Send + Sync + 'static> SnapshotCache<T> {
     /// `ttl` bounds staleness should an invalidation be missed (e.g. during a reconnect).
     pub fn new(ttl: Duration, max_entries: usize) -> Self {
-        Self { entries: RwLock::new(HashMap::new()), generation: AtomicU64::new(0), ttl, max_entries }
+        Self {
+            entries: RwLock::new(HashMap::new()),
+            generation: AtomicU64::new(0),
+            ttl,
+            max_entries,
+            feeds: std::sync::Mutex::new(Vec::new()),
+        }
     }
 
+    /// The value under `key`, after applying every invalidation already received.
     pub async fn get(&self, key: &str) -> Option<Arc<T>> {
+        self.catch_up().await;
         let entries = self.entries.read().await;
         entries.get(key).filter(|e| e.at.elapsed() < self.ttl).map(|e| e.value.clone())
     }
@@ -82,29 +104,57 @@ impl<T: Send + Sync + 'static> SnapshotCache<T> {
         entries.clear();
     }
 
-    /// Subscribe (core NATS, every replica) to `subject` and invalidate the owner `owner_of`
-    /// finds in each message (or everything, when it finds none), until `shutdown`.
-    pub async fn invalidate_on(
+    /// How often invalidations are applied while nobody reads.
+    pub const CATCH_UP_EVERY: Duration = Duration::from_millis(50);
+
+    /// Subscribe (core NATS, every replica) to each of `subjects` and invalidate the owner
+    /// `owner_of` finds in each message (or everything, when it finds none): before every read,
+    /// and every [`SnapshotCache::CATCH_UP_EVERY`] until `shutdown`.
+    pub async fn follow(
         self: &Arc<Self>,
         client: &async_nats::Client,
-        subject: &str,
+        subjects: &[&str],
         owner_of: fn(&[u8]) -> Option<Uuid>,
         shutdown: CancellationToken,
     ) -> Result<tokio::task::JoinHandle<()>, BusError> {
-        let mut messages = client.subscribe(subject.to_owned()).await.map_err(|e| BusError::Service(e.to_string()))?;
+        for subject in subjects {
+            let subscriber =
+                client.subscribe((*subject).to_owned()).await.map_err(|e| BusError::Service(e.to_string()))?;
+            self.feeds.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(Feed { subscriber, owner_of });
+        }
         let cache = self.clone();
         Ok(tokio::spawn(async move {
             loop {
-                let message = tokio::select! {
+                tokio::select! {
                     _ = shutdown.cancelled() => return,
-                    m = messages.next() => match m { Some(m) => m, None => return },
-                };
-                match owner_of(&message.payload) {
-                    Some(owner) => cache.invalidate(owner).await,
-                    None => cache.clear().await,
+                    _ = tokio::time::sleep(Self::CATCH_UP_EVERY) => cache.catch_up().await,
                 }
             }
         }))
+    }
+
+    /// Apply the invalidation messages the subscriptions already hold. They are taken without
+    /// waiting (and outside tokio's cooperative budget, which could otherwise report a waiting
+    /// message as absent).
+    async fn catch_up(&self) {
+        let owners = tokio::task::unconstrained(std::future::poll_fn(|_| {
+            let mut owners = Vec::new();
+            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+            let mut feeds = self.feeds.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            for feed in feeds.iter_mut() {
+                while let std::task::Poll::Ready(Some(message)) = feed.subscriber.poll_next_unpin(&mut cx) {
+                    owners.push((feed.owner_of)(&message.payload));
+                }
+            }
+            std::task::Poll::Ready(owners)
+        }))
+        .await;
+        for owner in owners {
+            match owner {
+                Some(owner) => self.invalidate(owner).await,
+                None => self.clear().await,
+            }
+        }
     }
 }
 

@@ -1,15 +1,18 @@
 //! The transactional outbox: a worker writes its own rows and its events in one PostgreSQL
 //! transaction ([`enqueue`]); the [`Relay`] publishes pending events to JetStream with
-//! `Nats-Msg-Id` = event id and marks them published only after JetStream acknowledged them.
+//! `Nats-Msg-Id` = event id and deletes their rows only after JetStream acknowledged them.
 //!
 //! After committing, the writer wakes its own replica's relay ([`Waker::wake`]); every relay
 //! also sweeps once a second, which picks up what a crashed replica committed. (No
 //! `NOTIFY`: PostgreSQL serialises the commits of notifying transactions on a global lock,
 //! which caps write throughput.)
 //!
-//! A relay that dies between publishing and marking re-publishes the same ids on restart, and
+//! A relay that dies between publishing and deleting re-publishes the same ids on restart, and
 //! JetStream drops them as duplicates (within [`crate::streams::DUPLICATE_WINDOW`]): an event
-//! reaches its stream exactly once. Several replicas relay concurrently (`FOR UPDATE SKIP LOCKED`).
+//! reaches its stream exactly once. For the same reason the relay's own transaction commits
+//! without waiting for its WAL flush (`synchronous_commit = off`): a deletion lost to a crash
+//! only means a duplicate JetStream drops. Several replicas relay concurrently (`FOR UPDATE SKIP
+//! LOCKED`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,6 +36,7 @@ CREATE TABLE IF NOT EXISTS cb_outbox (
     payload      BYTEA NOT NULL,
     headers      JSONB NOT NULL DEFAULT '{}'::jsonb,
     created_at   TIMESTAMPTZ NOT NULL DEFAULT now(),
+    -- Always NULL: a published row is deleted (earlier versions marked it here).
     published_at TIMESTAMPTZ
 );
 CREATE INDEX IF NOT EXISTS cb_outbox_pending ON cb_outbox (seq) WHERE published_at IS NULL;
@@ -86,8 +90,6 @@ pub struct Relay {
     wake: Waker,
     /// The sweep for events nobody woke this relay for (another replica's, after a crash).
     sweep: Duration,
-    /// Published rows are deleted after this long.
-    keep_published: Duration,
 }
 
 #[derive(sqlx::FromRow)]
@@ -101,14 +103,7 @@ struct Pending {
 
 impl Relay {
     pub fn new(pool: PgPool, js: jetstream::Context) -> Self {
-        Self {
-            pool,
-            js,
-            batch: 256,
-            wake: Waker::default(),
-            sweep: Duration::from_secs(1),
-            keep_published: Duration::from_secs(24 * 3600),
-        }
+        Self { pool, js, batch: 256, wake: Waker::default(), sweep: Duration::from_secs(1) }
     }
 
     /// What the worker's handlers call after a commit that enqueued events.
@@ -118,7 +113,11 @@ impl Relay {
 
     /// Relay until shutdown. Errors (NATS or PostgreSQL down) are logged and retried.
     pub async fn run(self, shutdown: CancellationToken) {
-        let mut since_cleanup = std::time::Instant::now();
+        // Rows an earlier version kept after publishing (it marked them instead of deleting).
+        if let Err(err) = sqlx::query("DELETE FROM cb_outbox WHERE published_at IS NOT NULL").execute(&self.pool).await
+        {
+            tracing::warn!(error = %err, "outbox cleanup failed");
+        }
         loop {
             // Drain everything pending, batch by batch.
             let mut failed = false;
@@ -136,12 +135,6 @@ impl Relay {
                     }
                 }
             }
-            if since_cleanup.elapsed() > Duration::from_secs(600) {
-                since_cleanup = std::time::Instant::now();
-                if let Err(err) = self.delete_old().await {
-                    tracing::warn!(error = %err, "outbox cleanup failed");
-                }
-            }
             let wait = if failed { Duration::from_secs(1) } else { self.sweep };
             tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -153,7 +146,8 @@ impl Relay {
 
     /// Publish up to one batch; returns how many rows were published.
     pub async fn publish_batch(&self) -> Result<usize, BusError> {
-        let mut tx = self.pool.begin().await?;
+        // Losing this transaction's commit in a crash only re-publishes duplicates (see above).
+        let mut tx = self.pool.begin_with("BEGIN; SET LOCAL synchronous_commit = off").await?;
         let rows: Vec<Pending> = sqlx::query_as(
             "SELECT seq, id, subject, payload, headers FROM cb_outbox \
              WHERE published_at IS NULL ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED",
@@ -193,21 +187,9 @@ impl Relay {
             }
         }
         let seqs: Vec<i64> = rows.iter().map(|r| r.seq).collect();
-        sqlx::query("UPDATE cb_outbox SET published_at = now() WHERE seq = ANY($1)")
-            .bind(&seqs)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query("DELETE FROM cb_outbox WHERE seq = ANY($1)").bind(&seqs).execute(&mut *tx).await?;
         tx.commit().await?;
         tracing::debug!(published = rows.len(), duplicates, "outbox batch relayed");
         Ok(rows.len())
-    }
-
-    async fn delete_old(&self) -> Result<(), BusError> {
-        let secs = self.keep_published.as_secs_f64();
-        sqlx::query("DELETE FROM cb_outbox WHERE published_at < now() - make_interval(secs => $1)")
-            .bind(secs)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
     }
 }

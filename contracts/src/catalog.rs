@@ -362,6 +362,12 @@ pub fn course_of_event(payload: &[u8]) -> Option<Uuid> {
     data["course"]["id"].as_str().or_else(|| data["course_id"].as_str()).and_then(|s| s.parse().ok())
 }
 
+/// The course a [`crate::subjects::catalog::COURSE_CHANGED_HINT`] (its id as text) or a catalog
+/// event names.
+pub fn course_of_notice(payload: &[u8]) -> Option<Uuid> {
+    std::str::from_utf8(payload).ok().and_then(|s| Uuid::parse_str(s).ok()).or_else(|| course_of_event(payload))
+}
+
 /// The cache keys of a course: `id:<uuid>` and `slug:<slug>`.
 pub fn course_cache_keys(course: &Course) -> [String; 2] {
     [format!("id:{}", course.id), format!("slug:{}", course.slug)]

@@ -70,6 +70,11 @@ pub mod catalog {
 
     pub const EVENT_STREAM: &str = "EVT_CATALOG";
     pub const EVENT_SUBJECTS: &str = "cb.evt.catalog.>";
+    /// A course changed (its id as text): published by the catalog replica that changed it
+    /// before it replies, so the caches of other replicas and services (which follow this
+    /// besides the events) drop their snapshot before any request sent after the reply reads
+    /// it. A hint on core NATS, not an event: it is not stored and carries no state.
+    pub const COURSE_CHANGED_HINT: &str = "cb.hint.catalog.course";
     pub const EVT_COURSE_CHANGED: &str = "cb.evt.catalog.course.changed";
     pub const EVT_COURSE_PUBLISHED: &str = "cb.evt.catalog.course.published";
     pub const EVT_COURSE_ARCHIVED: &str = "cb.evt.catalog.course.archived";

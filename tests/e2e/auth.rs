@@ -1,11 +1,12 @@
 //! Registration, login, tokens, profiles and roles, through the gateway.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use coursebus_tests::{ADMIN_EMAIL, ADMIN_PASSWORD, Infra, Options, Platform};
+use coursebus_tests::{ADMIN_EMAIL, ADMIN_PASSWORD, Infra, Options, Platform, eventually};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
@@ -343,12 +344,14 @@ pub async fn registration_honours_idempotency_keys(infra: Arc<Infra>) -> Result<
     assert_eq!(bad_key.status(), StatusCode::BAD_REQUEST);
 
     let db = p.db().await?;
-    let (users, events): (i64, i64) = sqlx::query_as(
-        "SELECT (SELECT count(*) FROM users WHERE email = 'ruth@example.com'), \
-                (SELECT count(*) FROM cb_outbox WHERE subject = 'cb.evt.identity.user.registered' AND convert_from(payload, 'UTF8') LIKE '%' || $1 || '%')",
-    )
-    .bind(first["id"].as_str().unwrap())
-    .fetch_one(&db)
+    let users: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM users WHERE email = 'ruth@example.com'").fetch_one(&db).await?;
+    let nats = p.nats_client().await?;
+    let user_id = first["id"].as_str().context("user id")?.to_owned();
+    let events = eventually(Duration::from_secs(10), "the registered event in EVT_IDENTITY", || async {
+        let events = crate::operations::registered_events(&nats, &user_id).await?;
+        Ok((!events.is_empty()).then_some(events.len() as i64))
+    })
     .await?;
     assert_eq!((users, events), (1, 1), "one user, one registered event");
     p.shutdown().await;

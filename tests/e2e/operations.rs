@@ -96,7 +96,7 @@ pub async fn no_identity_replica_means_503_within_a_second(infra: Arc<Infra>) ->
 }
 
 /// The `registered` events in `EVT_IDENTITY` for `user_id`.
-async fn registered_events(nats: &async_nats::Client, user_id: &str) -> Result<Vec<serde_json::Value>> {
+pub(crate) async fn registered_events(nats: &async_nats::Client, user_id: &str) -> Result<Vec<serde_json::Value>> {
     let js = async_nats::jetstream::new(nats.clone());
     let stream = js.get_stream(identity::EVENT_STREAM).await?;
     let state = stream.get_info().await?.state;
@@ -156,25 +156,34 @@ pub async fn registration_event_reaches_the_stream_once_across_a_relay_restart(i
     assert!(traceparent.starts_with(&format!("00-{trace_id}-")), "trace continues: {traceparent}");
     let event_id = event["id"].as_str().context("event id")?.to_owned();
 
-    // Simulate a relay that died after JetStream stored the event but before it recorded that:
-    // stop every replica, un-mark the row, start a fresh replica (whose relay re-publishes).
+    // Simulate a relay that died after JetStream stored the event but before it deleted its row:
+    // stop every replica, put the row back as pending, start a fresh replica (whose relay
+    // re-publishes it and then deletes it).
     p.stop_replicas("identity").await;
     let db = p.db().await?;
-    let unmarked = sqlx::query("UPDATE cb_outbox SET published_at = NULL WHERE id = $1::uuid")
-        .bind(&event_id)
-        .execute(&db)
-        .await?
-        .rows_affected();
-    assert_eq!(unmarked, 1);
+    let event_json = serde_json::to_vec(&{
+        let mut e = event.clone();
+        e.as_object_mut().context("envelope")?.remove("_headers");
+        e
+    })?;
+    let restored = sqlx::query(
+        "INSERT INTO cb_outbox (id, subject, payload, headers) VALUES ($1::uuid, $2, $3, jsonb_build_object('cb-request-id', 'signup-eve-1'))",
+    )
+    .bind(&event_id)
+    .bind(identity::EVT_USER_REGISTERED)
+    .bind(event_json)
+    .execute(&db)
+    .await?
+    .rows_affected();
+    assert_eq!(restored, 1);
     p.start_identity_replica();
     p.wait_identity_replicas(1).await?;
-    eventually(Duration::from_secs(15), "the relay to re-publish the event", || async {
-        let published: Option<bool> =
-            sqlx::query_scalar("SELECT published_at IS NOT NULL FROM cb_outbox WHERE id = $1::uuid")
-                .bind(&event_id)
-                .fetch_optional(&db)
-                .await?;
-        Ok(published.filter(|p| *p))
+    eventually(Duration::from_secs(15), "the relay to re-publish the event and delete its row", || async {
+        let pending: i64 = sqlx::query_scalar("SELECT count(*) FROM cb_outbox WHERE id = $1::uuid")
+            .bind(&event_id)
+            .fetch_one(&db)
+            .await?;
+        Ok((pending == 0).then_some(()))
     })
     .await?;
     let events = registered_events(&nats, &user_id).await?;

@@ -37,6 +37,8 @@ pub struct Catalog {
     pub cache: Arc<SnapshotCache<Course>>,
     /// Wakes the outbox relay after a commit.
     pub relay: Arc<Notify>,
+    /// Publishes the change hints (`COURSE_CHANGED_HINT`).
+    pub client: async_nats::Client,
 }
 
 /// How long an `Idempotency-Key` is remembered.
@@ -214,6 +216,14 @@ impl Catalog {
         }
         self.relay.notify_one();
         self.cache.invalidate(doc.working.id).await;
+        // Before the reply, on the same connection: every other cache hears of it first.
+        if let Err(err) = self
+            .client
+            .publish(coursebus_contracts::subjects::catalog::COURSE_CHANGED_HINT, doc.working.id.to_string().into())
+            .await
+        {
+            tracing::warn!(error = %err, course_id = %doc.working.id, "course change hint not sent");
+        }
         Ok(doc.working)
     }
 

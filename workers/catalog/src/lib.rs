@@ -15,7 +15,7 @@ use coursebus_bus::auth::{BusJwks, JwtVerifier};
 use coursebus_bus::cache::SnapshotCache;
 use coursebus_bus::{Bus, MicroService, ServiceSpec, streams};
 use coursebus_contracts::catalog::{
-    ArchiveCourse, CreateCourse, GetCourse, ListCourses, PublishCourse, PutOutline, UpdateCourse, course_of_event,
+    ArchiveCourse, CreateCourse, GetCourse, ListCourses, PublishCourse, PutOutline, UpdateCourse, course_of_notice,
 };
 use coursebus_contracts::subjects::catalog as subj;
 use tokio::sync::Notify;
@@ -74,11 +74,15 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Cata
         verifier: JwtVerifier::new(BusJwks(bus)),
         cache: Arc::new(SnapshotCache::new(handlers::CACHE_TTL, handlers::CACHE_ENTRIES)),
         relay: Arc::new(Notify::new()),
+        client: client.clone(),
     });
 
-    // Every replica drops cached snapshots when any replica changes a course.
-    let invalidation =
-        catalog.cache.invalidate_on(&client, subj::EVENT_SUBJECTS, course_of_event, shutdown.clone()).await?;
+    // Every replica drops cached snapshots when any replica changes a course (hinted before the
+    // changing replica replies; the events as a backstop).
+    let invalidation = catalog
+        .cache
+        .follow(&client, &[subj::COURSE_CHANGED_HINT, subj::EVENT_SUBJECTS], course_of_notice, shutdown.clone())
+        .await?;
 
     let mut service = MicroService::start(&client, SPEC, shutdown.clone()).await?;
     coursebus_bus::serve!(

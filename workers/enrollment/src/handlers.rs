@@ -6,11 +6,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use coursebus_bus::auth::JwtVerifier;
+use coursebus_bus::cache::SnapshotCache;
 use coursebus_bus::consume::Handled;
 use coursebus_bus::idempotency::Idempotency;
 use coursebus_bus::{Bus, CallContext, outbox};
 use coursebus_contracts::assessment::GradeReleased;
-use coursebus_contracts::catalog::{Course, CourseStatus, GetCourse, GetCourseRequest};
+use coursebus_contracts::catalog::{
+    Course, CourseStatus, GetCourse, GetCourseRequest, course_cache_key, course_cache_keys,
+};
 use coursebus_contracts::enrollment::{
     AccessCheckRequest, AccessReply, Certificate, CompletionRules, CompletionRulesRequest, CreateEnrollmentRequest,
     Enroll, EnrollReply, Enrollment, EnrollmentCancelled, EnrollmentCompleted, EnrollmentCreated, EnrollmentDetail,
@@ -44,7 +47,15 @@ pub struct Enrollments {
     /// Course versions this replica has seen committed to `course_versions` (rows there are
     /// never changed or deleted, so the insert can be skipped).
     pub pinned: std::sync::Mutex<std::collections::HashSet<(Uuid, u64)>>,
+    /// Published course snapshots read from the catalog, dropped by every catalog event about
+    /// the course (as the catalog's own cache is), so an enrolment needs no catalog call.
+    pub courses: Arc<SnapshotCache<Course>>,
 }
+
+/// How long a published snapshot is kept should an invalidation be missed (a reconnect).
+pub const COURSE_CACHE_TTL: Duration = Duration::from_secs(60);
+/// Published snapshots kept at most per replica.
+pub const COURSE_CACHE_ENTRIES: usize = 20_000;
 
 /// Log a database error and answer `internal` (the client never sees database details).
 fn db(err: sqlx::Error) -> ErrorBody {
@@ -112,8 +123,20 @@ impl Enrollments {
             authorization: if as_caller { ctx.authorization.clone() } else { None },
             idempotency_key: None,
         };
+        // What anyone may see (the published snapshot) is cached; a caller's own view is not.
+        let key = (!as_caller).then(|| course_cache_key(&id_or_slug));
+        if let Some(key) = &key
+            && let Some(course) = self.courses.get(key).await
+        {
+            return Ok((*course).clone());
+        }
+        let loaded_at = self.courses.generation();
         let req = GetCourseRequest { id_or_slug, draft: false };
-        self.bus.request_within::<GetCourse>(&call, &req, self.catalog_deadline).await
+        let course = self.bus.request_within::<GetCourse>(&call, &req, self.catalog_deadline).await?;
+        if key.is_some() {
+            self.courses.put(&course_cache_keys(&course), course.id, Arc::new(course.clone()), loaded_at).await;
+        }
+        Ok(course)
     }
 
     async fn pinned_outline(
@@ -142,34 +165,34 @@ impl Enrollments {
         {
             return Ok(reply);
         }
-        let mut conn = self.pool.acquire().await.map_err(db)?;
-        if let Some(existing) = store::live_enrollment(&mut conn, me.sub, req.course_id).await.map_err(db)? {
-            return Ok(EnrollReply { created: false, enrollment: existing.to_enrollment().map_err(db)? });
-        }
-
-        let course = self.course(&ctx, req.course_id.to_string(), false).await?;
-        if course.id != req.course_id || course.status != CourseStatus::Published {
-            return Err(no_course());
-        }
-        if !course.price.is_free() {
-            return Err(ErrorBody::new(
+        // The course first (cached): a new enrolment in a free course is then one transaction.
+        // Whenever this request cannot enrol, the learner's existing enrolment (in a course
+        // since archived, bought, or with prerequisites met then) is the answer, if there is one.
+        let refusal = match self.course(&ctx, req.course_id.to_string(), false).await {
+            Ok(course) if course.id != req.course_id || course.status != CourseStatus::Published => Err(no_course()),
+            Ok(course) if !course.price.is_free() => Err(ErrorBody::new(
                 coursebus_contracts::ErrorCode::PaymentRequired,
                 "this course must be bought before enrolling",
             )
             .with_details(serde_json::json!({
                 "course_id": course.id,
                 "price": { "amount_minor": course.price.amount_minor, "currency": course.price.currency },
-            })));
-        }
-        if !course.prerequisites.is_empty() {
-            let met = store::completed_courses(&mut conn, me.sub, &course.prerequisites).await.map_err(db)?;
-            let missing: Vec<Uuid> = course.prerequisites.iter().filter(|p| !met.contains(p)).copied().collect();
-            if !missing.is_empty() {
-                return Err(ErrorBody::conflict("complete the prerequisite courses first")
-                    .with_details(serde_json::json!({ "missing_prerequisites": missing })));
+            }))),
+            Ok(course) => self.missing_prerequisites(me.sub, &course).await.map(|()| course),
+            Err(err) => Err(err),
+        };
+        let course = match refusal {
+            Ok(course) => course,
+            Err(err) => {
+                let mut conn = self.pool.acquire().await.map_err(db)?;
+                return match store::live_enrollment(&mut conn, me.sub, req.course_id).await.map_err(db)? {
+                    Some(existing) => {
+                        Ok(EnrollReply { created: false, enrollment: existing.to_enrollment().map_err(db)? })
+                    }
+                    None => Err(err),
+                };
             }
-        }
-        drop(conn);
+        };
 
         let mut tx = self.pool.begin().await.map_err(db)?;
         let Some(row) = self.insert_new(&mut tx, me.sub, &course, None, user_actor(&me), Some(&ctx)).await? else {
@@ -194,6 +217,22 @@ impl Enrollments {
         }
         tracing::info!(enrollment_id = %id, user_id = %me.sub, course_id = %course.id, course_version = version, "enrolled");
         Ok(reply)
+    }
+
+    /// `conflict` naming the prerequisite courses the learner has not completed.
+    async fn missing_prerequisites(&self, user: Uuid, course: &Course) -> Result<(), ErrorBody> {
+        if course.prerequisites.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.pool.acquire().await.map_err(db)?;
+        let met = store::completed_courses(&mut conn, user, &course.prerequisites).await.map_err(db)?;
+        let missing: Vec<Uuid> = course.prerequisites.iter().filter(|p| !met.contains(p)).copied().collect();
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(ErrorBody::conflict("complete the prerequisite courses first")
+                .with_details(serde_json::json!({ "missing_prerequisites": missing })))
+        }
     }
 
     /// Pin the course's published version and insert a new active enrolment with its

@@ -22,12 +22,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use coursebus_bus::auth::{BusJwks, JwtVerifier};
+use coursebus_bus::cache::SnapshotCache;
 use coursebus_bus::{Bus, MicroService, ServiceSpec, idempotency, outbox, streams};
 use coursebus_contracts::Rpc;
+use coursebus_contracts::catalog::course_of_notice;
 use coursebus_contracts::enrollment::{
     CancelEnrollment, CheckAccess, Enroll, GetCompletionRules, GetEnrollment, ListLearners, ListMyEnrollments,
     ListRoster, SetCompletionRules, UpdateProgress, VerifyCertificate,
 };
+use coursebus_contracts::subjects::catalog;
 use coursebus_contracts::subjects::enrollment as subj;
 use tokio_util::sync::CancellationToken;
 
@@ -91,7 +94,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Enro
         verifier: JwtVerifier::new(BusJwks(bus.clone())),
         bus,
         catalog_deadline: config.call_deadline,
+        courses: Arc::new(SnapshotCache::new(handlers::COURSE_CACHE_TTL, handlers::COURSE_CACHE_ENTRIES)),
     });
+    // A catalog change drops the course's cached snapshot, as in the catalog's own replicas: the
+    // hint arrives before any request sent after the change was answered (one NATS server).
+    let invalidation = enrollments
+        .courses
+        .follow(&client, &[catalog::COURSE_CHANGED_HINT, catalog::EVENT_SUBJECTS], course_of_notice, shutdown.clone())
+        .await?;
 
     let mut service = MicroService::start(&client, SPEC, shutdown.clone()).await?;
     coursebus_bus::serve!(
@@ -116,7 +126,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Enro
     let relay = tokio::spawn(relay.run(shutdown.clone()));
     let housekeeping = tokio::spawn(idempotency::purge_until(pool.clone(), Duration::from_secs(600), shutdown.clone()));
     service.run().await;
-    let _ = tokio::join!(relay, payments, grades, housekeeping);
+    let _ = tokio::join!(relay, payments, grades, housekeeping, invalidation);
     pool.close().await;
     client.flush().await.ok();
     tracing::info!("enrollment stopped");

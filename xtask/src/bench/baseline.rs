@@ -1,11 +1,15 @@
 //! What the platform is measured against, each run as its own process from the release xtask
 //! binary (`xtask __bench-serve <kind> ...`):
 //! - `monolith`: axum + sqlx doing the platform's read and write directly against PostgreSQL
-//!   (same JWT check, same course lookup, same enrolment row + outbox row in one transaction);
+//!   (the same JWT check — `bus::auth::JwtVerifier`, which remembers verified tokens —, the same
+//!   pool settings — `bus::worker::pool_options` —, the same course lookup, the same enrolment
+//!   row + outbox row in one transaction);
 //! - `hello`: axum hello-world, the HTTP ceiling;
 //! - `echo`: an async-nats micro service with an empty handler, the request-reply ceiling.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
@@ -14,10 +18,10 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use coursebus_contracts::identity::{TOKEN_AUDIENCE, TOKEN_ISSUER};
+use coursebus_bus::auth::{JwksSource, JwtVerifier};
+use coursebus_contracts::ErrorBody;
+use coursebus_contracts::identity::Jwks;
 use futures::StreamExt;
-use jsonwebtoken::jwk::JwkSet;
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -85,23 +89,24 @@ const ENROLLED_SUBJECT: &str = coursebus_contracts::subjects::enrollment::EVT_EN
 
 struct Monolith {
     pool: PgPool,
-    keys: Vec<(String, DecodingKey)>,
-    validation: Validation,
+    verifier: Arc<JwtVerifier>,
+}
+
+/// The identity JWKS, fetched once over HTTP at start.
+struct StaticJwks(Jwks);
+
+impl JwksSource for StaticJwks {
+    fn fetch(&self) -> Pin<Box<dyn Future<Output = Result<Jwks, ErrorBody>> + Send + '_>> {
+        let keys = self.0.clone();
+        Box::pin(async move { Ok(keys) })
+    }
 }
 
 async fn monolith(listen: SocketAddr, db: &str, jwks: &str) -> Result<()> {
-    let pool = sqlx::postgres::PgPoolOptions::new().max_connections(super::MONOLITH_DB_CONNECTIONS).connect(db).await?;
+    let pool = coursebus_bus::worker::pool_options(super::MONOLITH_DB_CONNECTIONS).connect(db).await?;
     sqlx::raw_sql(SCHEMA).execute(&pool).await?;
-    let set: JwkSet = reqwest::get(jwks).await?.json().await.context("reading the JWKS")?;
-    let mut keys = Vec::new();
-    for jwk in &set.keys {
-        let kid = jwk.common.key_id.clone().unwrap_or_default();
-        keys.push((kid, DecodingKey::from_jwk(jwk)?));
-    }
-    let mut validation = Validation::new(Algorithm::EdDSA);
-    validation.set_audience(&[TOKEN_AUDIENCE]);
-    validation.set_issuer(&[TOKEN_ISSUER]);
-    let state = Arc::new(Monolith { pool, keys, validation });
+    let keys: Jwks = reqwest::get(jwks).await?.json().await.context("reading the JWKS")?;
+    let state = Arc::new(Monolith { pool, verifier: JwtVerifier::new(StaticJwks(keys)) });
     let app = axum::Router::new()
         .route("/v1/courses/{id}", get(read))
         .route("/v1/enrollments", post(write))
@@ -149,25 +154,16 @@ async fn read(State(m): State<Arc<Monolith>>, Path(id): Path<Uuid>) -> Response 
     }
 }
 
-#[derive(serde::Deserialize)]
-struct Claims {
-    sub: Uuid,
-}
-
 async fn write(State(m): State<Arc<Monolith>>, headers: HeaderMap, Json(body): Json<Value>) -> Response {
     let token = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
     let Some(token) = token else { return error(StatusCode::UNAUTHORIZED, "unauthenticated") };
-    let kid = jsonwebtoken::decode_header(token).ok().and_then(|h| h.kid).unwrap_or_default();
-    let Some((_, key)) = m.keys.iter().find(|(k, _)| *k == kid) else {
-        return error(StatusCode::UNAUTHORIZED, "unauthenticated");
-    };
-    let Ok(claims) = jsonwebtoken::decode::<Claims>(token, key, &m.validation) else {
+    let Ok(claims) = m.verifier.verify(token).await else {
         return error(StatusCode::UNAUTHORIZED, "unauthenticated");
     };
     let Some(course) = body["course_id"].as_str().and_then(|s| Uuid::parse_str(s).ok()) else {
         return error(StatusCode::BAD_REQUEST, "invalid_input");
     };
-    match enrol(&m.pool, claims.claims.sub, course).await {
+    match enrol(&m.pool, claims.sub, course).await {
         Ok(Some((status, enrolment))) => (status, Json(enrolment)).into_response(),
         Ok(None) => error(StatusCode::NOT_FOUND, "not_found"),
         Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal"),
