@@ -102,6 +102,9 @@ struct Pending {
 }
 
 impl Relay {
+    /// How long a woken relay waits for more commits before it reads its batch.
+    pub const COALESCE: Duration = Duration::from_millis(3);
+
     pub fn new(pool: PgPool, js: jetstream::Context) -> Self {
         Self { pool, js, batch: 256, wake: Waker::default(), sweep: Duration::from_secs(1) }
     }
@@ -138,7 +141,11 @@ impl Relay {
             let wait = if failed { Duration::from_secs(1) } else { self.sweep };
             tokio::select! {
                 _ = shutdown.cancelled() => return,
-                _ = self.wake.0.notified() => {}
+                _ = self.wake.0.notified() => {
+                    // Let the commits of the next moment join this batch: under load one
+                    // batch (four statements, one JetStream round of acks) carries many events.
+                    tokio::time::sleep(Self::COALESCE).await;
+                }
                 _ = tokio::time::sleep(wait) => {}
             }
         }
