@@ -85,7 +85,7 @@ fn settings(args: &[String]) -> Result<Settings> {
         media: true,
         quiz: true,
         learners: quiz::LEARNERS,
-        think: Duration::ZERO,
+        think: quiz::THINK,
     };
     let mut it = args.iter();
     while let Some(arg) = it.next() {
