@@ -444,7 +444,8 @@ rpc!(SetCompletionRules, SetCompletionRulesRequest, CompletionRules, subj::COMPL
 rpc!(GetCompletionRules, CompletionRulesRequest, CompletionRules, subj::COMPLETION_RULES_GET);
 
 /// Internal: a page of the users with a live (active or completed) enrolment in `course_id`, in
-/// user id order, strictly after `after`.
+/// user id order, strictly after `after`; with `enrolled_by`, only those enrolled at or before it
+/// (an announcement reaches the learners enrolled when it was made).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LearnersRequest {
@@ -453,6 +454,8 @@ pub struct LearnersRequest {
     pub after: Option<Uuid>,
     /// 1 to 5,000.
     pub limit: u32,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub enrolled_by: Option<OffsetDateTime>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

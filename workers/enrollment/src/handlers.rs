@@ -735,7 +735,8 @@ impl Enrollments {
             return Err(ErrorBody::invalid_field("limit", "limit must be between 1 and 5000"));
         }
         let mut conn = self.pool.acquire().await.map_err(db)?;
-        let user_ids = store::learners(&mut conn, req.course_id, req.after, req.limit).await.map_err(db)?;
+        let user_ids =
+            store::learners(&mut conn, req.course_id, req.after, req.enrolled_by, req.limit).await.map_err(db)?;
         let next = (user_ids.len() == req.limit as usize).then(|| user_ids.last().copied()).flatten();
         Ok(LearnersPage { user_ids, next })
     }

@@ -422,14 +422,22 @@ pub async fn roster(
 }
 
 /// Users with a live enrolment in `course`, in id order, after `after`.
-pub async fn learners(conn: &mut PgConnection, course: Uuid, after: Option<Uuid>, limit: u32) -> Result<Vec<Uuid>> {
+pub async fn learners(
+    conn: &mut PgConnection,
+    course: Uuid,
+    after: Option<Uuid>,
+    enrolled_by: Option<OffsetDateTime>,
+    limit: u32,
+) -> Result<Vec<Uuid>> {
     sqlx::query_scalar(
         "SELECT user_id FROM enrollments WHERE course_id = $1 AND status <> 'cancelled' \
-         AND ($2::uuid IS NULL OR user_id > $2) ORDER BY user_id ASC LIMIT $3",
+         AND ($2::uuid IS NULL OR user_id > $2) AND ($4::timestamptz IS NULL OR enrolled_at <= $4) \
+         ORDER BY user_id ASC LIMIT $3",
     )
     .bind(course)
     .bind(after)
     .bind(i64::from(limit))
+    .bind(enrolled_by)
     .fetch_all(conn)
     .await
 }

@@ -262,7 +262,14 @@ impl Announcer {
             if a.status == "done" {
                 return Ok(());
             }
-            let req = LearnersRequest { course_id: a.course_id, after: a.after_user, limit: self.page_size };
+            // The learners enrolled when it was made: who enrols later (say, just after a new
+            // version was published) already sees what it announces.
+            let req = LearnersRequest {
+                course_id: a.course_id,
+                after: a.after_user,
+                limit: self.page_size,
+                enrolled_by: Some(a.created_at),
+            };
             let page = self
                 .bus
                 .request_within::<ListLearners>(&CallContext::new_root(), &req, self.call_deadline)
