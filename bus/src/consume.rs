@@ -27,6 +27,20 @@ pub enum Handled {
     Reject(String),
 }
 
+/// A durable consumer of domain events shared by a worker's replicas: `filter_subjects` of the
+/// stream, acknowledged explicitly within 30 s, delivered at most 12 times (the retry delays of
+/// [`retry_delay`] add up to several minutes) before the last attempt parks it in the DLQ.
+pub fn event_consumer(durable: &str, filter_subjects: &[&str]) -> consumer::pull::Config {
+    consumer::pull::Config {
+        durable_name: Some(durable.into()),
+        filter_subjects: filter_subjects.iter().map(|s| (*s).to_owned()).collect(),
+        ack_policy: consumer::AckPolicy::Explicit,
+        ack_wait: Duration::from_secs(30),
+        max_deliver: 12,
+        ..Default::default()
+    }
+}
+
 /// The delay before the `delivered`-th redelivery: 1 s, 2 s, 4 s, … capped at 60 s.
 pub fn retry_delay(delivered: i64) -> Duration {
     let exp = u32::try_from(delivered.clamp(1, 7) - 1).unwrap_or(0);

@@ -176,14 +176,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Asse
     let enrolments = {
         use coursebus_contracts::subjects::enrollment as enr;
         let assessments = assessments.clone();
-        let config = consumer::pull::Config {
-            durable_name: Some(subj::ENROLMENT_CONSUMER.into()),
-            filter_subjects: vec![enr::EVT_ENROLMENT_CREATED.into(), enr::EVT_ENROLMENT_CANCELLED.into()],
-            ack_policy: consumer::AckPolicy::Explicit,
-            ack_wait: Duration::from_secs(30),
-            max_deliver: 12,
-            ..Default::default()
-        };
+        let config = consume::event_consumer(
+            subj::ENROLMENT_CONSUMER,
+            &[enr::EVT_ENROLMENT_CREATED, enr::EVT_ENROLMENT_CANCELLED],
+        );
         tokio::spawn(consume::run_many(
             js.clone(),
             enr::EVENT_STREAM,

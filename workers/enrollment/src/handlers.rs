@@ -116,7 +116,7 @@ impl Enrollments {
 
     /// A course from the catalog. `as_caller: false` asks anonymously, which yields only a
     /// published snapshot (never an instructor's working copy).
-    async fn course(&self, ctx: &CallContext, id_or_slug: String, as_caller: bool) -> Result<Course, ErrorBody> {
+    async fn course(&self, ctx: &CallContext, id_or_slug: String, as_caller: bool) -> Result<Arc<Course>, ErrorBody> {
         let call = CallContext {
             request_id: ctx.request_id.clone(),
             traceparent: ctx.traceparent.clone(),
@@ -128,13 +128,13 @@ impl Enrollments {
         if let Some(key) = &key
             && let Some(course) = self.courses.get(key).await
         {
-            return Ok((*course).clone());
+            return Ok(course);
         }
         let loaded_at = self.courses.generation();
         let req = GetCourseRequest { id_or_slug, draft: false };
-        let course = self.bus.request_within::<GetCourse>(&call, &req, self.catalog_deadline).await?;
+        let course = Arc::new(self.bus.request_within::<GetCourse>(&call, &req, self.catalog_deadline).await?);
         if key.is_some() {
-            self.courses.put(&course_cache_keys(&course), course.id, Arc::new(course.clone()), loaded_at).await;
+            self.courses.put(&course_cache_keys(&course), course.id, course.clone(), loaded_at).await;
         }
         Ok(course)
     }
@@ -583,7 +583,7 @@ impl Enrollments {
         me: &AccessClaims,
         course_id: Uuid,
         what: &str,
-    ) -> Result<Course, ErrorBody> {
+    ) -> Result<Arc<Course>, ErrorBody> {
         let course = self.course(ctx, course_id.to_string(), true).await?;
         if course.id != course_id {
             return Err(no_course());

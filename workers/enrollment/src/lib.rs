@@ -140,19 +140,14 @@ async fn payment_events(
     enrollments: Arc<Enrollments>,
     shutdown: CancellationToken,
 ) {
-    use async_nats::jetstream::consumer;
     use coursebus_bus::consume::Handled;
     use coursebus_contracts::EventEnvelope;
     use coursebus_contracts::subjects::payments as pay;
 
-    let config = consumer::pull::Config {
-        durable_name: Some(subj::PAYMENTS_CONSUMER.into()),
-        filter_subjects: vec![pay::EVT_ORDER_PAID.into(), pay::EVT_ORDER_REFUNDED.into()],
-        ack_policy: consumer::AckPolicy::Explicit,
-        ack_wait: Duration::from_secs(30),
-        max_deliver: 12,
-        ..Default::default()
-    };
+    let config = coursebus_bus::consume::event_consumer(
+        subj::PAYMENTS_CONSUMER,
+        &[pay::EVT_ORDER_PAID, pay::EVT_ORDER_REFUNDED],
+    );
     coursebus_bus::consume::run(js, pay::EVENT_STREAM, config, shutdown, move |subject, payload| {
         let enrollments = enrollments.clone();
         async move {
@@ -180,19 +175,11 @@ async fn assessment_events(
     enrollments: Arc<Enrollments>,
     shutdown: CancellationToken,
 ) {
-    use async_nats::jetstream::consumer;
     use coursebus_bus::consume::Handled;
     use coursebus_contracts::EventEnvelope;
     use coursebus_contracts::subjects::assessment as assess;
 
-    let config = consumer::pull::Config {
-        durable_name: Some(subj::ASSESSMENT_CONSUMER.into()),
-        filter_subject: assess::EVT_GRADE_RELEASED.into(),
-        ack_policy: consumer::AckPolicy::Explicit,
-        ack_wait: Duration::from_secs(30),
-        max_deliver: 12,
-        ..Default::default()
-    };
+    let config = coursebus_bus::consume::event_consumer(subj::ASSESSMENT_CONSUMER, &[assess::EVT_GRADE_RELEASED]);
     coursebus_bus::consume::run(js, assess::EVENT_STREAM, config, shutdown, move |subject, payload| {
         let enrollments = enrollments.clone();
         async move {
