@@ -1,6 +1,7 @@
 //! The transactional outbox: a worker writes its own rows and its events in one PostgreSQL
 //! transaction ([`enqueue`]); the [`Relay`] publishes pending events to JetStream with
-//! `Nats-Msg-Id` = event id and deletes their rows only after JetStream acknowledged them.
+//! `Nats-Msg-Id` = event id; the transaction that deletes their rows commits only after
+//! JetStream acknowledged them.
 //!
 //! After committing, the writer wakes its own replica's relay ([`Waker::wake`]); every relay
 //! also sweeps once a second, which picks up what a crashed replica committed. (No
@@ -39,7 +40,9 @@ CREATE TABLE IF NOT EXISTS cb_outbox (
     -- Always NULL: a published row is deleted (earlier versions marked it here).
     published_at TIMESTAMPTZ
 );
-CREATE INDEX IF NOT EXISTS cb_outbox_pending ON cb_outbox (seq) WHERE published_at IS NULL;
+-- Earlier versions kept published rows and found pending ones through this index; the primary
+-- key serves the relay now, and every enqueued event paid for a second index entry.
+DROP INDEX IF EXISTS cb_outbox_pending;
 "#;
 
 /// Create the outbox table if it does not exist (idempotent; safe with concurrent replicas).
@@ -154,10 +157,13 @@ impl Relay {
     /// Publish up to one batch; returns how many rows were published.
     pub async fn publish_batch(&self) -> Result<usize, BusError> {
         // Losing this transaction's commit in a crash only re-publishes duplicates (see above).
+        // The batch is deleted as it is read (one statement); the deletion only takes effect if
+        // every event was acknowledged, since a failure rolls the transaction back.
         let mut tx = self.pool.begin_with("BEGIN; SET LOCAL synchronous_commit = off").await?;
-        let rows: Vec<Pending> = sqlx::query_as(
-            "SELECT seq, id, subject, payload, headers FROM cb_outbox \
-             WHERE published_at IS NULL ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED",
+        let mut rows: Vec<Pending> = sqlx::query_as(
+            "DELETE FROM cb_outbox WHERE seq IN (SELECT seq FROM cb_outbox \
+             WHERE published_at IS NULL ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED) \
+             RETURNING seq, id, subject, payload, headers",
         )
         .bind(self.batch)
         .fetch_all(&mut *tx)
@@ -165,8 +171,11 @@ impl Relay {
         if rows.is_empty() {
             return Ok(0);
         }
-        let mut acks: Vec<(Uuid, PublishAckFuture)> = Vec::with_capacity(rows.len());
-        for row in &rows {
+        // RETURNING does not keep the subquery's order: publish in commit order.
+        rows.sort_unstable_by_key(|r| r.seq);
+        let published = rows.len();
+        let mut acks: Vec<(Uuid, PublishAckFuture)> = Vec::with_capacity(published);
+        for row in rows {
             let mut hdrs = HeaderMap::new();
             if let Some(map) = row.headers.as_object() {
                 for (k, v) in map {
@@ -175,15 +184,10 @@ impl Relay {
                     }
                 }
             }
-            let message = PublishMessage::build()
-                .payload(row.payload.clone().into())
-                .headers(hdrs)
-                .message_id(row.id.to_string());
-            let ack = self
-                .js
-                .send_publish(row.subject.clone(), message)
-                .await
-                .map_err(|e| BusError::JetStream(e.to_string()))?;
+            let message =
+                PublishMessage::build().payload(row.payload.into()).headers(hdrs).message_id(row.id.to_string());
+            let ack =
+                self.js.send_publish(row.subject, message).await.map_err(|e| BusError::JetStream(e.to_string()))?;
             acks.push((row.id, ack));
         }
         let mut duplicates = 0usize;
@@ -193,10 +197,8 @@ impl Relay {
                 duplicates += 1;
             }
         }
-        let seqs: Vec<i64> = rows.iter().map(|r| r.seq).collect();
-        sqlx::query("DELETE FROM cb_outbox WHERE seq = ANY($1)").bind(&seqs).execute(&mut *tx).await?;
         tx.commit().await?;
-        tracing::debug!(published = rows.len(), duplicates, "outbox batch relayed");
-        Ok(rows.len())
+        tracing::debug!(published, duplicates, "outbox batch relayed");
+        Ok(published)
     }
 }

@@ -259,9 +259,6 @@ impl Enrollments {
             outline: &outline,
         };
         let known = self.pinned.lock().is_ok_and(|p| p.contains(&(course.id, version)));
-        if !known {
-            store::pin_version(tx, &pinned).await.map_err(db)?;
-        }
         let new = store::NewEnrollment {
             id,
             user,
@@ -271,9 +268,6 @@ impl Enrollments {
             enrolled_at: now,
             order_id,
         };
-        if !store::insert_enrollment(tx, &new).await.map_err(db)? {
-            return Ok(None);
-        }
         let event = EnrollmentCreated {
             enrollment_id: id,
             user_id: user,
@@ -283,7 +277,9 @@ impl Enrollments {
             order_id,
         }
         .envelope(actor);
-        outbox::enqueue(tx, &event, ctx).await.map_err(bus)?;
+        if !store::create_enrollment(tx, (!known).then_some(&pinned), &new, &event, ctx).await.map_err(bus)? {
+            return Ok(None);
+        }
         // The new row is exactly what was inserted: answer without reading it back.
         Ok(Some(EnrollmentRow {
             id,

@@ -42,6 +42,9 @@ pub const SPEC: ServiceSpec = ServiceSpec {
     description: "Enrolments, progress, completion and certificates",
 };
 
+/// Enrollment's schema (also applied by the bench's monolith baseline, which writes the same rows).
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
 /// Failures that stop the worker (as opposed to refused requests): all of them happen while it
 /// starts (database, migrations, NATS, streams, endpoints).
 pub type EnrollmentError = coursebus_bus::worker::StartError;
@@ -82,8 +85,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Enro
             coursebus_bus::dlq::stream_config(config.stream_replicas),
         ],
     };
-    let coursebus_bus::worker::Started { pool, client, js } =
-        coursebus_bus::worker::start_pg(spec, &sqlx::migrate!("./migrations")).await?;
+    let coursebus_bus::worker::Started { pool, client, js } = coursebus_bus::worker::start_pg(spec, &MIGRATOR).await?;
 
     let bus = Bus::new(client.clone(), config.call_deadline);
     let relay = outbox::Relay::new(pool.clone(), js.clone());

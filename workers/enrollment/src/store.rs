@@ -3,9 +3,11 @@
 
 use std::collections::HashMap;
 
+use coursebus_bus::{BusError, CallContext, outbox};
+use coursebus_contracts::EventEnvelope;
 use coursebus_contracts::assessment::GradedItemKind;
 use coursebus_contracts::enrollment::{
-    Certificate, CompletionRule, Enrollment, EnrollmentStatus, LessonState, RosterEntry,
+    Certificate, CompletionRule, Enrollment, EnrollmentCreated, EnrollmentStatus, LessonState, RosterEntry,
 };
 use sqlx::PgConnection;
 use time::OffsetDateTime;
@@ -169,6 +171,27 @@ pub async fn insert_enrollment(conn: &mut PgConnection, new: &NewEnrollment) -> 
     .execute(conn)
     .await?;
     Ok(inserted.rows_affected() == 1)
+}
+
+/// A new enrolment as one write: the pinned version when this replica has not pinned it yet,
+/// the enrolment row, and its `enrolment.created` event in the outbox, all in the caller's
+/// transaction. `false` (and nothing written but the pin) when the learner already has a live
+/// enrolment in the course. The bench's monolith baseline makes exactly this write too.
+pub async fn create_enrollment(
+    tx: &mut PgConnection,
+    pin: Option<&PinnedCourse<'_>>,
+    new: &NewEnrollment,
+    event: &EventEnvelope<EnrollmentCreated>,
+    ctx: Option<&CallContext>,
+) -> std::result::Result<bool, BusError> {
+    if let Some(pinned) = pin {
+        pin_version(tx, pinned).await?;
+    }
+    if !insert_enrollment(tx, new).await? {
+        return Ok(false);
+    }
+    outbox::enqueue(tx, event, ctx).await?;
+    Ok(true)
 }
 
 /// The enrolment made for a paid order, if any.

@@ -2,15 +2,17 @@
 //! binary (`xtask __bench-serve <kind> ...`):
 //! - `monolith`: axum + sqlx doing the platform's read and write directly against PostgreSQL
 //!   (the same JWT check — `bus::auth::JwtVerifier`, which remembers verified tokens —, the same
-//!   pool settings — `bus::worker::pool_options` —, the same course lookup, the same enrolment
-//!   row + outbox row in one transaction);
+//!   pool settings — `bus::worker::pool_options` —, and the enrollment worker's own write:
+//!   its migrations, its outbox table, `store::create_enrollment` in one transaction; only the
+//!   course comes from the monolith's PostgreSQL `courses` table instead of the catalog);
 //! - `hello`: axum hello-world, the HTTP ceiling;
 //! - `echo`: an async-nats micro service with an empty handler, the request-reply ceiling.
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result, bail};
 use axum::Json;
@@ -18,12 +20,18 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use coursebus_bus::BusError;
 use coursebus_bus::auth::{JwksSource, JwtVerifier};
-use coursebus_contracts::ErrorBody;
+use coursebus_contracts::catalog::Course;
+use coursebus_contracts::enrollment::{Enrollment, EnrollmentCreated};
 use coursebus_contracts::identity::Jwks;
+use coursebus_contracts::{Actor, ErrorBody, Event};
+use coursebus_worker_enrollment::domain;
+use coursebus_worker_enrollment::store::{self, EnrollmentRow, NewEnrollment, PinnedCourse};
 use futures::StreamExt;
 use serde_json::{Value, json};
 use sqlx::PgPool;
+use time::OffsetDateTime;
 use uuid::Uuid;
 
 /// `xtask __bench-serve <kind> <args>`.
@@ -61,35 +69,26 @@ async fn echo(nats: &str) -> Result<()> {
     Ok(())
 }
 
+/// The monolith's own catalog: the published courses, with what an enrolment needs in columns.
+/// Its enrolment tables are enrollment's own (its migrations and the outbox table).
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS courses (
     id UUID PRIMARY KEY,
     status TEXT NOT NULL,
     price_minor BIGINT NOT NULL,
+    version BIGINT NOT NULL,
+    required_total INTEGER NOT NULL,
+    title TEXT NOT NULL,
+    slug TEXT NOT NULL,
     doc JSONB NOT NULL
 );
-CREATE TABLE IF NOT EXISTS enrollments (
-    id UUID PRIMARY KEY,
-    user_id UUID NOT NULL,
-    course_id UUID NOT NULL REFERENCES courses (id),
-    enrolled_at TIMESTAMPTZ NOT NULL DEFAULT now(),
-    UNIQUE (user_id, course_id)
-);
-CREATE TABLE IF NOT EXISTS outbox (
-    seq BIGSERIAL PRIMARY KEY,
-    id UUID NOT NULL UNIQUE,
-    subject TEXT NOT NULL,
-    payload BYTEA NOT NULL,
-    published_at TIMESTAMPTZ
-);
 "#;
-
-/// The monolith records the same event the enrollment worker does.
-const ENROLLED_SUBJECT: &str = coursebus_contracts::subjects::enrollment::EVT_ENROLMENT_CREATED;
 
 struct Monolith {
     pool: PgPool,
     verifier: Arc<JwtVerifier>,
+    /// The (course, version) pairs already pinned, as each enrollment replica remembers them.
+    pinned: Mutex<HashSet<(Uuid, u64)>>,
 }
 
 /// The identity JWKS, fetched once over HTTP at start.
@@ -105,8 +104,10 @@ impl JwksSource for StaticJwks {
 async fn monolith(listen: SocketAddr, db: &str, jwks: &str) -> Result<()> {
     let pool = coursebus_bus::worker::pool_options(super::MONOLITH_DB_CONNECTIONS).connect(db).await?;
     sqlx::raw_sql(SCHEMA).execute(&pool).await?;
+    coursebus_worker_enrollment::MIGRATOR.run(&pool).await?;
+    coursebus_bus::outbox::install(&pool).await?;
     let keys: Jwks = reqwest::get(jwks).await?.json().await.context("reading the JWKS")?;
-    let state = Arc::new(Monolith { pool, verifier: JwtVerifier::new(StaticJwks(keys)) });
+    let state = Arc::new(Monolith { pool, verifier: JwtVerifier::new(StaticJwks(keys)), pinned: Mutex::default() });
     let app = axum::Router::new()
         .route("/v1/courses/{id}", get(read))
         .route("/v1/enrollments", post(write))
@@ -121,19 +122,26 @@ fn error(status: StatusCode, code: &str) -> Response {
     (status, Json(json!({"code": code, "message": code}))).into_response()
 }
 
-/// Load the courses the bench created on the platform (their published JSON).
+/// Load the courses the bench created on the platform (their published snapshots).
 async fn load(State(m): State<Arc<Monolith>>, Json(courses): Json<Vec<Value>>) -> Response {
-    for course in courses {
-        let Some(id) = course["id"].as_str().and_then(|s| Uuid::parse_str(s).ok()) else {
+    for doc in courses {
+        let Ok(course) = serde_json::from_value::<Course>(doc.clone()) else {
             return error(StatusCode::BAD_REQUEST, "invalid_input");
         };
-        let price = course["price"]["amount_minor"].as_i64().unwrap_or(0);
-        let done = sqlx::query("INSERT INTO courses (id, status, price_minor, doc) VALUES ($1, 'published', $2, $3) ON CONFLICT DO NOTHING")
-            .bind(id)
-            .bind(price)
-            .bind(&course)
-            .execute(&m.pool)
-            .await;
+        let required = coursebus_worker_enrollment::domain::pin(&course).required_total();
+        let done = sqlx::query(
+            "INSERT INTO courses (id, status, price_minor, version, required_total, title, slug, doc) \
+             VALUES ($1, 'published', $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+        )
+        .bind(course.id)
+        .bind(course.price.amount_minor)
+        .bind(i64::try_from(course.published_version.unwrap_or(course.version)).unwrap_or(i64::MAX))
+        .bind(i32::try_from(required).unwrap_or(i32::MAX))
+        .bind(&course.title)
+        .bind(&course.slug)
+        .bind(&doc)
+        .execute(&m.pool)
+        .await;
         if done.is_err() {
             return error(StatusCode::INTERNAL_SERVER_ERROR, "internal");
         }
@@ -163,45 +171,112 @@ async fn write(State(m): State<Arc<Monolith>>, headers: HeaderMap, Json(body): J
     let Some(course) = body["course_id"].as_str().and_then(|s| Uuid::parse_str(s).ok()) else {
         return error(StatusCode::BAD_REQUEST, "invalid_input");
     };
-    match enrol(&m.pool, claims.sub, course).await {
-        Ok(Some((status, enrolment))) => (status, Json(enrolment)).into_response(),
-        Ok(None) => error(StatusCode::NOT_FOUND, "not_found"),
+    match enrol(&m, claims.sub, course).await {
+        Ok(Enrolled::Created(enrolment)) => (StatusCode::CREATED, Json(enrolment)).into_response(),
+        Ok(Enrolled::Already(row)) => match row.to_enrollment() {
+            Ok(enrolment) => (StatusCode::OK, Json(enrolment)).into_response(),
+            Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        },
+        Ok(Enrolled::NoCourse) => error(StatusCode::NOT_FOUND, "not_found"),
+        Ok(Enrolled::NotFree) => error(StatusCode::PAYMENT_REQUIRED, "payment_required"),
         Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal"),
     }
 }
 
-async fn enrol(pool: &PgPool, user: Uuid, course: Uuid) -> Result<Option<(StatusCode, Value)>, sqlx::Error> {
-    let found: Option<(i64,)> =
-        sqlx::query_as("SELECT price_minor FROM courses WHERE id = $1 AND status = 'published'")
-            .bind(course)
-            .fetch_optional(pool)
-            .await?;
-    if found.is_none() {
-        return Ok(None);
-    }
-    let mut tx = pool.begin().await?;
-    let id = Uuid::now_v7();
-    let inserted: Option<(Uuid,)> = sqlx::query_as(
-        "INSERT INTO enrollments (id, user_id, course_id) VALUES ($1, $2, $3) ON CONFLICT (user_id, course_id) DO NOTHING RETURNING id",
+enum Enrolled {
+    Created(Enrollment),
+    /// The learner's live enrolment, made earlier.
+    Already(EnrollmentRow),
+    NoCourse,
+    NotFree,
+}
+
+#[derive(sqlx::FromRow)]
+struct CourseRow {
+    price_minor: i64,
+    version: i64,
+    required_total: i32,
+    title: String,
+    slug: String,
+}
+
+/// The enrollment worker's write for a new enrolment (`store::create_enrollment`: the pinned
+/// version the first time, the row, the `enrolment.created` event in the outbox, one
+/// transaction), with the course read from PostgreSQL instead of the catalog.
+async fn enrol(m: &Monolith, user: Uuid, course_id: Uuid) -> Result<Enrolled, BusError> {
+    let course: Option<CourseRow> = sqlx::query_as(
+        "SELECT price_minor, version, required_total, title, slug FROM courses WHERE id = $1 AND status = 'published'",
     )
-    .bind(id)
-    .bind(user)
-    .bind(course)
-    .fetch_optional(&mut *tx)
+    .bind(course_id)
+    .fetch_optional(&m.pool)
     .await?;
-    let enrolment = json!({"id": id, "user_id": user, "course_id": course, "status": "active"});
-    let status = if inserted.is_some() {
-        let event = json!({"id": Uuid::now_v7(), "type": "enrollment.enrolment.created", "data": &enrolment});
-        sqlx::query("INSERT INTO outbox (id, subject, payload) VALUES ($1, $2, $3)")
-            .bind(Uuid::now_v7())
-            .bind(ENROLLED_SUBJECT)
-            .bind(serde_json::to_vec(&event).unwrap_or_default())
-            .execute(&mut *tx)
-            .await?;
-        StatusCode::CREATED
+    let Some(course) = course else { return Ok(Enrolled::NoCourse) };
+    if course.price_minor != 0 {
+        return Ok(Enrolled::NotFree);
+    }
+    let version = u64::try_from(course.version).unwrap_or(0);
+    let known = m.pinned.lock().is_ok_and(|p| p.contains(&(course_id, version)));
+    let snapshot = if known {
+        None
     } else {
-        StatusCode::OK
+        let (doc,): (Value,) =
+            sqlx::query_as("SELECT doc FROM courses WHERE id = $1").bind(course_id).fetch_one(&m.pool).await?;
+        let snapshot: Course = serde_json::from_value(doc)?;
+        let outline = domain::pin(&snapshot);
+        Some((snapshot, outline))
     };
+    let pin = snapshot.as_ref().map(|(c, outline)| PinnedCourse {
+        course_id,
+        version,
+        instructor_id: c.instructor_id,
+        title: &c.title,
+        slug: &c.slug,
+        outline,
+    });
+    let now = domain::to_micros(OffsetDateTime::now_utc());
+    let new = NewEnrollment {
+        id: Uuid::now_v7(),
+        user,
+        course: course_id,
+        version,
+        required_total: u32::try_from(course.required_total).unwrap_or(0),
+        enrolled_at: now,
+        order_id: None,
+    };
+    let event = EnrollmentCreated {
+        enrollment_id: new.id,
+        user_id: user,
+        course_id,
+        course_version: version,
+        enrolled_at: now,
+        order_id: None,
+    }
+    .envelope(Actor::User { id: user });
+    let mut tx = m.pool.begin().await?;
+    if !store::create_enrollment(&mut tx, pin.as_ref(), &new, &event, None).await? {
+        let existing = store::live_enrollment(&mut tx, user, course_id).await?;
+        tx.commit().await?;
+        return Ok(existing.map_or(Enrolled::NoCourse, Enrolled::Already));
+    }
     tx.commit().await?;
-    Ok(Some((status, enrolment)))
+    if let Ok(mut p) = m.pinned.lock() {
+        p.insert((course_id, version));
+    }
+    let row = EnrollmentRow {
+        id: new.id,
+        user_id: user,
+        course_id,
+        course_version: course.version,
+        status: "active".into(),
+        required_total: course.required_total,
+        required_done: 0,
+        enrolled_at: now,
+        completed_at: None,
+        cancelled_at: None,
+        last_activity_at: None,
+        course_title: course.title,
+        course_slug: course.slug,
+        certificate_code: None,
+    };
+    Ok(Enrolled::Created(row.to_enrollment()?))
 }

@@ -452,7 +452,7 @@ impl Scenario {
             Scenario::PlatformRead => "1. platform `GET /v1/courses/{id}` (gateway → NATS → catalog, cached)",
             Scenario::PlatformWrite => "2. platform `POST /v1/enrollments` (durable write + outbox event)",
             Scenario::MonolithRead => "3a. monolith read (axum + sqlx → PostgreSQL)",
-            Scenario::MonolithWrite => "3b. monolith write (axum + sqlx, row + outbox row in one tx)",
+            Scenario::MonolithWrite => "3b. monolith write (axum + sqlx, enrollment's rows + outbox event in one tx)",
             Scenario::NatsEcho => "4a. NATS request-reply, empty handler (2-member queue group)",
             Scenario::AxumHello => "4b. axum hello-world",
         }
