@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use async_nats::client::RequestErrorKind;
 use async_nats::{Client, ConnectOptions, HeaderMap, Message};
+use bytes::Bytes;
 use coursebus_contracts::{ErrorBody, ErrorCode, Rpc, headers};
 use serde::de::DeserializeOwned;
 use tokio::time::Instant;
@@ -122,14 +123,32 @@ impl Bus {
         request: &R::Request,
         deadline: Duration,
     ) -> Result<R::Reply, ErrorBody> {
+        let message = self.send::<R>(ctx, request, deadline).await?;
+        decode_reply(&message)
+    }
+
+    /// [`Bus::request`] for a caller that only passes the reply on: its JSON as it came, not
+    /// parsed (an error reply is still `Err`). The gateway's hottest read forwards it this way.
+    pub async fn request_forward<R: Rpc>(&self, ctx: &CallContext, request: &R::Request) -> Result<Bytes, ErrorBody> {
+        let message = self.send::<R>(ctx, request, self.deadline).await?;
+        match reply_error(&message) {
+            Some(error) => Err(error),
+            None => Ok(message.payload),
+        }
+    }
+
+    async fn send<R: Rpc>(
+        &self,
+        ctx: &CallContext,
+        request: &R::Request,
+        deadline: Duration,
+    ) -> Result<Message, ErrorBody> {
         let endpoint = R::ENDPOINT;
         let payload = serde_json::to_vec(request).map_err(|err| {
             tracing::error!(error = %err, subject = endpoint.name, "could not serialise a request");
             ErrorBody::internal()
         })?;
-        let message =
-            self.raw_request(&endpoint.subject(), ctx.to_headers(), payload, deadline, endpoint.service).await?;
-        decode_reply(&message)
+        self.raw_request(&endpoint.subject(), ctx.to_headers(), payload, deadline, endpoint.service).await
     }
 
     /// An untyped request (used for `$SRV.*` probes and the like).

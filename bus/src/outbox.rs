@@ -3,8 +3,9 @@
 //! `Nats-Msg-Id` = event id; the transaction that deletes their rows commits only after
 //! JetStream acknowledged them.
 //!
-//! After committing, the writer wakes its own replica's relay ([`Waker::wake`]); every relay
-//! also sweeps once a second, which picks up what a crashed replica committed. (No
+//! After committing, the writer wakes its own replica's relay ([`Waker::wake`]), which reads
+//! above the rows it published a second ago (`Floor`); every relay also sweeps the whole table
+//! once a second, which picks up what a crashed replica committed. (No
 //! `NOTIFY`: PostgreSQL serialises the commits of notifying transactions on a global lock,
 //! which caps write throughput.)
 //!
@@ -15,6 +16,7 @@
 //! only means a duplicate JetStream drops. Several replicas relay concurrently (`FOR UPDATE SKIP
 //! LOCKED`).
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,6 +25,7 @@ use async_nats::jetstream::{self, context::PublishAckFuture, message::PublishMes
 use coursebus_contracts::{Event, EventEnvelope, headers};
 use sqlx::{PgConnection, PgPool};
 use tokio::sync::Notify;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -118,22 +121,35 @@ impl Relay {
     }
 
     /// Relay until shutdown. Errors (NATS or PostgreSQL down) are logged and retried.
+    ///
+    /// A woken relay reads only above its [`Floor`]; once per `sweep` (and after a failure) it
+    /// reads the whole table, which also finds rows another replica left behind.
     pub async fn run(self, shutdown: CancellationToken) {
         // Rows an earlier version kept after publishing (it marked them instead of deleting).
         if let Err(err) = sqlx::query("DELETE FROM cb_outbox WHERE published_at IS NOT NULL").execute(&self.pool).await
         {
             tracing::warn!(error = %err, "outbox cleanup failed");
         }
+        let mut floor = Floor::default();
+        let mut next_sweep = Instant::now();
         loop {
-            // Drain everything pending, batch by batch.
+            let sweeping = Instant::now() >= next_sweep;
+            let after = if sweeping { 0 } else { floor.get(Instant::now()) };
+            // Drain everything pending above `after`, batch by batch.
             let mut failed = false;
             loop {
                 if shutdown.is_cancelled() {
                     return;
                 }
-                match self.publish_batch().await {
-                    Ok(n) if (n as i64) < self.batch => break,
-                    Ok(_) => continue,
+                match self.publish_batch(after).await {
+                    Ok((n, highest)) => {
+                        if let Some(seq) = highest {
+                            floor.record(Instant::now(), seq);
+                        }
+                        if (n as i64) < self.batch {
+                            break;
+                        }
+                    }
                     Err(err) => {
                         tracing::warn!(error = %err, "outbox relay failed; will retry");
                         failed = true;
@@ -141,39 +157,44 @@ impl Relay {
                     }
                 }
             }
-            let wait = if failed { Duration::from_secs(1) } else { self.sweep };
+            if sweeping || failed {
+                next_sweep = Instant::now() + if failed { Duration::from_secs(1) } else { self.sweep };
+            }
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = self.wake.0.notified() => {
                     // Let the commits of the next moment join this batch: under load one
-                    // batch (four statements, one JetStream round of acks) carries many events.
+                    // batch (three statements, one JetStream round of acks) carries many events.
                     tokio::time::sleep(Self::COALESCE).await;
                 }
-                _ = tokio::time::sleep(wait) => {}
+                _ = tokio::time::sleep_until(next_sweep) => {}
             }
         }
     }
 
-    /// Publish up to one batch; returns how many rows were published.
-    pub async fn publish_batch(&self) -> Result<usize, BusError> {
+    /// Publish up to one batch of the rows above `after`; how many it published and the highest
+    /// `seq` among them.
+    async fn publish_batch(&self, after: i64) -> Result<(usize, Option<i64>), BusError> {
         // Losing this transaction's commit in a crash only re-publishes duplicates (see above).
         // The batch is deleted as it is read (one statement); the deletion only takes effect if
         // every event was acknowledged, since a failure rolls the transaction back.
         let mut tx = self.pool.begin_with("BEGIN; SET LOCAL synchronous_commit = off").await?;
         let mut rows: Vec<Pending> = sqlx::query_as(
             "DELETE FROM cb_outbox WHERE seq IN (SELECT seq FROM cb_outbox \
-             WHERE published_at IS NULL ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED) \
+             WHERE seq > $2 AND published_at IS NULL ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED) \
              RETURNING seq, id, subject, payload, headers",
         )
         .bind(self.batch)
+        .bind(after)
         .fetch_all(&mut *tx)
         .await?;
         if rows.is_empty() {
-            return Ok(0);
+            return Ok((0, None));
         }
-        // RETURNING does not keep the subquery's order: publish in commit order.
+        // RETURNING does not keep the subquery's order: publish in `seq` order.
         rows.sort_unstable_by_key(|r| r.seq);
         let published = rows.len();
+        let highest = rows.last().map(|r| r.seq);
         let mut acks: Vec<(Uuid, PublishAckFuture)> = Vec::with_capacity(published);
         for row in rows {
             let mut hdrs = HeaderMap::new();
@@ -199,6 +220,60 @@ impl Relay {
         }
         tx.commit().await?;
         tracing::debug!(published, duplicates, "outbox batch relayed");
-        Ok(published)
+        Ok((published, highest))
+    }
+}
+
+/// Where a woken relay starts reading: the highest `seq` it published at least [`Floor::LAG`]
+/// ago. Published rows are deleted, but their index entries stay until the table is vacuumed
+/// (autovacuum visits a database about once a minute), and a scan from the lowest `seq` walks
+/// them all: under load, a hundred thousand dead entries per batch. Sequence numbers are taken
+/// at insert, so a transaction can commit its row after rows with higher numbers were published;
+/// it is found by the next scan as long as it committed within `LAG` of their publication, and
+/// otherwise by the next full sweep.
+#[derive(Debug, Default)]
+struct Floor {
+    /// (when, highest seq published then), oldest first; none older than `LAG` but the last.
+    marks: VecDeque<(Instant, i64)>,
+    floor: i64,
+}
+
+impl Floor {
+    const LAG: Duration = Duration::from_secs(1);
+
+    fn record(&mut self, at: Instant, seq: i64) {
+        self.marks.push_back((at, seq));
+    }
+
+    fn get(&mut self, now: Instant) -> i64 {
+        while let Some(&(at, seq)) = self.marks.front() {
+            if now.duration_since(at) < Self::LAG {
+                break;
+            }
+            self.floor = self.floor.max(seq);
+            self.marks.pop_front();
+        }
+        self.floor
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_floor_trails_publication_by_the_lag() {
+        let start = Instant::now();
+        let mut floor = Floor::default();
+        assert_eq!(floor.get(start), 0, "nothing published: read everything");
+        floor.record(start, 10);
+        floor.record(start + Duration::from_millis(400), 25);
+        assert_eq!(floor.get(start + Duration::from_millis(999)), 0, "seq 10 was published under a second ago");
+        assert_eq!(floor.get(start + Floor::LAG), 10);
+        assert_eq!(floor.get(start + Duration::from_millis(1399)), 10);
+        assert_eq!(floor.get(start + Duration::from_millis(1400)), 25);
+        // A batch of lower numbers (another replica's rows, a late commit) never lowers it.
+        floor.record(start + Duration::from_millis(1500), 20);
+        assert_eq!(floor.get(start + Duration::from_secs(3)), 25);
     }
 }

@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use coursebus_contracts::ErrorBody;
 use coursebus_contracts::catalog::{
@@ -65,9 +65,11 @@ pub async fn get_course(
     Ctx(ctx): Ctx,
     ApiPath(id_or_slug): ApiPath<String>,
     ApiQuery(query): ApiQuery<GetCourseQuery>,
-) -> ApiResult<Json<Course>> {
+) -> ApiResult<Response> {
     let req = GetCourseRequest { id_or_slug, draft: query.draft };
-    Ok(Json(s.bus.request::<GetCourse>(&ctx, &req).await?))
+    // The hottest read: the catalog's JSON is passed on as it came, not parsed and re-encoded.
+    let course = s.bus.request_forward::<GetCourse>(&ctx, &req).await?;
+    Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], course).into_response())
 }
 
 /// Edit the working copy; send the `version` you loaded (a stale one is 409).
