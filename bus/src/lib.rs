@@ -27,14 +27,14 @@ pub mod streams;
 pub mod worker;
 
 pub use client::{Bus, connect};
+pub use context::CallContext;
+pub use service::{MicroService, ServiceSpec};
 
 /// Every coursebus binary (gateway, workers, xtask, tests) links this crate, so this picks their
 /// allocator: mimalloc, whose thread-local free lists beat glibc malloc's arena locking and
 /// consolidation on the request path (measured in `cargo xtask bench`).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-pub use context::CallContext;
-pub use service::{MicroService, ServiceSpec};
 
 /// Run idempotent DDL (`CREATE ... IF NOT EXISTS`) for a table this crate owns in a worker's
 /// database, serialised by an advisory lock so concurrent replicas do not race.

@@ -44,9 +44,10 @@ pub struct Enrollments {
     pub catalog_deadline: Duration,
     /// Wakes this replica's outbox relay after a commit with events.
     pub outbox: outbox::Waker,
-    /// Course versions this replica has seen committed to `course_versions` (rows there are
-    /// never changed or deleted, so the insert can be skipped).
-    pub pinned: std::sync::Mutex<std::collections::HashSet<(Uuid, u64)>>,
+    /// Course versions this replica has seen committed to `course_versions`, with their number
+    /// of required lessons (rows there are never changed or deleted, so neither the outline nor
+    /// its insert is needed again).
+    pub pinned: std::sync::Mutex<std::collections::HashMap<(Uuid, u64), u32>>,
     /// Published course snapshots read from the catalog, dropped by every catalog event about
     /// the course (as the catalog's own cache is), so an enrolment needs no catalog call.
     pub courses: Arc<SnapshotCache<Course>>,
@@ -64,7 +65,7 @@ fn db(err: sqlx::Error) -> ErrorBody {
 }
 
 fn bus(err: coursebus_bus::BusError) -> ErrorBody {
-    tracing::error!(error = %err, "outbox error");
+    tracing::error!(error = %err, "database or outbox error");
     ErrorBody::internal()
 }
 
@@ -206,6 +207,7 @@ impl Enrollments {
         };
         let id = row.id;
         let version = course.published_version.unwrap_or(course.version);
+        let required_total = u32::try_from(row.required_total).unwrap_or(0);
         let reply = EnrollReply { created: true, enrollment: row.to_enrollment().map_err(db)? };
         if let Some(idem) = &idem {
             idem.record(&mut tx, &reply).await?;
@@ -213,7 +215,7 @@ impl Enrollments {
         tx.commit().await.map_err(db)?;
         self.outbox.wake();
         if let Ok(mut p) = self.pinned.lock() {
-            p.insert((course.id, version));
+            p.insert((course.id, version), required_total);
         }
         tracing::info!(enrollment_id = %id, user_id = %me.sub, course_id = %course.id, course_version = version, "enrolled");
         Ok(reply)
@@ -246,28 +248,23 @@ impl Enrollments {
         actor: Actor,
         ctx: Option<&CallContext>,
     ) -> Result<Option<EnrollmentRow>, ErrorBody> {
-        let outline = domain::pin(course);
         let version = course.published_version.unwrap_or(course.version);
         let now = domain::to_micros(OffsetDateTime::now_utc());
         let id = Uuid::now_v7();
-        let pinned = PinnedCourse {
+        // A version this replica pinned before needs neither its outline nor the pin again.
+        let known = self.pinned.lock().ok().and_then(|p| p.get(&(course.id, version)).copied());
+        let outline = known.is_none().then(|| domain::pin(course));
+        let required_total = known.or_else(|| outline.as_ref().map(|o| o.required_total())).unwrap_or(0);
+        let pinned = outline.as_ref().map(|outline| PinnedCourse {
             course_id: course.id,
             version,
             instructor_id: course.instructor_id,
             title: &course.title,
             slug: &course.slug,
-            outline: &outline,
-        };
-        let known = self.pinned.lock().is_ok_and(|p| p.contains(&(course.id, version)));
-        let new = store::NewEnrollment {
-            id,
-            user,
-            course: course.id,
-            version,
-            required_total: outline.required_total(),
-            enrolled_at: now,
-            order_id,
-        };
+            outline,
+        });
+        let new =
+            store::NewEnrollment { id, user, course: course.id, version, required_total, enrolled_at: now, order_id };
         let event = EnrollmentCreated {
             enrollment_id: id,
             user_id: user,
@@ -277,7 +274,7 @@ impl Enrollments {
             order_id,
         }
         .envelope(actor);
-        if !store::create_enrollment(tx, (!known).then_some(&pinned), &new, &event, ctx).await.map_err(bus)? {
+        if !store::create_enrollment(tx, pinned.as_ref(), &new, &event, ctx).await.map_err(bus)? {
             return Ok(None);
         }
         // The new row is exactly what was inserted: answer without reading it back.
@@ -287,7 +284,7 @@ impl Enrollments {
             course_id: course.id,
             course_version: i64::try_from(version).unwrap_or(i64::MAX),
             status: "active".into(),
-            required_total: i32::try_from(outline.required_total()).unwrap_or(i32::MAX),
+            required_total: i32::try_from(required_total).unwrap_or(i32::MAX),
             required_done: 0,
             enrolled_at: now,
             completed_at: None,
