@@ -74,7 +74,7 @@ fn percent_decode(raw: &str) -> String {
 }
 
 /// `url` without passwords, for logs and errors.
-fn redact(url: &str) -> String {
+pub(crate) fn redact(url: &str) -> String {
     url.split(',')
         .map(|server| match (server.find("://"), server.rfind('@')) {
             (Some(scheme), Some(at)) if at > scheme => format!("{}***{}", &server[..scheme + 3], &server[at..]),

@@ -14,9 +14,8 @@
 use std::time::Duration;
 
 use async_nats::HeaderMap;
-use async_nats::jetstream::{self, AckKind, consumer, message::PublishMessage, stream};
+use async_nats::jetstream::{self, AckKind, message::PublishMessage, stream};
 use coursebus_contracts::subjects::dlq;
-use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 use crate::BusError;
@@ -126,35 +125,25 @@ pub async fn capture(
     shutdown: CancellationToken,
 ) {
     let durable = format!("{consumer}_dlq");
-    let config = consumer::pull::Config {
-        durable_name: Some(durable.clone()),
-        filter_subject: dlq::max_deliveries(stream, consumer),
-        ack_policy: consumer::AckPolicy::Explicit,
-        ack_wait: Duration::from_secs(30),
-        ..Default::default()
-    };
-    loop {
-        let Some(mut messages) = crate::streams::pull_durable(&js, dlq::STREAM, &config, &shutdown).await else {
-            return;
-        };
-        loop {
-            let next = tokio::select! {
-                _ = shutdown.cancelled() => return,
-                next = messages.next() => next,
-            };
-            let Some(Ok(advisory)) = next else { break };
-            let ack = match handle_advisory(&js, stream, consumer, on_given_up.as_ref(), &advisory).await {
-                Ok(()) => AckKind::Ack,
+    let subject = dlq::max_deliveries(stream, consumer);
+    let mut spec = crate::consume::Consumer::events(dlq::STREAM, &durable, &[subject.as_str()])
+        .retry(crate::consume::RetryPolicy { first: Duration::from_secs(5), cap: Duration::from_secs(5) });
+    // Tried until it works: an advisory is the only trace of the message it names.
+    spec.config.max_deliver = -1;
+    let on_given_up = std::sync::Arc::new(on_given_up);
+    let handler_js = js.clone();
+    crate::consume::consume(js, spec, shutdown, move |advisory| {
+        let (js, on_given_up) = (handler_js.clone(), on_given_up.clone());
+        async move {
+            match handle_advisory(&js, stream, consumer, on_given_up.as_ref().as_ref(), &advisory.payload).await {
+                Ok(()) => crate::consume::Handled::Done,
                 Err(err) => {
-                    tracing::warn!(error = %err, stream, consumer, "a max-deliveries advisory will be retried");
-                    AckKind::Nak(Some(Duration::from_secs(5)))
+                    crate::consume::Handled::Retry(format!("max-deliveries advisory of {stream}/{consumer}: {err}"))
                 }
-            };
-            if let Err(err) = advisory.ack_with(ack).await {
-                tracing::warn!(error = %err, "could not acknowledge an advisory");
             }
         }
-    }
+    })
+    .await;
 }
 
 /// Told of a message JetStream gave up on (its payload and how often it was delivered) before
@@ -169,10 +158,10 @@ async fn handle_advisory(
     stream: &str,
     consumer: &str,
     on_given_up: Option<&GivenUpHook>,
-    advisory: &jetstream::Message,
+    advisory: &[u8],
 ) -> Result<(), BusError> {
-    let Ok(parsed) = serde_json::from_slice::<Advisory>(&advisory.payload) else {
-        tracing::error!(subject = %advisory.subject, "malformed max-deliveries advisory skipped");
+    let Ok(parsed) = serde_json::from_slice::<Advisory>(advisory) else {
+        tracing::error!(stream, consumer, "malformed max-deliveries advisory skipped");
         return Ok(());
     };
     let source = js.get_stream(stream).await.map_err(js_err)?;

@@ -14,6 +14,7 @@
 pub mod auth;
 pub mod cache;
 pub mod client;
+pub mod config;
 pub mod consume;
 pub mod context;
 pub mod dlq;
@@ -23,12 +24,14 @@ pub mod outbox;
 #[cfg(feature = "s3")]
 pub mod s3;
 pub mod service;
+pub mod settings;
 pub mod streams;
 pub mod worker;
 
 pub use client::{Bus, connect};
 pub use context::CallContext;
 pub use service::{MicroService, ServiceSpec};
+pub use worker::{Postgres, StartError, Worker};
 
 /// Every coursebus binary (gateway, workers, xtask, tests) links this crate, so this picks their
 /// allocator: mimalloc, whose thread-local free lists beat glibc malloc's arena locking and

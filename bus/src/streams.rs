@@ -60,17 +60,17 @@ pub fn job_stream(name: &str, subjects: &str, replicas: usize) -> stream::Config
     }
 }
 
-/// The messages of durable pull consumer `config` on `stream`, creating it if needed. An
-/// existing consumer keeps where it delivers from (its deliver policy: replicas that raced to
-/// create it agree on the first one's) and takes the rest of `config`. While the stream is missing
-/// (its owner has not started yet) or the server refuses, retries every second; `None` once
+/// Durable pull consumer `config` on `stream`, created or brought to `config`. An existing
+/// consumer keeps where it delivers from (its deliver policy: replicas that raced to create it
+/// agree on the first one's) and takes the rest of `config`. While the stream is missing (its
+/// owner has not started yet) or the server refuses, retries every second; `None` once
 /// `shutdown` is cancelled.
-pub async fn pull_durable(
+pub async fn durable(
     js: &jetstream::Context,
     stream: &str,
     config: &consumer::pull::Config,
     shutdown: &CancellationToken,
-) -> Option<consumer::pull::Stream> {
+) -> Option<consumer::PullConsumer> {
     let name = config.durable_name.as_deref().unwrap_or("?");
     loop {
         if shutdown.is_cancelled() {
@@ -85,12 +85,32 @@ pub async fn pull_durable(
             {
                 config.deliver_policy = info.config.deliver_policy;
             }
-            let consumer = stream.create_consumer(config).await.map_err(|e| e.to_string())?;
-            consumer.messages().await.map_err(|e| e.to_string())
+            stream.create_consumer(config).await.map_err(|e| e.to_string())
         };
         match attempt.await {
-            Ok(messages) => return Some(messages),
+            Ok(consumer) => return Some(consumer),
             Err(err) => tracing::debug!(error = %err, stream, consumer = name, "cannot pull yet; retrying"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return None,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
+/// The messages of [`durable`] consumer `config` (a continuous pull); `None` once `shutdown` is
+/// cancelled.
+pub async fn pull_durable(
+    js: &jetstream::Context,
+    stream: &str,
+    config: &consumer::pull::Config,
+    shutdown: &CancellationToken,
+) -> Option<consumer::pull::Stream> {
+    loop {
+        let consumer = durable(js, stream, config, shutdown).await?;
+        match consumer.messages().await {
+            Ok(messages) => return Some(messages),
+            Err(err) => tracing::debug!(error = %err, stream, "cannot pull yet; retrying"),
         }
         tokio::select! {
             _ = shutdown.cancelled() => return None,

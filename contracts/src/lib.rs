@@ -16,6 +16,7 @@ pub mod notifications;
 pub mod payments;
 pub mod rpc;
 pub mod search;
+pub mod settings;
 pub mod subjects;
 pub mod validate;
 

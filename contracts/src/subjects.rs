@@ -418,6 +418,13 @@ pub mod payments {
     pub const EVT_ORDER_REFUNDED: &str = "cb.evt.payments.order.refunded";
 }
 
+pub mod config {
+    //! The central configuration: a NATS KV bucket (keys in `crate::settings`).
+
+    /// The bucket (its stream is `KV_cb_config`).
+    pub const BUCKET: &str = "cb_config";
+}
+
 /// The dead-letter stream: copies of jobs (and events) a consumer gave up on, kept for an
 /// operator to inspect (`nats stream view DLQ`) and replay. It also captures JetStream's
 /// max-deliveries advisories, which each job owner turns into copies of the original message.
