@@ -390,7 +390,7 @@ impl Platform {
             self.nats.url_as("enrollment"),
             self.enrollment_database_url.clone(),
         );
-        config.db_max_connections = 5;
+        config.common.db_max_connections = 5;
         config
     }
 

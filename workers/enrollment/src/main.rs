@@ -3,20 +3,9 @@
 use anyhow::Context as _;
 use coursebus_worker_enrollment::{Config, run};
 
-use coursebus_bus::runtime::env;
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     coursebus_bus::runtime::init_tracing();
-    let nats_url = env("CB_NATS_URL").unwrap_or_else(|| "nats://127.0.0.1:4222".into());
-    let database_url = env("CB_ENROLLMENT_DATABASE_URL").context("CB_ENROLLMENT_DATABASE_URL is required")?;
-    let mut config = Config::new(nats_url, database_url);
-    if let Some(n) = env("CB_ENROLLMENT_DB_MAX_CONNECTIONS") {
-        config.db_max_connections = n.parse().context("CB_ENROLLMENT_DB_MAX_CONNECTIONS must be a number")?;
-    }
-    if let Some(replicas) = env("CB_STREAM_REPLICAS") {
-        config.stream_replicas = replicas.parse().context("CB_STREAM_REPLICAS must be a number")?;
-    }
-    let shutdown = coursebus_bus::runtime::shutdown_on_signal();
-    run(config, shutdown).await.context("enrollment worker failed")
+    let config = Config::from_env()?;
+    run(config, coursebus_bus::runtime::shutdown_on_signal()).await.context("enrollment worker failed")
 }
