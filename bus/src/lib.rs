@@ -14,6 +14,7 @@
 pub mod auth;
 pub mod cache;
 pub mod client;
+pub mod clock;
 pub mod config;
 pub mod consume;
 pub mod context;

@@ -14,7 +14,6 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::client::status_of;
 use crate::{BusError, CallContext};
 
 /// What `$SRV.INFO` reports.
@@ -187,7 +186,7 @@ async fn respond_error(request: &service::Request, body: ErrorBody) -> Result<()
         headers.insert(headers::ERROR, json.as_str());
     }
     let status = format!("{}: {}", body.code, body.message).replace(|c: char| c.is_control(), " ");
-    let error = service::error::Error { status, code: usize::from(status_of(body.code)) };
+    let error = service::error::Error { status, code: usize::from(body.code.http_status()) };
     request.respond_with_headers(Err(error), headers).await
 }
 

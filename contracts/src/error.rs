@@ -3,8 +3,8 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-/// Stable, machine-readable error codes. Clients switch on these; the gateway maps them to HTTP
-/// statuses; workers never speak HTTP.
+/// Stable, machine-readable error codes. Clients switch on these; [`ErrorCode::http_status`] is
+/// their HTTP status (the gateway answers with it); workers never speak HTTP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
@@ -44,6 +44,28 @@ impl ErrorCode {
         ErrorCode::Unavailable,
         ErrorCode::Internal,
     ];
+
+    /// The HTTP status of the code: the one mapping of codes to a transport (the gateway answers
+    /// with it; the bus carries it as the micro-service error code).
+    pub const fn http_status(self) -> u16 {
+        match self {
+            ErrorCode::InvalidInput => 400,
+            ErrorCode::Unauthenticated => 401,
+            ErrorCode::PaymentRequired => 402,
+            ErrorCode::Forbidden => 403,
+            ErrorCode::NotFound => 404,
+            ErrorCode::Conflict => 409,
+            ErrorCode::PayloadTooLarge => 413,
+            ErrorCode::RateLimited => 429,
+            ErrorCode::Internal => 500,
+            ErrorCode::Unavailable => 503,
+        }
+    }
+
+    /// The code whose [`ErrorCode::http_status`] is `status` (`internal` for any other).
+    pub fn from_http_status(status: u16) -> ErrorCode {
+        ErrorCode::ALL.into_iter().find(|c| c.http_status() == status).unwrap_or(ErrorCode::Internal)
+    }
 
     /// The wire spelling of the code (`invalid_input`, ...).
     pub fn as_str(self) -> &'static str {
@@ -129,6 +151,14 @@ impl ErrorBody {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_code_has_a_distinct_status() {
+        for code in ErrorCode::ALL {
+            assert_eq!(ErrorCode::from_http_status(code.http_status()), code);
+        }
+        assert_eq!(ErrorCode::from_http_status(418), ErrorCode::Internal);
+    }
 
     #[test]
     fn codes_serialise_to_their_wire_spelling() {

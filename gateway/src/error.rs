@@ -1,4 +1,4 @@
-//! Error codes to HTTP: the only place in the platform that knows about HTTP statuses.
+//! Error replies as HTTP responses (the code → status mapping is `ErrorCode::http_status`).
 
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -15,19 +15,9 @@ impl From<ErrorBody> for ApiError {
     }
 }
 
+/// The HTTP status of `code` (the mapping itself is `ErrorCode::http_status`, in contracts).
 pub fn status_of(code: ErrorCode) -> StatusCode {
-    match code {
-        ErrorCode::InvalidInput => StatusCode::BAD_REQUEST,
-        ErrorCode::Unauthenticated => StatusCode::UNAUTHORIZED,
-        ErrorCode::Forbidden => StatusCode::FORBIDDEN,
-        ErrorCode::NotFound => StatusCode::NOT_FOUND,
-        ErrorCode::Conflict => StatusCode::CONFLICT,
-        ErrorCode::PaymentRequired => StatusCode::PAYMENT_REQUIRED,
-        ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
-        ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-        ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-        ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-    }
+    StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
 impl IntoResponse for ApiError {
