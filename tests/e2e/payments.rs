@@ -600,12 +600,8 @@ pub async fn lost_webhooks_are_repaired_and_invoices_have_no_gaps(infra: Arc<Inf
     orders.sort();
     assert_eq!(invoiced, orders);
     assert_eq!(ledger_balances(&p).await?, 6);
-    let db = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(&p.payments_database_url).await?;
     // Fifteen days later the learner's refund window (14 days) has closed; an admin may still.
-    sqlx::query("UPDATE orders SET paid_at = now() - interval '15 days' WHERE id = $1::uuid")
-        .bind(&orders[0])
-        .execute(&db)
-        .await?;
+    p.clock.advance(time::Duration::days(15));
     let owner = futures::future::join_all(buyers.iter().map(|t| order(&p, t, &orders[0]))).await;
     let owner = owner.iter().position(Result::is_ok).context("the buyer of the first order")?;
     let late = refund(&p, &buyers[owner], &orders[0], "late", json!({})).await?;
@@ -614,6 +610,7 @@ pub async fn lost_webhooks_are_repaired_and_invoices_have_no_gaps(infra: Arc<Inf
     let by_admin = refund(&p, &admin, &orders[0], "late-admin", json!({})).await?;
     assert_eq!(by_admin.body["status"], "refunded", "{by_admin:?}");
     // The database itself refuses an unbalanced ledger transaction.
+    let db = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(&p.payments_database_url).await?;
     let mut tx = db.begin().await?;
     sqlx::query("INSERT INTO ledger_entries (transaction_id, order_id, course_id, account, currency, amount_minor, memo) VALUES ($1, $2::uuid, $3::uuid, 'refunds', 'EUR', 1, 'unbalanced')")
         .bind(uuid::Uuid::now_v7())
@@ -696,19 +693,19 @@ pub async fn payment_endpoints_validate_input(infra: Arc<Infra>) -> Result<()> {
             "{body}"
         );
     }
-    // An expired coupon is refused at checkout.
+    // A coupon that expires in an hour is refused at checkout two hours later.
+    let in_an_hour =
+        (p.clock.now() + time::Duration::hours(1)).format(&time::format_description::well_known::Rfc3339)?;
     let expiring = call(
         &p,
         Method::POST,
         "/v1/payments/coupons",
         Some(&admin),
-        Some(json!({"code": "SOON", "discount": {"percent": 10}, "expires_at": "2099-01-01T00:00:00Z"})),
+        Some(json!({"code": "SOON", "discount": {"percent": 10}, "expires_at": in_an_hour})),
     )
     .await?;
     assert_eq!(expiring.status, StatusCode::CREATED);
-    let db = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(&p.payments_database_url).await?;
-    sqlx::query("UPDATE coupons SET expires_at = now() - interval '1 second' WHERE code = 'SOON'").execute(&db).await?;
-    db.close().await;
+    p.clock.advance(time::Duration::hours(2));
     let expired = checkout(&p, &lea, "soon", json!({"course_id": course_id, "coupon": "soon"})).await?;
     assert_eq!(
         (expired.status, expired.body["message"].as_str()),

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use coursebus_bus::auth::JwtVerifier;
+use coursebus_bus::clock::Clock;
 use coursebus_bus::idempotency::Idempotency;
+use coursebus_bus::settings::Live;
 use coursebus_bus::{Bus, CallContext, outbox};
 use coursebus_contracts::catalog::{Course, CourseStatus, GetCourse, GetCourseRequest};
 use coursebus_contracts::enrollment::{AccessCheckRequest, CheckAccess, EnrollmentIdRequest, GetEnrollment};
@@ -21,7 +23,6 @@ use coursebus_contracts::rpc::Empty;
 use coursebus_contracts::validate::{Role, page_limit};
 use coursebus_contracts::{ErrorBody, ErrorCode, Rpc};
 use sqlx::PgPool;
-use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::domain::{self, RefundWindow};
@@ -39,7 +40,11 @@ pub struct Payments {
     pub call_deadline: Duration,
     pub outbox: outbox::Waker,
     pub provider: Arc<dyn PaymentProvider>,
-    pub refund_window: RefundWindow,
+    /// The refund window's two live settings (`cb_config`).
+    pub refund_days: Live<u32>,
+    pub refund_max_progress: Live<u32>,
+    /// The time refund windows, coupons, invoices and reconciliation go by.
+    pub clock: Clock,
     /// The seller's name on receipts.
     pub seller: String,
     /// How long an order may wait (pending or paid) before the reconciliation pass looks at it.
@@ -80,6 +85,11 @@ fn admin(me: &AccessClaims) -> Result<(), ErrorBody> {
 }
 
 impl Payments {
+    /// The refund window as the live settings say now.
+    pub fn refund_window(&self) -> RefundWindow {
+        RefundWindow { days: self.refund_days.get(), max_progress_percent: self.refund_max_progress.get() }
+    }
+
     pub(crate) async fn caller(&self, ctx: &CallContext) -> Result<AccessClaims, ErrorBody> {
         self.verifier.verify_ctx(ctx).await
     }
@@ -232,7 +242,7 @@ impl Payments {
             Some(code) => {
                 let coupon = store::coupon_for_update(tx, code).await.map_err(db)?;
                 let coupon = coupon.ok_or_else(|| ErrorBody::invalid_field("coupon", "no such coupon"))?;
-                if coupon.expires_at.is_some_and(|at| at <= OffsetDateTime::now_utc()) {
+                if coupon.expires_at.is_some_and(|at| at <= self.clock.now()) {
                     return Err(ErrorBody::invalid_field("coupon", "this coupon has expired"));
                 }
                 if coupon.course_id.is_some_and(|c| c != course.id) {
@@ -336,9 +346,10 @@ impl Payments {
                 None => 0,
             };
             let paid_at = order.paid_at.unwrap_or(order.created_at);
-            if let Err(why) = self.refund_window.allows(paid_at, OffsetDateTime::now_utc(), progress) {
+            let window = self.refund_window();
+            if let Err(why) = window.allows(paid_at, self.clock.now(), progress) {
                 return Err(ErrorBody::conflict(format!("this order can no longer be refunded by you: {why}"))
-                    .with_details(serde_json::json!({ "refund_window_days": self.refund_window.days, "max_progress_percent": self.refund_window.max_progress_percent })));
+                    .with_details(serde_json::json!({ "refund_window_days": window.days, "max_progress_percent": window.max_progress_percent })));
             }
         }
         let refund = self.start_refund(order.id, req.amount_minor, &reason, me.sub).await?;
@@ -402,7 +413,7 @@ impl Payments {
                 return Err(ErrorBody::forbidden("only the course's instructor or an admin creates its coupons"));
             }
         }
-        if req.expires_at.is_some_and(|at| at <= OffsetDateTime::now_utc()) {
+        if req.expires_at.is_some_and(|at| at <= self.clock.now()) {
             return Err(ErrorBody::invalid_field("expires_at", "must be in the future"));
         }
         let (percent_off, amount_off_minor, currency) = match &req.discount {

@@ -20,14 +20,15 @@ pub mod store;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::consumer;
-use coursebus_bus::auth::{BusJwks, JwtVerifier};
-use coursebus_bus::{Bus, MicroService, ServiceSpec, consume, idempotency, outbox, streams};
-use coursebus_contracts::Rpc;
+use coursebus_bus::clock::Clock;
+use coursebus_bus::config::{self, CommonConfig, ConfigError, Secret};
+use coursebus_bus::consume::Consumer;
+use coursebus_bus::{ServiceSpec, StartError, Worker, streams};
 use coursebus_contracts::payments::{
     Checkout, CreateCoupon, GetOrder, ListInvoices, ListLedger, ListMyOrders, OrderReceipt, Reconcile, RefundOrder,
     RevenueReportRpc,
 };
+use coursebus_contracts::settings::{REFUND_MAX_PROGRESS_PERCENT, REFUND_WINDOW_DAYS};
 use coursebus_contracts::subjects::{enrollment as enrollment_subj, payments as subj};
 use tokio_util::sync::CancellationToken;
 
@@ -41,48 +42,29 @@ pub const SPEC: ServiceSpec = ServiceSpec {
     description: "Checkout, Stripe payments, refunds, ledger, invoices and receipts",
 };
 
-/// Failures that stop the worker (as opposed to refused requests).
-#[derive(Debug, thiserror::Error)]
-pub enum PaymentsError {
-    #[error(transparent)]
-    Start(#[from] coursebus_bus::worker::StartError),
-    #[error(transparent)]
-    Bus(#[from] coursebus_bus::BusError),
-    #[error(transparent)]
-    Provider(#[from] provider::ProviderError),
-}
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct Config {
-    pub nats_url: String,
-    pub database_url: String,
-    /// `sk_...` (never logged: `Debug` hides it).
-    pub stripe_secret_key: String,
-    /// `https://api.stripe.com/`, or a Stripe-compatible server.
+    pub common: CommonConfig,
+    /// `sk_...` (`CB_STRIPE_SECRET_KEY`).
+    pub stripe_secret_key: Secret<String>,
+    /// `https://api.stripe.com/`, or a Stripe-compatible server (`CB_STRIPE_API_BASE`).
     pub stripe_api_base: String,
+    /// The refund window at start (`CB_REFUND_WINDOW_DAYS`, `CB_REFUND_MAX_PROGRESS_PERCENT`);
+    /// the `cb_config` keys `payments.refund_window_days` and
+    /// `payments.refund_max_progress_percent` change it while running.
     pub refund_window: RefundWindow,
-    /// The seller's name on receipts.
+    /// The seller's name on receipts (`CB_SELLER_NAME`).
     pub seller: String,
-    /// How often each replica runs the reconciliation pass.
+    /// How often each replica runs the reconciliation pass (`CB_PAYMENTS_RECONCILE_SECS`).
     pub reconcile_every: Duration,
-    /// How long an order or refund may wait before the pass looks at it.
+    /// How long an order or refund may wait before the pass looks at it (`CB_PAYMENTS_STALE_SECS`).
     pub stale_after: Duration,
-    pub stream_replicas: usize,
-    pub db_max_connections: u32,
-    /// Deadline of each call to another service.
-    pub call_deadline: Duration,
-}
-
-impl std::fmt::Debug for Config {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Config")
-            .field("nats_url", &self.nats_url)
-            .field("stripe_api_base", &self.stripe_api_base)
-            .field("refund_window", &self.refund_window)
-            .field("reconcile_every", &self.reconcile_every)
-            .field("stale_after", &self.stale_after)
-            .finish_non_exhaustive()
-    }
+    /// How long a call to Stripe may take (`CB_STRIPE_TIMEOUT_SECS`).
+    pub stripe_timeout: Duration,
+    /// The time the worker decides by (tests move it forward).
+    pub clock: Clock,
 }
 
 impl Config {
@@ -92,82 +74,91 @@ impl Config {
         stripe_secret_key: impl Into<String>,
     ) -> Self {
         Self {
-            nats_url: nats_url.into(),
-            database_url: database_url.into(),
-            stripe_secret_key: stripe_secret_key.into(),
+            common: CommonConfig::new(nats_url).with_database(database_url),
+            stripe_secret_key: Secret::new(stripe_secret_key.into()),
             stripe_api_base: "https://api.stripe.com/".into(),
             refund_window: RefundWindow { days: 14, max_progress_percent: 30 },
             seller: "coursebus".into(),
             reconcile_every: Duration::from_secs(60),
             stale_after: Duration::from_secs(300),
-            stream_replicas: 1,
-            db_max_connections: 10,
-            call_deadline: Duration::from_secs(2),
+            stripe_timeout: Duration::from_secs(10),
+            clock: Clock::system(),
         }
     }
-}
 
-/// How often a saga event is tried before it is parked in the DLQ.
-const SAGA_MAX_DELIVER: i64 = 12;
-
-fn saga_consumer(name: &str, filters: Vec<String>) -> consumer::pull::Config {
-    consumer::pull::Config {
-        durable_name: Some(name.into()),
-        filter_subjects: filters,
-        ack_policy: consumer::AckPolicy::Explicit,
-        ack_wait: Duration::from_secs(30),
-        max_deliver: SAGA_MAX_DELIVER,
-        ..Default::default()
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let defaults = Self::new("", "", "");
+        let window = |key: &coursebus_contracts::settings::Key, default: u32| -> Result<u32, ConfigError> {
+            let name = key.env.unwrap_or_default();
+            match coursebus_bus::runtime::env(name) {
+                None => Ok(default),
+                Some(raw) => <u32 as coursebus_bus::settings::FromSetting>::parse(key, &raw)
+                    .map_err(|reason| ConfigError::Invalid { name: name.to_owned(), value: raw, reason }),
+            }
+        };
+        Ok(Self {
+            common: CommonConfig::from_env(subj::SERVICE)?,
+            stripe_secret_key: Secret::new(config::required("CB_STRIPE_SECRET_KEY")?),
+            stripe_api_base: config::or("CB_STRIPE_API_BASE", defaults.stripe_api_base)?,
+            refund_window: RefundWindow {
+                days: window(&REFUND_WINDOW_DAYS, defaults.refund_window.days)?,
+                max_progress_percent: window(
+                    &REFUND_MAX_PROGRESS_PERCENT,
+                    defaults.refund_window.max_progress_percent,
+                )?,
+            },
+            seller: config::or("CB_SELLER_NAME", defaults.seller)?,
+            reconcile_every: config::secs("CB_PAYMENTS_RECONCILE_SECS", defaults.reconcile_every)?,
+            stale_after: config::secs("CB_PAYMENTS_STALE_SECS", defaults.stale_after)?,
+            stripe_timeout: config::secs("CB_STRIPE_TIMEOUT_SECS", defaults.stripe_timeout)?,
+            clock: Clock::system(),
+        })
     }
 }
 
-/// Connect, migrate, provision `EVT_PAYMENTS` and `IN_STRIPE`, serve until `shutdown`.
-pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), PaymentsError> {
+/// Serve with Stripe until `shutdown`.
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), StartError> {
     // The Stripe client's TLS needs the process's rustls provider (idempotent).
     coursebus_bus::runtime::install_crypto_provider();
-    let provider: Arc<dyn PaymentProvider> =
-        Arc::new(Stripe::new(&config.stripe_secret_key, &config.stripe_api_base, Duration::from_secs(10))?);
-    run_with(config, provider, shutdown).await
+    let stripe = Stripe::new(config.stripe_secret_key.expose(), &config.stripe_api_base, config.stripe_timeout)
+        .map_err(|e| StartError::worker("Stripe client", e))?;
+    run_with(config, Arc::new(stripe), shutdown).await
 }
 
-/// [`run`] with another payment provider.
+/// [`run`] with another payment provider: the endpoints, the saga's two consumers (Stripe's
+/// webhook events from `IN_STRIPE`, enrollment's outcomes) and the reconciliation pass.
 pub async fn run_with(
     config: Config,
     provider: Arc<dyn PaymentProvider>,
     shutdown: CancellationToken,
-) -> Result<(), PaymentsError> {
-    let spec = coursebus_bus::worker::Spec {
-        service: subj::SERVICE,
-        nats_url: &config.nats_url,
-        database_url: &config.database_url,
-        max_connections: config.db_max_connections,
-        streams: vec![
-            streams::event_stream(subj::EVENT_STREAM, subj::EVENT_SUBJECTS, config.stream_replicas),
+) -> Result<(), StartError> {
+    let mut worker = Worker::start(SPEC, &config.common, shutdown).await?;
+    let db = worker.postgres(&MIGRATOR).await?;
+    worker
+        .streams([
+            streams::event_stream(subj::EVENT_STREAM, subj::EVENT_SUBJECTS, worker.replicas()),
             // Webhook events wait here for the saga even while every payments replica is down.
-            streams::event_stream(subj::STRIPE_STREAM, subj::STRIPE_SUBJECTS, config.stream_replicas),
-            coursebus_bus::dlq::stream_config(config.stream_replicas),
-        ],
-    };
-    let coursebus_bus::worker::Started { pool, client, js } =
-        coursebus_bus::worker::start_pg(spec, &sqlx::migrate!("./migrations")).await?;
+            streams::event_stream(subj::STRIPE_STREAM, subj::STRIPE_SUBJECTS, worker.replicas()),
+            coursebus_bus::dlq::stream_config(worker.replicas()),
+        ])
+        .await?;
 
-    let bus = Bus::new(client.clone(), config.call_deadline);
-    let relay = outbox::Relay::new(pool.clone(), js.clone());
     let payments = Arc::new(Payments {
-        pool: pool.clone(),
-        verifier: JwtVerifier::new(BusJwks(bus.clone())),
-        bus,
-        call_deadline: config.call_deadline,
-        outbox: relay.waker(),
+        pool: db.pool,
+        verifier: worker.verifier(),
+        bus: worker.bus(),
+        call_deadline: config.common.call_deadline,
+        outbox: db.outbox,
         provider,
-        refund_window: config.refund_window,
+        refund_days: worker.setting(&REFUND_WINDOW_DAYS, config.refund_window.days),
+        refund_max_progress: worker.setting(&REFUND_MAX_PROGRESS_PERCENT, config.refund_window.max_progress_percent),
         seller: config.seller.clone(),
         stale_after: config.stale_after,
+        clock: config.clock.clone(),
     });
 
-    let mut service = MicroService::start(&client, SPEC, shutdown.clone()).await?;
-    coursebus_bus::serve!(
-        service,
+    coursebus_bus::endpoints!(
+        worker,
         payments,
         Checkout => checkout,
         GetOrder => get,
@@ -180,51 +171,27 @@ pub async fn run_with(
         ListInvoices => invoices,
         Reconcile => reconcile_now,
     );
-    tracing::info!(endpoints = 10, first = %<Checkout as Rpc>::ENDPOINT.subject(), "payments serving");
 
-    let stripe = {
+    let state = payments.clone();
+    worker.consume(
+        Consumer::events(subj::STRIPE_STREAM, subj::STRIPE_CONSUMER, &[subj::STRIPE_SUBJECTS]),
+        move |delivery| {
+            let payments = state.clone();
+            async move { payments.on_stripe_event(delivery.payload).await }
+        },
+    );
+    let state = payments.clone();
+    worker.consume(
+        Consumer::events(enrollment_subj::EVENT_STREAM, subj::ENROLLMENT_CONSUMER, &saga::ENROLLMENT_OUTCOMES),
+        move |delivery| {
+            let payments = state.clone();
+            async move { payments.on_enrollment_event(&delivery.subject, delivery.payload).await }
+        },
+    );
+    // Every replica runs the pass; each step is idempotent under row locks.
+    worker.every("reconciliation", config.reconcile_every, move || {
         let payments = payments.clone();
-        let config = saga_consumer(subj::STRIPE_CONSUMER, vec![subj::STRIPE_SUBJECTS.into()]);
-        tokio::spawn(consume::run(js.clone(), subj::STRIPE_STREAM, config, shutdown.clone(), move |_, payload| {
-            let payments = payments.clone();
-            async move { payments.on_stripe_event(payload).await }
-        }))
-    };
-    let outcomes = {
-        let payments = payments.clone();
-        let filters = saga::ENROLLMENT_OUTCOMES.iter().map(|s| (*s).to_owned()).collect();
-        let config = saga_consumer(subj::ENROLLMENT_CONSUMER, filters);
-        tokio::spawn(consume::run(
-            js.clone(),
-            enrollment_subj::EVENT_STREAM,
-            config,
-            shutdown.clone(),
-            move |subject, payload| {
-                let payments = payments.clone();
-                async move { payments.on_enrollment_event(&subject, payload).await }
-            },
-        ))
-    };
-    let reconciler = tokio::spawn(reconcile_every(payments.clone(), config.reconcile_every, shutdown.clone()));
-    let relay = tokio::spawn(relay.run(shutdown.clone()));
-    let housekeeping = tokio::spawn(idempotency::purge_until(pool.clone(), Duration::from_secs(600), shutdown.clone()));
-    service.run().await;
-    let _ = tokio::join!(relay, stripe, outcomes, reconciler, housekeeping);
-    pool.close().await;
-    client.flush().await.ok();
-    tracing::info!("payments stopped");
-    Ok(())
-}
-
-/// The reconciliation pass on a timer (every replica; each step is idempotent under row locks).
-async fn reconcile_every(payments: Arc<Payments>, every: Duration, shutdown: CancellationToken) {
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(every) => {}
-        }
-        if let Err(err) = payments.reconcile().await {
-            tracing::warn!(error = %err, "reconciliation pass failed");
-        }
-    }
+        async move { payments.reconcile().await.map(|_| ()) }
+    });
+    worker.run().await
 }

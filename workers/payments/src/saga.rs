@@ -21,7 +21,6 @@ use coursebus_contracts::payments::{
 };
 use coursebus_contracts::subjects::enrollment as enrollment_subj;
 use coursebus_contracts::{Actor, ErrorBody, Event, EventEnvelope};
-use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::domain;
@@ -117,7 +116,7 @@ impl Payments {
         if !matches!(status, OrderStatus::Pending | OrderStatus::Failed) {
             return Ok(());
         }
-        let now = OffsetDateTime::now_utc();
+        let now = self.clock.now();
         let (number, sequence) = store::next_invoice(&mut tx, now.year()).await?;
         store::insert_invoice(
             &mut tx,
@@ -356,7 +355,7 @@ impl Payments {
             reason: reason.to_owned(),
             status: "pending".into(),
             requested_by: by,
-            created_at: OffsetDateTime::now_utc(),
+            created_at: self.clock.now(),
         };
         store::insert_refund(&mut tx, &row).await.map_err(db)?;
         tx.commit().await.map_err(db)?;
@@ -441,7 +440,7 @@ impl Payments {
     }
 
     async fn reconcile_pass(&self) -> Result<ReconcileReport, Failure> {
-        let older_than = OffsetDateTime::now_utc() - self.stale_after;
+        let older_than = self.clock.now() - self.stale_after;
         let mut report = ReconcileReport::default();
         let mut conn = self.pool.acquire().await?;
         let orders = store::waiting_orders(&mut conn, older_than, 200).await?;
