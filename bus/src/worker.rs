@@ -101,8 +101,8 @@ pub struct Postgres {
     pub outbox: outbox::Waker,
 }
 
-type Registration = Box<dyn for<'a> FnOnce(&'a mut MicroService) -> BoxFuture<'a, Result<(), BusError>> + Send>;
-type Task = Box<dyn FnOnce(jetstream::Context, CancellationToken) -> BoxFuture<'static, ()> + Send>;
+type Registration = Box<dyn for<'a> FnOnce(&'a mut MicroService) -> BoxFuture<'a, Result<(), BusError>> + Send + Sync>;
+type Task = Box<dyn FnOnce(jetstream::Context, CancellationToken) -> BoxFuture<'static, ()> + Send + Sync>;
 
 /// A worker being declared, then run. See the module documentation.
 pub struct Worker {
