@@ -5,7 +5,9 @@
 //! - `test`: install what is missing, then run every test against real servers.
 //! - `bench`: measure the platform against a monolith baseline and the raw ceilings.
 //! - `stack`: only install the pinned servers (what CI caches).
+//! - `config`: read and write the central configuration (`cb_config`) of a running platform.
 
+mod config;
 mod up;
 
 use std::process::{Command, ExitCode};
@@ -13,11 +15,12 @@ use std::process::{Command, ExitCode};
 use anyhow::{Context, Result};
 use xtask::stack::{Tools, workspace_root};
 
-const USAGE: &str = "usage: cargo xtask <up|test|bench|stack> [args]\n\
+const USAGE: &str = "usage: cargo xtask <up|test|bench|stack|config> [args]\n\
   up            run the platform locally with demo data (Ctrl-C stops it, data is kept)\n\
   test [args]   run the whole test suite against real servers (args go to cargo test)\n\
   bench [opts]  measure the platform against a monolith and the raw ceilings (--runs N, --seconds S, --quick, --only http|notifications|media|quiz, --learners N, --think-ms N)\n\
-  stack         install the pinned servers into .stack/ and print where they are";
+  stack         install the pinned servers into .stack/ and print where they are\n\
+  config ...    list | get KEY | set KEY VALUE | unset KEY: the central configuration of a running platform";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -25,6 +28,7 @@ fn main() -> ExitCode {
         Some("up") => up::run(),
         Some("test") => test(&args[1..]),
         Some("stack") => stack(),
+        Some("config") => config::run(&args[1..]),
         Some("bench") => xtask::bench::run(&args[1..]),
         // The bench's baseline servers, started by `bench` itself.
         Some("__bench-serve") => xtask::bench::serve(&args[1..]).map(|()| ExitCode::SUCCESS),
