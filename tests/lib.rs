@@ -426,7 +426,7 @@ impl Platform {
             self.nats.url_as("assessment"),
             self.assessment_database_url.clone(),
         );
-        config.db_max_connections = 5;
+        config.common.db_max_connections = 5;
         config.grading_ack_wait = Duration::from_secs(2);
         config.sweep_every = Duration::from_millis(500);
         config
@@ -542,7 +542,7 @@ impl Platform {
             self.content_database_url.clone(),
             self.s3.clone(),
         );
-        config.db_max_connections = 5;
+        config.common.db_max_connections = 5;
         config.settings.part_size = 5 * 1024 * 1024;
         config
     }

@@ -3,9 +3,8 @@
 //! `attempt.graded` event before acknowledging. A job that comes back (its replica died before the
 //! ack) finds the attempt graded and changes nothing; an attempt is graded once.
 
-use bytes::Bytes;
-use coursebus_bus::consume::Handled;
-use coursebus_bus::outbox;
+use coursebus_bus::consume::{Delivery, Handled};
+use coursebus_bus::{CallContext, outbox};
 use coursebus_contracts::assessment::{AttemptGraded, AttemptStatus, GradeAttemptJob, GradeReleased, GradedItemKind};
 use coursebus_contracts::{Actor, Event, EventEnvelope};
 use time::OffsetDateTime;
@@ -17,18 +16,19 @@ use crate::store;
 
 impl Assessments {
     /// One job from `JOB_GRADING`.
-    pub async fn on_grading_job(&self, payload: Bytes) -> Handled {
-        let job: EventEnvelope<GradeAttemptJob> = match serde_json::from_slice(&payload) {
+    pub async fn on_grading_job(&self, delivery: Delivery) -> Handled {
+        let job: EventEnvelope<GradeAttemptJob> = match delivery.json() {
             Ok(job) => job,
-            Err(err) => return Handled::Reject(format!("malformed grading job: {err}")),
+            Err(rejected) => return rejected,
         };
-        match self.grade_attempt(job.data.attempt_id).await {
+        match self.grade_attempt(job.data.attempt_id, &delivery.ctx).await {
             Ok(()) => Handled::Done,
             Err(err) => Handled::Retry(err.to_string()),
         }
     }
 
-    async fn grade_attempt(&self, id: Uuid) -> Result<(), sqlx::Error> {
+    /// `ctx` is the job's publisher's: `attempt.graded` and `grade.released` continue its trace.
+    async fn grade_attempt(&self, id: Uuid, ctx: &CallContext) -> Result<(), sqlx::Error> {
         let mut tx = self.pool.begin().await?;
         let Some(row) = store::attempt(&mut tx, id, false).await? else { return Ok(()) };
         // All the learner's attempts at this quiz, locked in attempt order: the quiz grade sent
@@ -64,9 +64,9 @@ impl Assessments {
         }
         .envelope(Actor::Service { name: coursebus_contracts::subjects::assessment::SERVICE.into() });
         event.id = coursebus_bus::ids::stable_id(&[id.as_bytes(), b"graded"]);
-        outbox::enqueue(&mut tx, &event, None).await.map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+        outbox::enqueue(&mut tx, &event, Some(ctx)).await.map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
         if complete {
-            release_quiz_grade(&mut tx, &quiz, row.user_id, id, None).await?;
+            release_quiz_grade(&mut tx, &quiz, row.user_id, id, Some(ctx)).await?;
         }
         tx.commit().await?;
         self.outbox.wake();

@@ -134,19 +134,21 @@ impl Assessments {
     }
 
     /// Keep `learner_enrolments` up to date from `EVT_ENROLLMENT` (created and cancelled).
-    pub async fn on_enrolment_event(&self, subject: &str, payload: &[u8]) -> Handled {
+    pub async fn on_enrolment_event(&self, delivery: coursebus_bus::consume::Delivery) -> Handled {
         use coursebus_contracts::enrollment::{EnrollmentCancelled, EnrollmentCreated};
         use coursebus_contracts::subjects::enrollment as enr;
-        let change = match subject {
-            enr::EVT_ENROLMENT_CREATED => serde_json::from_slice::<EventEnvelope<EnrollmentCreated>>(payload)
+        let change = match delivery.subject.as_str() {
+            enr::EVT_ENROLMENT_CREATED => delivery
+                .json::<EventEnvelope<EnrollmentCreated>>()
                 .map(|e| (e.data.enrollment_id, e.data.user_id, e.data.course_id, true)),
-            enr::EVT_ENROLMENT_CANCELLED => serde_json::from_slice::<EventEnvelope<EnrollmentCancelled>>(payload)
+            enr::EVT_ENROLMENT_CANCELLED => delivery
+                .json::<EventEnvelope<EnrollmentCancelled>>()
                 .map(|e| (e.data.enrollment_id, e.data.user_id, e.data.course_id, false)),
             _ => return Handled::Done,
         };
         let (enrollment, user, course, live) = match change {
             Ok(change) => change,
-            Err(err) => return Handled::Reject(format!("malformed {subject}: {err}")),
+            Err(rejected) => return rejected,
         };
         match store::project_enrolment(&self.pool, enrollment, user, course, live).await {
             Ok(()) => Handled::Done,

@@ -28,16 +28,15 @@ pub mod store;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::consumer;
-use coursebus_bus::auth::{BusJwks, JwtVerifier};
-use coursebus_bus::{Bus, MicroService, ServiceSpec, consume, outbox, streams};
-use coursebus_contracts::Rpc;
+use coursebus_bus::config::{self, CommonConfig, ConfigError};
+use coursebus_bus::consume::Consumer;
+use coursebus_bus::{ServiceSpec, StartError, Worker, streams};
 use coursebus_contracts::assessment::{
     CourseGrades, CreateAssignment, CreateBank, CreateQuiz, GetAssignment, GetAttempt, GetQuiz, GetQuizGrade,
     GetSimilarity, GradeEssay, GradeSubmission, ListSubmissions, ManualQueue, MyGrades, MySubmission, ReleaseGrades,
     SaveAnswers, SetGradebook, StartAttempt, SubmitAssignment, SubmitAttempt,
 };
-use coursebus_contracts::subjects::assessment as subj;
+use coursebus_contracts::subjects::{assessment as subj, enrollment as enr};
 use tokio_util::sync::CancellationToken;
 
 use crate::handlers::Assessments;
@@ -48,17 +47,25 @@ pub const SPEC: ServiceSpec = ServiceSpec {
     description: "Question banks, quizzes, attempts and grading",
 };
 
-/// Failures that stop the worker (as opposed to refused requests): all of them happen while it
-/// starts (database, migrations, NATS, streams, endpoints).
-pub type AssessmentError = coursebus_bus::worker::StartError;
+/// Assessment's schema.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
+/// How often a grading or similarity job is tried before it is parked in the DLQ.
+const JOB_MAX_DELIVER: i64 = 10;
+
+/// Enrolment events one replica records at once.
+const ENROLMENTS_IN_FLIGHT: usize = 16;
+
+/// What assessment is configured with: the common settings (`CB_ASSESSMENT_*`) and
+///
+/// | variable | meaning | default |
+/// |---|---|---|
+/// | `CB_GRADING_ACK_WAIT_SECS` | how long a grading job may go unacknowledged | 30 |
+/// | `CB_GRADING_CONCURRENCY` | grading jobs one replica works on at once (1–1000) | 8 |
+/// | `CB_ASSESSMENT_SWEEP_EVERY_MS` | how often overdue attempts are looked for | 5000 |
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub nats_url: String,
-    pub database_url: String,
-    pub stream_replicas: usize,
-    pub db_max_connections: u32,
-    pub call_deadline: Duration,
+    pub common: CommonConfig,
     /// How long a grading job may go unacknowledged before another replica gets it.
     pub grading_ack_wait: Duration,
     /// Grading jobs one replica works on at once.
@@ -70,49 +77,69 @@ pub struct Config {
 impl Config {
     pub fn new(nats_url: impl Into<String>, database_url: impl Into<String>) -> Self {
         Self {
-            nats_url: nats_url.into(),
-            database_url: database_url.into(),
-            stream_replicas: 1,
-            db_max_connections: 10,
-            call_deadline: Duration::from_secs(2),
+            common: CommonConfig::new(nats_url).with_database(database_url),
             grading_ack_wait: Duration::from_secs(30),
             grading_concurrency: 8,
             sweep_every: Duration::from_secs(5),
         }
     }
+
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let defaults = Self::new("", "");
+        let sweep_ms = u64::try_from(defaults.sweep_every.as_millis()).unwrap_or(u64::MAX);
+        Ok(Self {
+            common: CommonConfig::from_env(subj::SERVICE)?,
+            grading_ack_wait: Duration::from_secs(config::checked(
+                "CB_GRADING_ACK_WAIT_SECS",
+                defaults.grading_ack_wait.as_secs(),
+                within(1, 86_400),
+            )?),
+            grading_concurrency: config::checked(
+                "CB_GRADING_CONCURRENCY",
+                defaults.grading_concurrency,
+                within(1, 1000),
+            )?,
+            sweep_every: Duration::from_millis(config::checked(
+                "CB_ASSESSMENT_SWEEP_EVERY_MS",
+                sweep_ms,
+                within(1, 86_400_000),
+            )?),
+        })
+    }
 }
 
-/// Connect, migrate, provision `EVT_ASSESSMENT` and `JOB_GRADING`, serve and grade until `shutdown`.
-pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), AssessmentError> {
-    let spec = coursebus_bus::worker::Spec {
-        service: subj::SERVICE,
-        nats_url: &config.nats_url,
-        database_url: &config.database_url,
-        max_connections: config.db_max_connections,
-        streams: vec![
-            streams::event_stream(subj::EVENT_STREAM, subj::EVENT_SUBJECTS, config.stream_replicas),
-            streams::job_stream(subj::JOB_STREAM, subj::JOB_SUBJECTS, config.stream_replicas),
-            coursebus_bus::dlq::stream_config(config.stream_replicas),
-        ],
-    };
-    let coursebus_bus::worker::Started { pool, client, js } =
-        coursebus_bus::worker::start_pg(spec, &sqlx::migrate!("./migrations")).await?;
+/// A check for [`config::checked`]: `low` to `high`.
+fn within<T: PartialOrd + std::fmt::Display>(low: T, high: T) -> impl Fn(&T) -> Result<(), String> {
+    move |n| if low <= *n && *n <= high { Ok(()) } else { Err(format!("must be {low} to {high}")) }
+}
 
-    let bus = Bus::new(client.clone(), config.call_deadline);
-    let relay = outbox::Relay::new(pool.clone(), js.clone());
+/// Serve until `shutdown`: the endpoints; the grading queue group and the plagiarism checks on
+/// `JOB_GRADING` (each job kind its durable consumer shared by the replicas); enrolments as
+/// enrollment's events tell them; and the sweeper that submits overdue attempts.
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), StartError> {
+    let mut worker = Worker::start(SPEC, &config.common, shutdown).await?;
+    let db = worker.postgres(&MIGRATOR).await?;
+    worker
+        .streams([
+            streams::event_stream(subj::EVENT_STREAM, subj::EVENT_SUBJECTS, worker.replicas()),
+            streams::job_stream(subj::JOB_STREAM, subj::JOB_SUBJECTS, worker.replicas()),
+            coursebus_bus::dlq::stream_config(worker.replicas()),
+        ])
+        .await?;
+
     let assessments = Arc::new(Assessments {
-        pool: pool.clone(),
-        verifier: JwtVerifier::new(BusJwks(bus.clone())),
-        bus,
-        call_deadline: config.call_deadline,
-        outbox: relay.waker(),
+        pool: db.pool,
+        verifier: worker.verifier(),
+        bus: worker.bus(),
+        call_deadline: config.common.call_deadline,
+        outbox: db.outbox,
         replica: format!("assessment-{}", uuid::Uuid::now_v7().simple()),
         cache: store::Cache::default(),
     });
+    tracing::info!(replica = %assessments.replica, "assessment grades as this replica");
 
-    let mut service = MicroService::start(&client, SPEC, shutdown.clone()).await?;
-    coursebus_bus::serve!(
-        service,
+    coursebus_bus::endpoints!(
+        worker,
         assessments,
         CreateBank => create_bank,
         CreateQuiz => create_quiz,
@@ -136,81 +163,48 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Asse
         ReleaseGrades => release_grades,
         GetSimilarity => similarity_report,
     );
-    tracing::info!(endpoints = 21, first = %<CreateBank as Rpc>::ENDPOINT.subject(), replica = %assessments.replica, "assessment serving");
 
     // Both job kinds share `JOB_GRADING`, each with the durable consumer all replicas pull from.
-    let grading_in_flight = config.grading_concurrency;
-    let job_consumer = |durable: &str, filter: &str| consumer::pull::Config {
-        durable_name: Some(durable.into()),
-        filter_subject: filter.into(),
-        ack_policy: consumer::AckPolicy::Explicit,
-        ack_wait: config.grading_ack_wait,
-        max_deliver: 10,
-        ..Default::default()
-    };
-    let grading = {
-        let assessments = assessments.clone();
-        let config = job_consumer(subj::GRADING_CONSUMER, subj::JOB_GRADE_ATTEMPT);
-        tokio::spawn(consume::run_many(
-            js.clone(),
-            subj::JOB_STREAM,
-            config,
-            shutdown.clone(),
-            grading_in_flight,
-            move |_, payload| {
-                let assessments = assessments.clone();
-                async move { assessments.on_grading_job(payload).await }
-            },
-        ))
-    };
-    let similarity = {
-        let assessments = assessments.clone();
-        let config = job_consumer(subj::SIMILARITY_CONSUMER, subj::JOB_CHECK_SIMILARITY);
-        tokio::spawn(consume::run(js.clone(), subj::JOB_STREAM, config, shutdown.clone(), move |_, payload| {
-            let assessments = assessments.clone();
-            async move { assessments.on_similarity_job(payload).await }
-        }))
-    };
-    // Enrolments as enrollment's events tell them (one durable consumer shared by the replicas;
-    // recording is idempotent and a cancellation always wins, so order does not matter).
-    let enrolments = {
-        use coursebus_contracts::subjects::enrollment as enr;
-        let assessments = assessments.clone();
-        let config = consume::event_consumer(
+    let state = assessments.clone();
+    worker.consume(
+        Consumer::jobs(subj::JOB_STREAM, subj::GRADING_CONSUMER, &[subj::JOB_GRADE_ATTEMPT])
+            .in_flight(config.grading_concurrency)
+            .ack_wait(config.grading_ack_wait)
+            .max_deliver(JOB_MAX_DELIVER),
+        move |delivery| {
+            let assessments = state.clone();
+            async move { assessments.on_grading_job(delivery).await }
+        },
+    );
+    let state = assessments.clone();
+    worker.consume(
+        Consumer::jobs(subj::JOB_STREAM, subj::SIMILARITY_CONSUMER, &[subj::JOB_CHECK_SIMILARITY])
+            .ack_wait(config.grading_ack_wait)
+            .max_deliver(JOB_MAX_DELIVER),
+        move |delivery| {
+            let assessments = state.clone();
+            async move { assessments.on_similarity_job(delivery).await }
+        },
+    );
+    // Enrolments as enrollment's events tell them (recording is idempotent and a cancellation
+    // always wins, so order does not matter).
+    let state = assessments.clone();
+    worker.consume(
+        Consumer::events(
+            enr::EVENT_STREAM,
             subj::ENROLMENT_CONSUMER,
             &[enr::EVT_ENROLMENT_CREATED, enr::EVT_ENROLMENT_CANCELLED],
-        );
-        tokio::spawn(consume::run_many(
-            js.clone(),
-            enr::EVENT_STREAM,
-            config,
-            shutdown.clone(),
-            16,
-            move |subject, payload| {
-                let assessments = assessments.clone();
-                async move { assessments.on_enrolment_event(&subject, &payload).await }
-            },
-        ))
-    };
-    let sweeper = {
-        let (assessments, shutdown, every) = (assessments.clone(), shutdown.clone(), config.sweep_every);
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(every) => {}
-                }
-                if let Err(err) = assessments.submit_overdue().await {
-                    tracing::warn!(error = %err, "overdue sweep failed");
-                }
-            }
-        })
-    };
-    let relay = tokio::spawn(relay.run(shutdown.clone()));
-    service.run().await;
-    let _ = tokio::join!(relay, grading, similarity, enrolments, sweeper);
-    pool.close().await;
-    client.flush().await.ok();
-    tracing::info!("assessment stopped");
-    Ok(())
+        )
+        .in_flight(ENROLMENTS_IN_FLIGHT),
+        move |delivery| {
+            let assessments = state.clone();
+            async move { assessments.on_enrolment_event(delivery).await }
+        },
+    );
+    let state = assessments;
+    worker.every("overdue sweep", config.sweep_every, move || {
+        let assessments = state.clone();
+        async move { assessments.submit_overdue().await.map(|_| ()) }
+    });
+    worker.run().await
 }

@@ -5,9 +5,8 @@
 //! per submission, so an earlier hand-in also learns of a later copy. Checks of one assignment
 //! run one at a time (advisory lock); a redelivered job just computes the same reports again.
 
-use bytes::Bytes;
 use coursebus_bus::CallContext;
-use coursebus_bus::consume::Handled;
+use coursebus_bus::consume::{Delivery, Handled};
 use coursebus_contracts::ErrorBody;
 use coursebus_contracts::EventEnvelope;
 use coursebus_contracts::assessment::{
@@ -53,10 +52,10 @@ pub fn compare(docs: &[Doc]) -> Vec<Vec<SimilarityMatch>> {
 
 impl Assessments {
     /// One job from `JOB_GRADING` on `cb.job.assessment.similarity`.
-    pub async fn on_similarity_job(&self, payload: Bytes) -> Handled {
-        let job: EventEnvelope<CheckSimilarityJob> = match serde_json::from_slice(&payload) {
+    pub async fn on_similarity_job(&self, delivery: Delivery) -> Handled {
+        let job: EventEnvelope<CheckSimilarityJob> = match delivery.json() {
             Ok(job) => job,
-            Err(err) => return Handled::Reject(format!("malformed similarity job: {err}")),
+            Err(rejected) => return rejected,
         };
         match self.check_assignment(job.data.assignment_id).await {
             Ok(checked) => {

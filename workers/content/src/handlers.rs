@@ -560,7 +560,12 @@ impl Contents {
     }
 
     /// A transcode finished: the asset becomes `ready` (once; a repeated event changes nothing).
-    pub async fn transcode_completed(&self, event: EventEnvelope<TranscodeCompleted>) -> Result<(), ErrorBody> {
+    /// `ctx` is the result's publisher's: `asset.ready` continues its trace.
+    pub async fn transcode_completed(
+        &self,
+        ctx: &CallContext,
+        event: EventEnvelope<TranscodeCompleted>,
+    ) -> Result<(), ErrorBody> {
         let t = event.data;
         let mut tx = self.pool.begin().await.map_err(db)?;
         let Some(row) = store::lock(&mut tx, t.asset_id).await.map_err(db)? else {
@@ -581,7 +586,7 @@ impl Contents {
         };
         let done = store::mark_ready(&mut tx, row.id, &transcoded).await.map_err(db)?;
         let ready = AssetReady { asset_id: done.id, course_id: done.course_id, kind: done.kind() };
-        outbox::enqueue(&mut tx, &ready.envelope(service_actor()), None).await.map_err(outbox_err)?;
+        outbox::enqueue(&mut tx, &ready.envelope(service_actor()), Some(ctx)).await.map_err(outbox_err)?;
         tx.commit().await.map_err(db)?;
         self.outbox.wake();
         tracing::info!(asset_id = %done.id, renditions = done.renditions.0.len(), "video ready");
@@ -589,7 +594,11 @@ impl Contents {
     }
 
     /// A transcode was given up on: the asset fails with the reason (unless it is ready).
-    pub async fn transcode_failed(&self, event: EventEnvelope<TranscodeFailed>) -> Result<(), ErrorBody> {
+    pub async fn transcode_failed(
+        &self,
+        ctx: &CallContext,
+        event: EventEnvelope<TranscodeFailed>,
+    ) -> Result<(), ErrorBody> {
         let f = event.data;
         let mut tx = self.pool.begin().await.map_err(db)?;
         let Some(row) = store::lock(&mut tx, f.asset_id).await.map_err(db)? else {
@@ -600,7 +609,7 @@ impl Contents {
         }
         let done = store::mark_failed(&mut tx, row.id, &f.reason).await.map_err(db)?;
         let failed = AssetFailed { asset_id: done.id, course_id: done.course_id, reason: f.reason.clone() };
-        outbox::enqueue(&mut tx, &failed.envelope(service_actor()), None).await.map_err(outbox_err)?;
+        outbox::enqueue(&mut tx, &failed.envelope(service_actor()), Some(ctx)).await.map_err(outbox_err)?;
         tx.commit().await.map_err(db)?;
         self.outbox.wake();
         tracing::warn!(asset_id = %done.id, reason = %f.reason, attempts = f.attempts, "video failed");

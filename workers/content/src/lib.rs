@@ -11,17 +11,16 @@ pub mod store;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::{self, consumer};
-use coursebus_bus::auth::{BusJwks, JwtVerifier};
-use coursebus_bus::consume::{self, Handled};
+use coursebus_bus::config::{self, CommonConfig, ConfigError};
+use coursebus_bus::consume::{Consumer, Delivery, Handled};
 use coursebus_bus::s3::S3Config;
-use coursebus_bus::{Bus, MicroService, ServiceSpec, idempotency, outbox, streams};
+use coursebus_bus::{ServiceSpec, StartError, Worker, streams};
+use coursebus_contracts::EventEnvelope;
 use coursebus_contracts::content::{
     AbortUpload, CompleteUpload, CreateAsset, DownloadAsset, FetchPlayback, GetAsset, GetUploadStatus, GrantPlayback,
     ListAssets, PresignParts, PutCaption, ReportProgress,
 };
 use coursebus_contracts::subjects::{content as subj, media};
-use coursebus_contracts::{EventEnvelope, Rpc};
 use tokio_util::sync::CancellationToken;
 
 pub use crate::handlers::Settings;
@@ -33,84 +32,96 @@ pub const SPEC: ServiceSpec = ServiceSpec {
     description: "Lesson assets: presigned S3 uploads, downloads, HLS/DASH playback grants, captions",
 };
 
-/// Failures that stop the worker (as opposed to refused requests).
-#[derive(Debug, thiserror::Error)]
-pub enum ContentError {
-    #[error(transparent)]
-    Start(#[from] coursebus_bus::worker::StartError),
-    #[error(transparent)]
-    Bus(#[from] coursebus_bus::BusError),
-    #[error("database: {0}")]
-    Database(#[from] sqlx::Error),
-    #[error("storage: {0}")]
-    Storage(String),
-}
+/// Content's schema.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
+/// How often a transcode result is tried before it is parked in the DLQ.
+const RESULT_MAX_DELIVER: i64 = 10;
+
+/// The longest a presigned S3 URL may work (SigV4: 7 days).
+const PRESIGN_MAX_SECS: u64 = 7 * 24 * 3600;
+
+const DEFAULT_SETTINGS: Settings = Settings {
+    part_size: 8 * 1024 * 1024,
+    upload_url_ttl: Duration::from_secs(3600),
+    download_ttl: Duration::from_secs(300),
+    playback_ttl: Duration::from_secs(4 * 3600),
+};
+
+/// What content is configured with: the common settings (`CB_CONTENT_*`), the bucket (`CB_S3_*`)
+/// and the handlers' lifetimes and sizes:
+///
+/// | variable | meaning | default |
+/// |---|---|---|
+/// | `CB_CONTENT_PART_SIZE_MIB` | preferred upload part size (S3 allows 5 MiB to 5 GiB) | 8 |
+/// | `CB_CONTENT_UPLOAD_URL_TTL_SECS` | how long a presigned part URL works | 3600 |
+/// | `CB_CONTENT_DOWNLOAD_TTL_SECS` | how long a presigned download or segment URL works | 300 |
+/// | `CB_CONTENT_PLAYBACK_TTL_SECS` | how long a playback grant works | 14400 |
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub nats_url: String,
-    pub database_url: String,
+    pub common: CommonConfig,
     pub s3: S3Config,
     pub settings: Settings,
-    /// JetStream replicas for the streams this worker owns.
-    pub stream_replicas: usize,
-    pub db_max_connections: u32,
-    /// Deadline of each call to another service (catalog, enrollment).
-    pub call_deadline: Duration,
 }
 
 impl Config {
     pub fn new(nats_url: impl Into<String>, database_url: impl Into<String>, s3: S3Config) -> Self {
-        Self {
-            nats_url: nats_url.into(),
-            database_url: database_url.into(),
-            s3,
-            settings: Settings {
-                part_size: 8 * 1024 * 1024,
-                upload_url_ttl: Duration::from_secs(3600),
-                download_ttl: Duration::from_secs(300),
-                playback_ttl: Duration::from_secs(4 * 3600),
-            },
-            stream_replicas: 1,
-            db_max_connections: 10,
-            call_deadline: Duration::from_secs(2),
-        }
+        Self { common: CommonConfig::new(nats_url).with_database(database_url), s3, settings: DEFAULT_SETTINGS }
+    }
+
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let common = CommonConfig::from_env(subj::SERVICE)?;
+        // S3Config reads its own variables; its only failure is a required one that is unset.
+        let s3 = S3Config::from_env().map_err(|reason| match reason.strip_suffix(" is required") {
+            Some(name) => ConfigError::Missing { name: name.to_owned() },
+            None => ConfigError::Invalid { name: "CB_S3_*".into(), value: String::new(), reason },
+        })?;
+        let defaults = DEFAULT_SETTINGS;
+        let within = |low: u64, high: u64| {
+            move |n: &u64| (low..=high).contains(n).then_some(()).ok_or_else(|| format!("must be {low} to {high}"))
+        };
+        let part_mib = config::checked("CB_CONTENT_PART_SIZE_MIB", defaults.part_size >> 20, within(5, 5 * 1024))?;
+        let ttl = |name: &str, default: Duration, max: u64| {
+            config::checked(name, default.as_secs(), within(1, max)).map(Duration::from_secs)
+        };
+        let settings = Settings {
+            part_size: part_mib * 1024 * 1024,
+            upload_url_ttl: ttl("CB_CONTENT_UPLOAD_URL_TTL_SECS", defaults.upload_url_ttl, PRESIGN_MAX_SECS)?,
+            download_ttl: ttl("CB_CONTENT_DOWNLOAD_TTL_SECS", defaults.download_ttl, PRESIGN_MAX_SECS)?,
+            playback_ttl: ttl("CB_CONTENT_PLAYBACK_TTL_SECS", defaults.playback_ttl, u64::from(u32::MAX))?,
+        };
+        Ok(Self { common, s3, settings })
     }
 }
 
-/// Connect, migrate, provision `EVT_CONTENT` and `JOB_MEDIA`, serve until `shutdown`.
-pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), ContentError> {
-    let spec = coursebus_bus::worker::Spec {
-        service: subj::SERVICE,
-        nats_url: &config.nats_url,
-        database_url: &config.database_url,
-        max_connections: config.db_max_connections,
-        streams: vec![
-            streams::event_stream(subj::EVENT_STREAM, subj::EVENT_SUBJECTS, config.stream_replicas),
+/// Serve until `shutdown`: the endpoints (after making sure the bucket exists), and media's
+/// transcode results from `EVT_MEDIA`, recorded on the assets by the durable consumer
+/// `content_media` shared by the replicas and acknowledged after the commit.
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), StartError> {
+    let mut worker = Worker::start(SPEC, &config.common, shutdown).await?;
+    let db = worker.postgres(&MIGRATOR).await?;
+    worker
+        .streams([
+            streams::event_stream(subj::EVENT_STREAM, subj::EVENT_SUBJECTS, worker.replicas()),
             // Transcode jobs leave through our outbox: the queue must exist before media starts.
-            streams::job_stream(media::JOB_STREAM, media::JOB_SUBJECTS, config.stream_replicas),
-        ],
-    };
-    let coursebus_bus::worker::Started { pool, client, js } =
-        coursebus_bus::worker::start_pg(spec, &sqlx::migrate!("./migrations")).await?;
-    config.s3.ensure_bucket().await.map_err(ContentError::Storage)?;
-    let playback_key = store::signing_key(&pool, "playback").await?;
+            streams::job_stream(media::JOB_STREAM, media::JOB_SUBJECTS, worker.replicas()),
+        ])
+        .await?;
+    config.s3.ensure_bucket().await.map_err(|err| StartError::worker("storage", err))?;
+    let playback_key = store::signing_key(&db.pool, "playback").await?;
 
-    let bus = Bus::new(client.clone(), config.call_deadline);
-    let relay = outbox::Relay::new(pool.clone(), js.clone());
     let contents = Arc::new(Contents {
-        outbox: relay.waker(),
-        pool: pool.clone(),
-        verifier: JwtVerifier::new(BusJwks(bus.clone())),
-        bus,
+        outbox: db.outbox,
+        pool: db.pool,
+        verifier: worker.verifier(),
+        bus: worker.bus(),
         objects: objects::Objects::new(&config.s3),
         playback_key,
-        settings: config.settings.clone(),
+        settings: config.settings,
     });
 
-    let mut service = MicroService::start(&client, SPEC, shutdown.clone()).await?;
-    coursebus_bus::serve!(
-        service,
+    coursebus_bus::endpoints!(
+        worker,
         contents,
         CreateAsset => create,
         GetAsset => get,
@@ -125,53 +136,41 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Cont
         PutCaption => put_caption,
         ReportProgress => report_progress,
     );
-    tracing::info!(endpoints = 12, first = %<CreateAsset as Rpc>::ENDPOINT.subject(), "content serving");
 
-    let relay = tokio::spawn(relay.run(shutdown.clone()));
-    let results = tokio::spawn(media_results(js, contents.clone(), shutdown.clone()));
-    let housekeeping = tokio::spawn(idempotency::purge_until(pool.clone(), Duration::from_secs(600), shutdown.clone()));
-    service.run().await;
-    let _ = tokio::join!(relay, results, housekeeping);
-    pool.close().await;
-    client.flush().await.ok();
-    tracing::info!("content stopped");
-    Ok(())
+    let state = contents;
+    worker.consume(
+        Consumer::events(
+            media::EVENT_STREAM,
+            subj::MEDIA_CONSUMER,
+            &[media::EVT_TRANSCODE_COMPLETED, media::EVT_TRANSCODE_FAILED],
+        )
+        .max_deliver(RESULT_MAX_DELIVER),
+        move |delivery| {
+            let contents = state.clone();
+            async move { contents.on_media_result(delivery).await }
+        },
+    );
+    worker.run().await
 }
 
-/// How often a transcode result is tried before it is parked in the DLQ.
-const RESULT_MAX_DELIVER: i64 = 10;
-
-/// Record transcode results from `EVT_MEDIA` on the assets (durable consumer shared by the
-/// replicas; acknowledged after the commit).
-async fn media_results(js: jetstream::Context, contents: Arc<Contents>, shutdown: CancellationToken) {
-    let config = consumer::pull::Config {
-        durable_name: Some(subj::MEDIA_CONSUMER.into()),
-        filter_subjects: vec![media::EVT_TRANSCODE_COMPLETED.into(), media::EVT_TRANSCODE_FAILED.into()],
-        ack_policy: consumer::AckPolicy::Explicit,
-        ack_wait: Duration::from_secs(30),
-        max_deliver: RESULT_MAX_DELIVER,
-        ..Default::default()
-    };
-    consume::run(js, media::EVENT_STREAM, config, shutdown, move |subject, payload| {
-        let contents = contents.clone();
-        async move {
-            let outcome = match subject.as_str() {
-                media::EVT_TRANSCODE_COMPLETED => match serde_json::from_slice::<EventEnvelope<_>>(&payload) {
-                    Ok(event) => contents.transcode_completed(event).await,
-                    Err(err) => return Handled::Reject(format!("malformed transcode result: {err}")),
-                },
-                media::EVT_TRANSCODE_FAILED => match serde_json::from_slice::<EventEnvelope<_>>(&payload) {
-                    Ok(event) => contents.transcode_failed(event).await,
-                    Err(err) => return Handled::Reject(format!("malformed transcode result: {err}")),
-                },
-                other => return Handled::Reject(format!("unexpected subject {other}")),
-            };
-            match outcome {
-                Ok(()) => Handled::Done,
-                Err(err) if retryable(&err) => Handled::Retry(err.message),
-                Err(err) => Handled::Reject(format!("transcode result refused: {}", err.message)),
-            }
+impl Contents {
+    /// One transcode result from `EVT_MEDIA`.
+    async fn on_media_result(&self, delivery: Delivery) -> Handled {
+        let outcome = match delivery.subject.as_str() {
+            media::EVT_TRANSCODE_COMPLETED => match delivery.json::<EventEnvelope<_>>() {
+                Ok(event) => self.transcode_completed(&delivery.ctx, event).await,
+                Err(rejected) => return rejected,
+            },
+            media::EVT_TRANSCODE_FAILED => match delivery.json::<EventEnvelope<_>>() {
+                Ok(event) => self.transcode_failed(&delivery.ctx, event).await,
+                Err(rejected) => return rejected,
+            },
+            other => return Handled::Reject(format!("unexpected subject {other}")),
+        };
+        match outcome {
+            Ok(()) => Handled::Done,
+            Err(err) if retryable(&err) => Handled::Retry(err.message),
+            Err(err) => Handled::Reject(format!("transcode result refused: {}", err.message)),
         }
-    })
-    .await;
+    }
 }
