@@ -1,10 +1,8 @@
-//! `coursebus-worker-media`: configuration from the environment, logs, run until a signal.
-
-use std::time::Duration;
+//! `coursebus-worker-media`: configuration from the environment, logs, run until a signal;
+//! `coursebus-worker-media ffmpeg-commands SOURCE OUT_DIR` prints a job's ffmpeg command lines.
 
 use anyhow::Context as _;
 use coursebus_bus::runtime::env;
-use coursebus_bus::s3::S3Config;
 use coursebus_worker_media::{Config, run};
 
 #[tokio::main]
@@ -15,24 +13,8 @@ async fn main() -> anyhow::Result<()> {
     }
     coursebus_bus::runtime::init_tracing();
     coursebus_bus::runtime::install_crypto_provider();
-    let nats_url = env("CB_NATS_URL").unwrap_or_else(|| "nats://127.0.0.1:4222".into());
-    // CB_S3_ENDPOINT, CB_S3_PUBLIC_ENDPOINT, CB_S3_REGION, CB_S3_BUCKET, CB_S3_ACCESS_KEY, CB_S3_SECRET_KEY.
-    let s3 = S3Config::from_env().map_err(anyhow::Error::msg)?;
-    let ffmpeg = env("CB_FFMPEG").unwrap_or_else(|| "ffmpeg".into());
-    let mut config = Config::new(nats_url, s3, ffmpeg);
-    config.work_dir = env("CB_MEDIA_WORK_DIR").map(Into::into);
-    if let Some(secs) = env("CB_MEDIA_ACK_WAIT_SECS") {
-        let secs: u64 = secs.parse().context("CB_MEDIA_ACK_WAIT_SECS must be a number of seconds")?;
-        config.ack_wait = Duration::from_secs(secs.max(1));
-    }
-    if let Some(preset) = env("CB_MEDIA_PRESET") {
-        config.preset = preset;
-    }
-    if let Some(replicas) = env("CB_STREAM_REPLICAS") {
-        config.stream_replicas = replicas.parse().context("CB_STREAM_REPLICAS must be a number")?;
-    }
-    let shutdown = coursebus_bus::runtime::shutdown_on_signal();
-    run(config, shutdown).await.context("media worker failed")
+    let config = Config::from_env()?;
+    run(config, coursebus_bus::runtime::shutdown_on_signal()).await.context("media worker failed")
 }
 
 /// `coursebus-worker-media ffmpeg-commands SOURCE OUT_DIR`: print the ffmpeg argument lists a
