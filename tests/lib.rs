@@ -454,10 +454,13 @@ impl Platform {
             self.notifications_database_url.clone(),
             self.smtp_url.clone(),
         );
-        config.db_max_connections = 5;
+        config.common.db_max_connections = 5;
         config.sender_concurrency = 4;
         config.max_deliver = 40;
-        config.retry_delays = [100, 250, 500, 1000].map(Duration::from_millis).to_vec();
+        config.retry = coursebus_bus::consume::RetryPolicy {
+            first: Duration::from_millis(100),
+            cap: Duration::from_millis(1000),
+        };
         config.smtp_timeout = Duration::from_secs(5);
         config
     }

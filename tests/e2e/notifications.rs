@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
+use coursebus_bus::consume::RetryPolicy;
 use coursebus_contracts::notifications::{Channel, NotificationJob, NotificationKind};
 use coursebus_contracts::subjects::notifications as subj;
 use coursebus_tests::{Infra, Options, Platform, eventually};
@@ -324,7 +325,7 @@ pub async fn smtp_down_is_retried_and_delivered_once_it_is_back(infra: Arc<Infra
     })?;
     let mut p = Platform::start(&infra, options(0)).await?;
     let mut config = p.notifications_config();
-    config.smtp_url = smtp.url();
+    config.smtp_url = smtp.url().into();
     config.smtp_timeout = Duration::from_secs(2);
     p.start_notifications_replica_with(config);
     p.wait_replicas("notifications", 1).await?;
@@ -945,7 +946,7 @@ pub async fn poison_jobs_land_in_the_dlq_never_looping(infra: Arc<Infra>) -> Res
     let mut p = Platform::start(&infra, options(0)).await?;
     let mut config = p.notifications_config();
     config.max_deliver = 3;
-    config.retry_delays = vec![Duration::from_millis(50)];
+    config.retry = RetryPolicy { first: Duration::from_millis(50), cap: Duration::from_millis(50) };
     p.start_notifications_replica_with(config);
     p.wait_replicas("notifications", 1).await?;
     let js = async_nats::jetstream::new(p.nats_client().await?);
@@ -953,7 +954,7 @@ pub async fn poison_jobs_land_in_the_dlq_never_looping(infra: Arc<Infra>) -> Res
     // Not a job at all: parked at once with the reason.
     js.publish(subj::JOB_DELIVER, bytes::Bytes::from_static(b"{\"not\": \"a job\"}")).await?.await?;
     // A job no replica can handle (an in-app welcome has no template): it fails every time, and
-    // after 3 deliveries JetStream's advisory brings it to the DLQ.
+    // its third (last) delivery parks it in the DLQ with the failure.
     let poison = NotificationJob {
         id: Uuid::now_v7(),
         kind: NotificationKind::Welcome,
@@ -986,7 +987,12 @@ pub async fn poison_jobs_land_in_the_dlq_never_looping(infra: Arc<Infra>) -> Res
     let stuck = letters.iter().find(|(_, _, body)| !body.starts_with(b"{\"not\"")).context("the poison job")?;
     assert_eq!(stuck.0, copy);
     assert_eq!(serde_json::from_slice::<NotificationJob>(&stuck.2)?, poison, "the original payload, unchanged");
-    assert_eq!(dlq_header(&stuck.1, dlq::HEADER_REASON), Some("no answer after 3 deliveries"), "{stuck:?}");
+    assert!(
+        dlq_header(&stuck.1, dlq::HEADER_REASON).is_some_and(
+            |r| r.starts_with(&format!("given up after 3 deliveries: notification {}: template", poison.id))
+        ),
+        "{stuck:?}"
+    );
     assert_eq!(dlq_header(&stuck.1, dlq::HEADER_DELIVERIES), Some("3"));
     assert_eq!(dlq_header(&stuck.1, dlq::HEADER_STREAM), Some(subj::JOB_STREAM));
     p.shutdown().await;
@@ -1077,8 +1083,8 @@ pub async fn an_event_given_up_on_is_kept_in_the_dlq(infra: Arc<Infra>) -> Resul
     p.stop_replicas("catalog").await;
     let mut config = p.notifications_config();
     config.max_deliver = 3;
-    config.retry_delays = vec![Duration::from_millis(50)];
-    config.call_deadline = Duration::from_millis(300);
+    config.retry = RetryPolicy { first: Duration::from_millis(50), cap: Duration::from_millis(50) };
+    config.common.call_deadline = Duration::from_millis(300);
     p.start_notifications_replica_with(config);
     p.wait_replicas("notifications", 1).await?;
     let copy = dlq::copy(enrollment::EVENT_STREAM, subj::ENROLLMENT_CONSUMER);

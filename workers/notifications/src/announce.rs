@@ -6,13 +6,16 @@
 //! page it first queues the learners' email/SMS jobs (stable ids, deduplicated by JetStream and by
 //! the delivery log), then stores their in-app notifications in bulk and moves the announcement's
 //! cursor in one transaction (under the row's lock), then pushes to open sockets. A crash
-//! anywhere resumes from the cursor on redelivery and never stores or sends anything twice.
+//! anywhere resumes from the cursor on redelivery and never stores or sends anything twice; so
+//! does a replica that stops (it hands the job back between pages). While a long fan-out runs,
+//! the consumer engine tells JetStream it is alive, so no second replica takes it meanwhile.
 //! Announcements whose job was never stored (the process died after the commit) are re-queued by
 //! [`Announcer::requeue_stalled`].
 
 use std::time::Duration;
 
-use async_nats::jetstream::{self, AckKind, message::PublishMessage};
+use async_nats::jetstream::{self, message::PublishMessage};
+use coursebus_bus::consume::{Delivery, Handled};
 use coursebus_bus::idempotency::Idempotency;
 use coursebus_bus::{Bus, CallContext};
 use coursebus_contracts::catalog::CoursePublished;
@@ -28,9 +31,10 @@ use coursebus_contracts::validate::Role;
 use coursebus_contracts::{ErrorBody, ErrorCode, EventEnvelope, Rpc};
 use sqlx::PgPool;
 use time::OffsetDateTime;
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::domain::{self, retry_delay};
+use crate::domain;
 use crate::store::{self, AnnouncementPage, AnnouncementRow};
 
 /// Why a fan-out step is to be retried.
@@ -54,8 +58,15 @@ pub struct Announcer {
     pub call_deadline: Duration,
     /// Learners per page of the fan-out.
     pub page_size: u32,
-    pub max_deliver: i64,
-    pub retry_delays: Vec<Duration>,
+}
+
+/// Where a fan-out run stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FanOut {
+    /// Every learner was reached (or there is nothing to do).
+    Finished,
+    /// The replica is stopping: the job is to be handed back, and resumes from the cursor.
+    Interrupted,
 }
 
 fn db(err: sqlx::Error) -> ErrorBody {
@@ -183,8 +194,10 @@ impl Announcer {
         }
         tx.commit().await.map_err(db)?;
         tracing::info!(announcement_id = %row.id, course_id = %row.course_id, author_id = %me.sub, "announcement accepted");
-        // Stored: from here on the sweeper guarantees the job, so a failure is only logged.
-        if let Err(err) = self.queue(row.id).await {
+        // Stored: from here on the sweeper guarantees the job, so a failure is only logged. The
+        // job continues the request's trace (never its token or key).
+        let trace = CallContext { authorization: None, idempotency_key: None, ..ctx.clone() };
+        if let Err(err) = self.queue(row.id, &trace).await {
             tracing::warn!(announcement_id = %row.id, error = %err, "fan-out job not queued yet; the sweeper will");
         }
         Ok(announcement)
@@ -192,7 +205,11 @@ impl Announcer {
 
     /// A course was published again: tell its learners, through the same fan-out (the first
     /// publication finds no learners and is done at once). Idempotent per event.
-    pub async fn course_updated(&self, event: &EventEnvelope<CoursePublished>) -> Result<(), FanOutError> {
+    pub async fn course_updated(
+        &self,
+        event: &EventEnvelope<CoursePublished>,
+        ctx: &CallContext,
+    ) -> Result<(), FanOutError> {
         let course = &event.data.course;
         let row = AnnouncementRow {
             id: domain::notification_id(event.id, NotificationKind::CourseUpdated),
@@ -216,7 +233,7 @@ impl Announcer {
             tracing::info!(announcement_id = %row.id, course_id = %course.id, "course update to announce");
         }
         // Queued again on a repeated event too: the job id deduplicates, the fan-out resumes.
-        self.queue(row.id).await
+        self.queue(row.id, ctx).await
     }
 
     /// The announcement's progress, for its author and admins (anyone else: not found).
@@ -228,9 +245,11 @@ impl Announcer {
             .ok_or_else(|| ErrorBody::not_found("no such announcement"))
     }
 
-    async fn queue(&self, id: Uuid) -> Result<(), FanOutError> {
+    /// Queue the fan-out job of announcement `id` (it continues `ctx`'s trace).
+    async fn queue(&self, id: Uuid, ctx: &CallContext) -> Result<(), FanOutError> {
         let payload = serde_json::to_vec(&AnnounceJob { id }).map_err(|e| FanOutError::Publish(e.to_string()))?;
-        let message = PublishMessage::build().payload(payload.into()).message_id(id.to_string());
+        let message =
+            PublishMessage::build().headers(ctx.to_headers()).payload(payload.into()).message_id(id.to_string());
         self.js
             .send_publish(subj::JOB_ANNOUNCE, message)
             .await
@@ -244,23 +263,31 @@ impl Announcer {
     pub async fn requeue_stalled(&self, older_than: Duration) -> Result<usize, FanOutError> {
         let ids = store::stalled_announcements(&self.pool, older_than).await?;
         for id in &ids {
-            self.queue(*id).await?;
+            self.queue(*id, &CallContext::new_root()).await?;
         }
         Ok(ids.len())
     }
 
-    /// Fan announcement `id` out, from where a previous run stopped. `progress` is called after
-    /// each page (to tell JetStream the job is alive).
-    pub async fn fan_out(&self, id: Uuid, progress: &jetstream::Message) -> Result<(), FanOutError> {
+    /// Fan announcement `id` out, from where a previous run stopped, until every learner is
+    /// reached or `shutdown` fires (checked between pages). Calls continue `ctx`'s trace.
+    pub async fn fan_out(
+        &self,
+        id: Uuid,
+        ctx: &CallContext,
+        shutdown: &CancellationToken,
+    ) -> Result<FanOut, FanOutError> {
         loop {
+            if shutdown.is_cancelled() {
+                return Ok(FanOut::Interrupted);
+            }
             let mut conn = self.pool.acquire().await?;
             let Some(a) = store::announcement(&mut conn, id).await? else {
                 tracing::warn!(announcement_id = %id, "fan-out job for an unknown announcement dropped");
-                return Ok(());
+                return Ok(FanOut::Finished);
             };
             drop(conn);
             if a.status == "done" {
-                return Ok(());
+                return Ok(FanOut::Finished);
             }
             // The learners enrolled when it was made: who enrols later (say, just after a new
             // version was published) already sees what it announces.
@@ -272,12 +299,12 @@ impl Announcer {
             };
             let page = self
                 .bus
-                .request_within::<ListLearners>(&CallContext::new_root(), &req, self.call_deadline)
+                .request_within::<ListLearners>(ctx, &req, self.call_deadline)
                 .await
                 .map_err(|err| FanOutError::Enrollment(err.message))?;
             let Some(&last) = page.user_ids.last() else {
                 self.finish(&a).await?;
-                return Ok(());
+                return Ok(FanOut::Finished);
             };
             let page_ids = AnnouncementPage {
                 ids: page.user_ids.iter().map(|user| domain::announcement_notification_id(a.id, *user)).collect(),
@@ -285,7 +312,7 @@ impl Announcer {
             };
             // Emails and texts first: if the process dies after this, the page is redone and
             // these are deduplicated; the other way round they could be lost.
-            self.queue_messages(&a, &page_ids).await?;
+            self.queue_messages(&a, &page_ids, ctx).await?;
 
             let title = a.in_app_title();
             let link = domain::announcement_link(&a.course_slug);
@@ -298,13 +325,10 @@ impl Announcer {
             let inserted = store::store_announcement_page(&mut tx, &a, &page_ids, &title, &link, last).await?;
             tx.commit().await?;
             self.push(&a, &title, &link, &inserted).await;
-            if let Err(err) = progress.ack_with(AckKind::Progress).await {
-                tracing::debug!(error = %err, "in-progress ack failed");
-            }
             tracing::debug!(announcement_id = %id, stored = inserted.len(), page = page.user_ids.len(), "fan-out page done");
             if page.next.is_none() {
                 self.finish(&a).await?;
-                return Ok(());
+                return Ok(FanOut::Finished);
             }
         }
     }
@@ -317,13 +341,19 @@ impl Announcer {
     }
 
     /// One email/SMS job per learner of the page, all in flight at once, then every ack awaited.
-    async fn queue_messages(&self, a: &AnnouncementRow, page: &AnnouncementPage) -> Result<(), FanOutError> {
+    async fn queue_messages(
+        &self,
+        a: &AnnouncementRow,
+        page: &AnnouncementPage,
+        ctx: &CallContext,
+    ) -> Result<(), FanOutError> {
         let publish = |e: async_nats::jetstream::context::PublishError| FanOutError::Publish(e.to_string());
         let mut acks = Vec::with_capacity(page.ids.len());
         for (id, user) in page.ids.iter().zip(&page.users) {
             let job = a.job(*id, *user);
             let payload = serde_json::to_vec(&job).map_err(|e| FanOutError::Publish(e.to_string()))?;
-            let message = PublishMessage::build().payload(payload.into()).message_id(id.to_string());
+            let message =
+                PublishMessage::build().headers(ctx.to_headers()).payload(payload.into()).message_id(id.to_string());
             acks.push(self.js.send_publish(subj::JOB_DELIVER, message).await.map_err(publish)?);
         }
         for ack in acks {
@@ -357,30 +387,21 @@ impl Announcer {
         }
     }
 
-    /// Handle one fan-out job and acknowledge it as its outcome says.
-    pub async fn handle(&self, message: jetstream::Message) {
-        let delivered = message.info().map(|i| i.delivered).unwrap_or(1);
-        let message = &message;
-        let park = |reason: String| async move {
-            coursebus_bus::dlq::give_up(&self.js, message, &reason, retry_delay(1, &self.retry_delays)).await
+    /// Handle one fan-out job: done when every learner is reached, handed back when the replica
+    /// stops, retried after a failure and given up on (parked in the DLQ) at the last delivery.
+    pub async fn handle(&self, delivery: &Delivery) -> Handled {
+        let job = match serde_json::from_slice::<AnnounceJob>(&delivery.payload) {
+            Ok(job) => job,
+            Err(err) => return Handled::Reject(format!("malformed fan-out job: {err}")),
         };
-        let ack = match serde_json::from_slice::<AnnounceJob>(&message.payload) {
-            Err(err) => park(format!("malformed fan-out job: {err}")).await,
-            Ok(job) => match self.fan_out(job.id, message).await {
-                Ok(()) => AckKind::Ack,
-                Err(err) if delivered >= self.max_deliver => {
-                    tracing::error!(announcement_id = %job.id, delivered, error = %err, "fan-out given up");
-                    park(format!("fan-out given up: {err}")).await
-                }
-                Err(err) => {
-                    let delay = retry_delay(delivered, &self.retry_delays);
-                    tracing::warn!(announcement_id = %job.id, delivered, error = %err, "fan-out will be retried");
-                    AckKind::Nak(Some(delay))
-                }
-            },
-        };
-        if let Err(err) = message.ack_with(ack).await {
-            tracing::warn!(error = %err, "could not acknowledge a fan-out job");
+        match self.fan_out(job.id, &delivery.ctx, &delivery.shutdown).await {
+            Ok(FanOut::Finished) => Handled::Done,
+            Ok(FanOut::Interrupted) => Handled::Release,
+            Err(err) if delivery.is_last_attempt() => {
+                tracing::error!(announcement_id = %job.id, delivered = delivery.delivered, error = %err, "fan-out given up");
+                Handled::Reject(format!("fan-out given up: {err}"))
+            }
+            Err(err) => Handled::Retry(format!("fan-out of announcement {}: {err}", job.id)),
         }
     }
 }

@@ -1,8 +1,7 @@
 //! The notification rules, free of I/O: stable notification ids, which event becomes which job,
-//! the templates (HTML + text email, in-app title and body), retry delays and inbox cursors.
+//! the templates (HTML + text email, in-app title and body) and inbox cursors.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -449,12 +448,6 @@ pub fn check_preference(p: &Preference) -> Result<(), ValidationError> {
     Ok(())
 }
 
-/// How long to wait before delivery attempt `delivered + 1` (`delivered` counts from 1).
-pub fn retry_delay(delivered: i64, delays: &[Duration]) -> Duration {
-    let index = usize::try_from(delivered.saturating_sub(1)).unwrap_or(0);
-    delays.get(index).or(delays.last()).copied().unwrap_or(Duration::from_secs(1))
-}
-
 /// An opaque inbox cursor: the last item's sequence number.
 pub fn encode_cursor(seq: i64) -> String {
     URL_SAFE_NO_PAD.encode(seq.to_be_bytes())
@@ -579,15 +572,6 @@ mod tests {
         assert_eq!(bad("22:00", "22:00", "UTC"), "end");
         assert_eq!(bad("22:00", "07:00", "Mars/Olympus"), "time_zone");
         assert!(check_schedule(&DeliverySchedule::default()).unwrap().is_none());
-    }
-
-    #[test]
-    fn retry_delays_grow_then_stay() {
-        let delays = [Duration::from_secs(1), Duration::from_secs(5)];
-        assert_eq!(retry_delay(1, &delays), Duration::from_secs(1));
-        assert_eq!(retry_delay(2, &delays), Duration::from_secs(5));
-        assert_eq!(retry_delay(9, &delays), Duration::from_secs(5));
-        assert_eq!(retry_delay(1, &[]), Duration::from_secs(1));
     }
 
     #[test]

@@ -2,11 +2,12 @@
 //!
 //! - two cron schedules (`cb.sched.notifications.schedule.digest.{daily,weekly}`) that fire a
 //!   tick every day / every Monday at 07:00 UTC, re-published by every replica at start and every
-//!   hour (publishing a schedule again replaces it);
+//!   hour (a periodic job of the worker; publishing a schedule again replaces it);
 //! - one `@at` schedule per job held back by quiet hours
 //!   (`cb.sched.notifications.schedule.deferred.<notification id>`), whose tick carries the job.
 //!
-//! The shared durable consumer `notifications_scheduler` turns ticks into jobs on `JOB_NOTIFY`:
+//! The shared durable consumer `notifications_scheduler` (the bus's consumer engine, one tick at
+//! a time; a tick that keeps failing is parked in the DLQ) turns ticks into jobs on `JOB_NOTIFY`:
 //! a digest tick becomes a [`DigestRun`] (one per tick, `Nats-Msg-Id` from the tick's stream
 //! sequence), a deferred tick re-queues its job. A digest run queues one digest email job per
 //! user with held emails (ids derived from user, frequency and cutoff, so a repeated run sends
@@ -15,12 +16,11 @@
 use std::time::Duration;
 
 use async_nats::HeaderMap;
-use async_nats::jetstream::{self, AckKind, consumer, message::PublishMessage, stream};
+use async_nats::jetstream::{self, message::PublishMessage, stream};
+use coursebus_bus::consume::{Delivery, Handled};
 use coursebus_contracts::notifications::{Channel, DigestFrequency, DigestRun, NotificationJob};
 use coursebus_contracts::subjects::notifications as subj;
-use futures::StreamExt;
 use sqlx::PgPool;
-use tokio_util::sync::CancellationToken;
 
 use crate::domain;
 use crate::store;
@@ -64,8 +64,6 @@ pub fn stream_config(replicas: usize) -> stream::Config {
 pub struct Scheduler {
     pub pool: PgPool,
     pub js: jetstream::Context,
-    pub max_deliver: i64,
-    pub retry_delays: Vec<Duration>,
 }
 
 impl Scheduler {
@@ -107,9 +105,9 @@ impl Scheduler {
     }
 
     /// Turn one tick into jobs; `Ok` acknowledges it.
-    async fn tick(&self, message: &jetstream::Message) -> Result<(), ScheduleError> {
-        let seq = message.info().map(|i| i.stream_sequence).map_err(js_err)?;
-        let subject = message.subject.as_str();
+    async fn tick(&self, delivery: &Delivery) -> Result<(), ScheduleError> {
+        let seq = delivery.stream_sequence;
+        let subject = delivery.subject.as_str();
         if let Some(frequency) = subject.strip_prefix(&subj::digest_tick("")) {
             let Some(frequency) = DigestFrequency::parse(frequency).filter(|f| *f != DigestFrequency::Off) else {
                 tracing::warn!(subject, "tick for an unknown digest frequency skipped");
@@ -124,7 +122,7 @@ impl Scheduler {
             tracing::info!(frequency = frequency.as_str(), "digest run queued");
         } else {
             // A job held by quiet hours: deliver it now.
-            let job: NotificationJob = match serde_json::from_slice(&message.payload) {
+            let job: NotificationJob = match serde_json::from_slice(&delivery.payload) {
                 Ok(job) => job,
                 Err(err) => {
                     tracing::error!(error = %err, subject, "malformed deferred job skipped");
@@ -156,76 +154,29 @@ impl Scheduler {
         Ok(users.len())
     }
 
-    /// Handle one digest-run job from `JOB_NOTIFY`.
-    pub async fn handle_digest_run(&self, message: jetstream::Message) {
-        let delivered = message.info().map(|i| i.delivered).unwrap_or(1);
-        let ack = match serde_json::from_slice::<DigestRun>(&message.payload) {
-            Err(err) => {
-                tracing::error!(error = %err, "malformed digest run dropped");
-                AckKind::Term
-            }
-            Ok(run) => match self.digest_run(&run).await {
-                Ok(users) => {
-                    tracing::info!(frequency = run.frequency.as_str(), users, "digests queued");
-                    AckKind::Ack
-                }
-                Err(err) => {
-                    tracing::warn!(error = %err, delivered, "digest run will be retried");
-                    AckKind::Nak(Some(domain::retry_delay(delivered, &self.retry_delays)))
-                }
-            },
-        };
-        if let Err(err) = message.ack_with(ack).await {
-            tracing::warn!(error = %err, "could not acknowledge a digest run");
+    /// Handle one tick of `SCHED_NOTIFY`: done once its jobs are stored, else retried.
+    pub async fn handle_tick(&self, delivery: Delivery) -> Handled {
+        match self.tick(&delivery).await {
+            Ok(()) => Handled::Done,
+            Err(err) => Handled::Retry(format!("tick: {err}")),
         }
     }
 
-    /// Consume ticks until `shutdown`; re-publish the cron schedules every hour.
-    pub async fn run(self, consumer: consumer::Consumer<consumer::pull::Config>, shutdown: CancellationToken) {
-        let mut hourly = tokio::time::interval(Duration::from_secs(3600));
-        hourly.tick().await;
-        'outer: loop {
-            let mut messages = match consumer.messages().await {
-                Ok(messages) => messages,
-                Err(err) => {
-                    tracing::warn!(error = %err, consumer = subj::SCHEDULER_CONSUMER, "cannot pull ticks; retrying");
-                    tokio::select! {
-                        _ = shutdown.cancelled() => return,
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                    }
-                }
-            };
-            loop {
-                let next = tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = hourly.tick() => {
-                        if let Err(err) = self.publish_digest_schedules().await {
-                            tracing::warn!(error = %err, "digest schedules could not be re-published");
-                        }
-                        continue;
-                    }
-                    next = messages.next() => next,
-                };
-                let message = match next {
-                    Some(Ok(message)) => message,
-                    Some(Err(err)) => {
-                        tracing::warn!(error = %err, "tick pull failed; resubscribing");
-                        continue 'outer;
-                    }
-                    None => continue 'outer,
-                };
-                let ack = match self.tick(&message).await {
-                    Ok(()) => AckKind::Ack,
-                    Err(err) => {
-                        let delivered = message.info().map(|i| i.delivered).unwrap_or(1);
-                        tracing::warn!(error = %err, subject = %message.subject, delivered, "tick will be retried");
-                        AckKind::Nak(Some(domain::retry_delay(delivered, &self.retry_delays)))
-                    }
-                };
-                if let Err(err) = message.ack_with(ack).await {
-                    tracing::warn!(error = %err, "could not acknowledge a tick");
-                }
+    /// Handle one digest-run job from `JOB_NOTIFY`.
+    pub async fn handle_digest_run(&self, delivery: &Delivery) -> Handled {
+        let run = match serde_json::from_slice::<DigestRun>(&delivery.payload) {
+            Ok(run) => run,
+            Err(err) => {
+                tracing::error!(error = %err, "malformed digest run dropped");
+                return Handled::Done;
             }
+        };
+        match self.digest_run(&run).await {
+            Ok(users) => {
+                tracing::info!(frequency = run.frequency.as_str(), users, "digests queued");
+                Handled::Done
+            }
+            Err(err) => Handled::Retry(format!("digest run: {err}")),
         }
     }
 }

@@ -1,5 +1,7 @@
-//! The sender: every replica pulls from one durable consumer on `JOB_NOTIFY` and delivers each
-//! job on its channels, acknowledging only after the outcome is committed.
+//! The sender: every replica pulls from one durable consumer on `JOB_NOTIFY` (the bus's consumer
+//! engine, up to `sender_concurrency` jobs at once) and delivers each job on its channels,
+//! acknowledging only after the outcome is committed. The same consumer carries announcement
+//! fan-outs (`announce.rs`) and digest runs (`schedule.rs`).
 //!
 //! Exactly one email per notification: the email's delivery-log row is locked (`FOR UPDATE`)
 //! for the whole attempt, checked before sending and marked `sent` in the same transaction right
@@ -8,26 +10,22 @@
 //! process dies between the SMTP server's acceptance and the commit.)
 //!
 //! Retries: a transient failure (SMTP down, 4xx, timeout, recipient not known yet) is recorded
-//! with its reason and the job is negatively acknowledged with a growing delay
-//! ([`crate::domain::retry_delay`]); the last allowed delivery records `failed` and acknowledges.
-//! A rejection (5xx, invalid address) is `failed` at once, without retry.
+//! with its reason and the job is retried with the consumer's capped growing delays; the last
+//! allowed delivery records `failed` and parks the job in the DLQ. A rejection (5xx, invalid
+//! address) is `failed` at once, without retry. A malformed job is parked at once.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::{self, AckKind};
+use coursebus_bus::consume::{Delivery, Handled};
 use coursebus_bus::{Bus, CallContext};
 use coursebus_contracts::identity::{IssueVerificationToken, VerificationTokenRequest};
 use coursebus_contracts::notifications::{Channel, Notification, NotificationJob, NotificationKind, Push};
 use coursebus_contracts::subjects::notifications as subj;
-use futures::StreamExt;
 use sqlx::PgPool;
-use tokio::sync::Semaphore;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use crate::announce::Announcer;
-use crate::domain::{Person, Templates, retry_delay, verify_url};
+use crate::domain::{Person, Templates, verify_url};
 use crate::mailer::{Mailer, SendError};
 use crate::schedule::Scheduler;
 use crate::sms::Twilio;
@@ -94,10 +92,6 @@ pub struct Sender {
     pub nats: async_nats::Client,
     pub templates: Arc<Templates>,
     pub mailer: Mailer,
-    /// Deliveries of one job before it is given up (`max_deliver` of the consumer).
-    pub max_deliver: i64,
-    /// Delays between attempts (the last repeats).
-    pub retry_delays: Vec<Duration>,
     /// For verification tokens from identity.
     pub bus: Bus,
     pub call_deadline: Duration,
@@ -118,8 +112,14 @@ pub enum DeliverError {
 }
 
 impl Sender {
-    /// Deliver `job`; `last_attempt` turns a transient failure into a final `failed`.
-    pub async fn deliver(&self, job: &NotificationJob, last_attempt: bool) -> Result<Outcome, DeliverError> {
+    /// Deliver `job` (calls continue `ctx`'s trace); `last_attempt` turns a transient failure
+    /// into a final `failed`.
+    pub async fn deliver(
+        &self,
+        job: &NotificationJob,
+        ctx: &CallContext,
+        last_attempt: bool,
+    ) -> Result<Outcome, DeliverError> {
         let mut tx = self.pool.begin().await?;
         for channel in &job.channels {
             store::queue_delivery(&mut tx, job.id, *channel, job.user_id, job.kind).await?;
@@ -184,7 +184,7 @@ impl Sender {
         }
         let mut outcome = Outcome::Settled;
         if channels.contains(&Channel::Email) {
-            outcome = self.email(job, last_attempt).await?;
+            outcome = self.email(job, ctx, last_attempt).await?;
         }
         if channels.contains(&Channel::Sms) {
             // A retry wins over giving up, giving up over settled.
@@ -243,7 +243,12 @@ impl Sender {
         }
     }
 
-    async fn email(&self, job: &NotificationJob, last_attempt: bool) -> Result<Outcome, DeliverError> {
+    async fn email(
+        &self,
+        job: &NotificationJob,
+        ctx: &CallContext,
+        last_attempt: bool,
+    ) -> Result<Outcome, DeliverError> {
         let mut tx = self.pool.begin().await?;
         match store::lock_delivery(&mut tx, job.id, Channel::Email).await? {
             Some(DeliveryStatus::Queued) => {}
@@ -253,7 +258,7 @@ impl Sender {
         let result = match store::recipient(&mut tx, job.user_id).await? {
             // The identity event may not have been processed yet.
             None => Err(SendError::Retry("no address known for the user yet".into())),
-            Some(recipient) => match self.prepare(&mut tx, job).await? {
+            Some(recipient) => match self.prepare(&mut tx, job, ctx).await? {
                 Err(reason) => Err(reason),
                 Ok(None) => {
                     store::skip_delivery(&mut tx, job.id, Channel::Email).await?;
@@ -311,6 +316,7 @@ impl Sender {
         &self,
         tx: &mut sqlx::PgConnection,
         job: &NotificationJob,
+        ctx: &CallContext,
     ) -> Result<Result<Option<(NotificationJob, Vec<uuid::Uuid>)>, SendError>, DeliverError> {
         let mut job = job.clone();
         if job.kind == NotificationKind::Digest {
@@ -327,11 +333,7 @@ impl Sender {
             return Ok(Ok(Some((job, Vec::new()))));
         }
         let req = VerificationTokenRequest { user_id: job.user_id };
-        let reply = match self
-            .bus
-            .request_within::<IssueVerificationToken>(&CallContext::new_root(), &req, self.call_deadline)
-            .await
-        {
+        let reply = match self.bus.request_within::<IssueVerificationToken>(ctx, &req, self.call_deadline).await {
             Ok(reply) => reply,
             Err(err) => return Ok(Err(SendError::Retry(format!("identity: {}", err.message)))),
         };
@@ -347,99 +349,24 @@ impl Sender {
         Ok(Ok(Some((job, Vec::new()))))
     }
 
-    /// Handle one message of `JOB_NOTIFY` and acknowledge it as its outcome says.
-    async fn handle(&self, message: jetstream::Message) {
-        match message.subject.as_str() {
-            subj::JOB_ANNOUNCE => return self.announcer.handle(message).await,
-            subj::JOB_DIGEST => return self.scheduler.handle_digest_run(message).await,
+    /// Handle one message of `JOB_NOTIFY`: a fan-out, a digest run or a notification job.
+    pub async fn handle(&self, delivery: Delivery) -> Handled {
+        match delivery.subject.as_str() {
+            subj::JOB_ANNOUNCE => return self.announcer.handle(&delivery).await,
+            subj::JOB_DIGEST => return self.scheduler.handle_digest_run(&delivery).await,
             _ => {}
         }
-        let delivered = message.info().map(|i| i.delivered).unwrap_or(1);
-        let job: NotificationJob = match serde_json::from_slice(&message.payload) {
+        let job: NotificationJob = match serde_json::from_slice(&delivery.payload) {
             Ok(job) => job,
-            Err(err) => {
-                tracing::error!(error = %err, subject = %message.subject, "malformed notification job");
-                self.give_up(&message, &format!("malformed job: {err}")).await;
-                return;
-            }
+            Err(err) => return Handled::Reject(format!("malformed job: {err}")),
         };
-        let last_attempt = delivered >= self.max_deliver;
-        let ack = match self.deliver(&job, last_attempt).await {
-            Ok(Outcome::Settled) => AckKind::Ack,
-            Ok(Outcome::GaveUp(reason)) => return self.give_up(&message, &reason).await,
-            Ok(Outcome::Retry(reason)) => {
-                let delay = retry_delay(delivered, &self.retry_delays);
-                tracing::info!(notification_id = %job.id, delivered, retry_in_ms = delay.as_millis() as u64, reason = %reason, "delivery will be retried");
-                AckKind::Nak(Some(delay))
-            }
-            // Without an answer after `max_deliver` tries, JetStream's advisory brings the job
-            // to the DLQ (`dlq::capture`).
-            Err(err) => {
-                let delay = retry_delay(delivered, &self.retry_delays);
-                tracing::warn!(notification_id = %job.id, delivered, error = %err, "delivery failed; will retry");
-                AckKind::Nak(Some(delay))
-            }
-        };
-        if let Err(err) = message.ack_with(ack).await {
-            tracing::warn!(notification_id = %job.id, error = %err, "could not acknowledge a job");
+        match self.deliver(&job, &delivery.ctx, delivery.is_last_attempt()).await {
+            Ok(Outcome::Settled) => Handled::Done,
+            // Logged `failed`; the job goes to the DLQ for an operator.
+            Ok(Outcome::GaveUp(reason)) => Handled::Reject(reason),
+            Ok(Outcome::Retry(reason)) => Handled::Retry(format!("notification {}: {reason}", job.id)),
+            // On the last delivery the engine parks the job with this reason.
+            Err(err) => Handled::Retry(format!("notification {}: {err}", job.id)),
         }
-    }
-
-    /// Copy the job to the DLQ, then terminate it; if the copy fails, leave it for a redelivery.
-    async fn give_up(&self, message: &jetstream::Message, reason: &str) {
-        let retry = retry_delay(1, &self.retry_delays);
-        let ack = coursebus_bus::dlq::give_up(&self.announcer.js, message, reason, retry).await;
-        if let Err(err) = message.ack_with(ack).await {
-            tracing::warn!(error = %err, "could not terminate a job");
-        }
-    }
-
-    /// Pull jobs until `shutdown`, at most `concurrency` at once; jobs in flight finish first.
-    pub async fn run(
-        self: Arc<Self>,
-        consumer: jetstream::consumer::Consumer<jetstream::consumer::pull::Config>,
-        concurrency: usize,
-        shutdown: CancellationToken,
-    ) {
-        let tracker = TaskTracker::new();
-        let permits = Arc::new(Semaphore::new(concurrency.max(1)));
-        'outer: loop {
-            // Pull no more than can be worked on, so no job waits out its ack deadline in a buffer.
-            let mut messages = match consumer.stream().max_messages_per_batch(concurrency.max(1)).messages().await {
-                Ok(messages) => messages,
-                Err(err) => {
-                    tracing::warn!(error = %err, consumer = subj::SENDER_CONSUMER, "cannot pull jobs; retrying");
-                    tokio::select! {
-                        _ = shutdown.cancelled() => break,
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                    }
-                }
-            };
-            loop {
-                let Ok(permit) = permits.clone().acquire_owned().await else {
-                    break 'outer;
-                };
-                let next = tokio::select! {
-                    _ = shutdown.cancelled() => break 'outer,
-                    next = messages.next() => next,
-                };
-                match next {
-                    Some(Ok(message)) => {
-                        let sender = self.clone();
-                        tracker.spawn(async move {
-                            sender.handle(message).await;
-                            drop(permit);
-                        });
-                    }
-                    Some(Err(err)) => {
-                        tracing::warn!(error = %err, "job pull failed; resubscribing");
-                        continue 'outer;
-                    }
-                    None => continue 'outer,
-                }
-            }
-        }
-        tracker.close();
-        tracker.wait().await;
     }
 }

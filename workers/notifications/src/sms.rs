@@ -10,6 +10,7 @@
 
 use std::time::Duration;
 
+use coursebus_bus::config::Secret;
 use serde::Deserialize;
 
 use crate::mailer::SendError;
@@ -17,27 +18,19 @@ use crate::mailer::SendError;
 /// Twilio's production API.
 pub const TWILIO_API: &str = "https://api.twilio.com";
 
+/// How long one request to Twilio may take, unless configured otherwise.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Where and as whom to send.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct TwilioConfig {
     /// `https://api.twilio.com` (tests point it at a local mock).
     pub base_url: String,
     pub account_sid: String,
-    pub auth_token: String,
+    pub auth_token: Secret<String>,
     /// The sending number (E.164) or messaging service.
     pub from: String,
     pub timeout: Duration,
-}
-
-impl std::fmt::Debug for TwilioConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TwilioConfig")
-            .field("base_url", &self.base_url)
-            .field("account_sid", &self.account_sid)
-            .field("auth_token", &"***")
-            .field("from", &self.from)
-            .finish()
-    }
 }
 
 /// Sends text messages.
@@ -76,7 +69,7 @@ impl Twilio {
         let response = self
             .http
             .post(url)
-            .basic_auth(&self.config.account_sid, Some(&self.config.auth_token))
+            .basic_auth(&self.config.account_sid, Some(self.config.auth_token.expose()))
             .form(&[("To", to), ("From", self.config.from.as_str()), ("Body", body)])
             .send()
             .await
@@ -114,7 +107,7 @@ mod tests {
         Twilio::new(TwilioConfig {
             base_url: server.uri(),
             account_sid: SID.into(),
-            auth_token: "secret-token".into(),
+            auth_token: Secret::new("secret-token".into()),
             from: "+15005550006".into(),
             timeout: Duration::from_secs(5),
         })
@@ -173,7 +166,7 @@ mod tests {
         let client = Twilio::new(TwilioConfig {
             base_url: format!("http://127.0.0.1:{port}"),
             account_sid: SID.into(),
-            auth_token: "secret-token".into(),
+            auth_token: Secret::new("secret-token".into()),
             from: "+15005550006".into(),
             timeout: Duration::from_secs(2),
         })
@@ -187,7 +180,7 @@ mod tests {
         let config = TwilioConfig {
             base_url: TWILIO_API.into(),
             account_sid: SID.into(),
-            auth_token: "secret-token".into(),
+            auth_token: Secret::new("secret-token".into()),
             from: "+15005550006".into(),
             timeout: Duration::from_secs(1),
         };

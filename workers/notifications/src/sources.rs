@@ -1,15 +1,19 @@
 //! Sources: durable consumers on other domains' event streams turn events into notification
 //! jobs on `JOB_NOTIFY`. Each job is published with `Nats-Msg-Id` = its stable id (derived from
 //! the event id and the kind) and the event is acknowledged only after JetStream stored the job,
-//! so an event processed twice yields one job.
+//! so an event processed twice yields one job. Each source is one consumer of the bus's engine,
+//! one event at a time in stream order; a consumer created for the first time starts a lookback
+//! before the replica started (see `lib.rs`). A malformed event is skipped (logged); a failure is
+//! retried, and given up on (parked in the DLQ) at the consumer's last delivery.
 //!
 //! Adding a source: a [`Source`] with its stream, consumer name and subjects, and a branch in
-//! [`Sources::handle`] that maps the event to a job with a `domain::*_job` function.
+//! `Sources::process` that maps the event to a job with a `domain::*_job` function.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::{self, AckKind, consumer, message::PublishMessage};
+use async_nats::jetstream::{self, message::PublishMessage};
+use coursebus_bus::consume::{Delivery, Handled};
 use coursebus_bus::{Bus, CallContext};
 use coursebus_contracts::catalog::{CoursePublished, GetCourse, GetCourseRequest};
 use coursebus_contracts::enrollment::EnrollmentCreated;
@@ -18,10 +22,8 @@ use coursebus_contracts::notifications::NotificationJob;
 use coursebus_contracts::payments::OrderFulfilled;
 use coursebus_contracts::subjects::{catalog, enrollment, identity, notifications as subj, payments};
 use coursebus_contracts::{ErrorCode, EventEnvelope};
-use futures::StreamExt;
 use serde::de::DeserializeOwned;
 use sqlx::PgPool;
-use tokio_util::sync::CancellationToken;
 
 use crate::domain::{self, CourseRef};
 use crate::store;
@@ -78,30 +80,27 @@ pub struct Sources {
     pub js: jetstream::Context,
     pub bus: Bus,
     pub call_deadline: Duration,
-    /// Deliveries of one event before it is given up.
-    pub max_deliver: i64,
-    pub retry_delays: Vec<Duration>,
-    /// How far back a source consumer created for the first time starts.
-    pub lookback: Duration,
     /// Course updates fan out like announcements.
     pub announcer: Arc<crate::announce::Announcer>,
 }
 
 /// Decode an envelope; a malformed event is logged and skipped (retrying cannot fix it).
-fn decode<T: DeserializeOwned>(message: &jetstream::Message) -> Option<EventEnvelope<T>> {
-    match serde_json::from_slice(&message.payload) {
+fn decode<T: DeserializeOwned>(delivery: &Delivery) -> Option<EventEnvelope<T>> {
+    match serde_json::from_slice(&delivery.payload) {
         Ok(event) => Some(event),
         Err(err) => {
-            tracing::error!(error = %err, subject = %message.subject, "malformed event skipped");
+            tracing::error!(error = %err, subject = %delivery.subject, "malformed event skipped");
             None
         }
     }
 }
 
 impl Sources {
-    async fn publish(&self, job: &NotificationJob) -> Result<(), SourceError> {
+    /// Queue `job` (its delivery continues `ctx`'s trace).
+    async fn publish(&self, job: &NotificationJob, ctx: &CallContext) -> Result<(), SourceError> {
         let payload = serde_json::to_vec(job).map_err(|e| SourceError::Publish(e.to_string()))?;
-        let message = PublishMessage::build().payload(payload.into()).message_id(job.id.to_string());
+        let message =
+            PublishMessage::build().headers(ctx.to_headers()).payload(payload.into()).message_id(job.id.to_string());
         let ack = self
             .js
             .send_publish(subj::JOB_DELIVER, message)
@@ -114,9 +113,13 @@ impl Sources {
     }
 
     /// The published course, as learners see it.
-    async fn course(&self, event: &EventEnvelope<EnrollmentCreated>) -> Result<CourseRef, SourceError> {
+    async fn course(
+        &self,
+        event: &EventEnvelope<EnrollmentCreated>,
+        ctx: &CallContext,
+    ) -> Result<CourseRef, SourceError> {
         let req = GetCourseRequest { id_or_slug: event.data.course_id.to_string(), draft: false };
-        match self.bus.request_within::<GetCourse>(&CallContext::new_root(), &req, self.call_deadline).await {
+        match self.bus.request_within::<GetCourse>(ctx, &req, self.call_deadline).await {
             Ok(course) => Ok(CourseRef { title: course.title, slug: course.slug }),
             // Archived since: still tell the learner, without a title.
             Err(err) if err.code == ErrorCode::NotFound => {
@@ -126,106 +129,57 @@ impl Sources {
         }
     }
 
+    /// Handle one event: done once its job is stored (or it needs none); a failure is retried,
+    /// and on the consumer's last delivery the event is parked in the DLQ (it stays in its
+    /// stream; only this consumer stops trying).
+    pub async fn handle(&self, delivery: Delivery) -> Handled {
+        match self.process(&delivery).await {
+            Ok(()) => Handled::Done,
+            Err(err) if delivery.is_last_attempt() => {
+                Handled::Reject(format!("event given up after {} deliveries: {err}", delivery.delivered))
+            }
+            Err(err) => Handled::Retry(err.to_string()),
+        }
+    }
+
     /// Process one event; `Ok` acknowledges it.
-    pub async fn handle(&self, message: &jetstream::Message) -> Result<(), SourceError> {
-        match message.subject.as_str() {
+    async fn process(&self, delivery: &Delivery) -> Result<(), SourceError> {
+        let ctx = &delivery.ctx;
+        match delivery.subject.as_str() {
             identity::EVT_USER_REGISTERED => {
-                let Some(event) = decode::<UserRegistered>(message) else { return Ok(()) };
+                let Some(event) = decode::<UserRegistered>(delivery) else { return Ok(()) };
                 let mut conn = self.pool.acquire().await?;
                 store::upsert_recipient(&mut conn, event.data.user_id, &event.data.email, &event.data.display_name)
                     .await?;
                 drop(conn);
-                self.publish(&domain::welcome_job(&event)).await
+                self.publish(&domain::welcome_job(&event), ctx).await
             }
             identity::EVT_VERIFICATION_REQUESTED => {
-                let Some(event) = decode::<VerificationRequested>(message) else { return Ok(()) };
-                self.publish(&domain::verify_email_job(&event)).await
+                let Some(event) = decode::<VerificationRequested>(delivery) else { return Ok(()) };
+                self.publish(&domain::verify_email_job(&event), ctx).await
             }
             identity::EVT_PROFILE_UPDATED => {
-                let Some(event) = decode::<ProfileUpdated>(message) else { return Ok(()) };
+                let Some(event) = decode::<ProfileUpdated>(delivery) else { return Ok(()) };
                 let mut conn = self.pool.acquire().await?;
                 store::rename_recipient(&mut conn, event.data.user_id, &event.data.display_name).await?;
                 Ok(())
             }
             catalog::EVT_COURSE_PUBLISHED => {
-                let Some(event) = decode::<CoursePublished>(message) else { return Ok(()) };
-                Ok(self.announcer.course_updated(&event).await?)
+                let Some(event) = decode::<CoursePublished>(delivery) else { return Ok(()) };
+                Ok(self.announcer.course_updated(&event, ctx).await?)
             }
             enrollment::EVT_ENROLMENT_CREATED => {
-                let Some(event) = decode::<EnrollmentCreated>(message) else { return Ok(()) };
-                let course = self.course(&event).await?;
-                self.publish(&domain::enrolled_job(&event, &course)).await
+                let Some(event) = decode::<EnrollmentCreated>(delivery) else { return Ok(()) };
+                let course = self.course(&event, ctx).await?;
+                self.publish(&domain::enrolled_job(&event, &course), ctx).await
             }
             payments::EVT_ORDER_FULFILLED => {
-                let Some(event) = decode::<OrderFulfilled>(message) else { return Ok(()) };
-                self.publish(&domain::receipt_job(&event)).await
+                let Some(event) = decode::<OrderFulfilled>(delivery) else { return Ok(()) };
+                self.publish(&domain::receipt_job(&event), ctx).await
             }
             other => {
                 tracing::debug!(subject = other, "event without notifications skipped");
                 Ok(())
-            }
-        }
-    }
-
-    /// Consume `source` until `shutdown`, one event at a time (in stream order). Waits for the
-    /// stream to exist: its owner creates it when it starts.
-    ///
-    /// Where a new consumer starts: `lookback` before this replica started, so
-    /// deploying notifications onto a platform with history does not greet every old account,
-    /// while events of services that started just before it are not missed. An existing consumer
-    /// keeps its position (and gets the current subject filter).
-    pub async fn run(self: Arc<Self>, source: Source, shutdown: CancellationToken) {
-        let deliver_policy =
-            consumer::DeliverPolicy::ByStartTime { start_time: time::OffsetDateTime::now_utc() - self.lookback };
-        let config = consumer::pull::Config {
-            durable_name: Some(source.consumer.to_owned()),
-            filter_subjects: source.subjects.iter().map(|s| (*s).to_owned()).collect(),
-            ack_policy: consumer::AckPolicy::Explicit,
-            ack_wait: Duration::from_secs(30),
-            max_deliver: self.max_deliver,
-            deliver_policy,
-            ..Default::default()
-        };
-        loop {
-            let Some(mut messages) =
-                coursebus_bus::streams::pull_durable(&self.js, source.stream, &config, &shutdown).await
-            else {
-                return;
-            };
-            tracing::info!(consumer = source.consumer, stream = source.stream, "notification source ready");
-            loop {
-                let next = tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    next = messages.next() => next,
-                };
-                let message = match next {
-                    Some(Ok(message)) => message,
-                    Some(Err(err)) => {
-                        tracing::warn!(error = %err, consumer = source.consumer, "event pull failed; resubscribing");
-                        break;
-                    }
-                    None => break,
-                };
-                let ack = match self.handle(&message).await {
-                    Ok(()) => AckKind::Ack,
-                    Err(err) => {
-                        let delivered = message.info().map(|i| i.delivered).unwrap_or(1);
-                        if delivered >= self.max_deliver {
-                            // Given up: a copy goes to the DLQ first (the event stays in its
-                            // stream; only this consumer stops trying).
-                            let reason = format!("event given up after {delivered} deliveries: {err}");
-                            let retry = domain::retry_delay(delivered, &self.retry_delays);
-                            coursebus_bus::dlq::give_up(&self.js, &message, &reason, retry).await
-                        } else {
-                            let delay = domain::retry_delay(delivered, &self.retry_delays);
-                            tracing::warn!(error = %err, subject = %message.subject, delivered, "event will be retried");
-                            AckKind::Nak(Some(delay))
-                        }
-                    }
-                };
-                if let Err(err) = message.ack_with(ack).await {
-                    tracing::warn!(error = %err, "could not acknowledge an event");
-                }
             }
         }
     }
