@@ -457,10 +457,8 @@ impl Platform {
         config.common.db_max_connections = 5;
         config.sender_concurrency = 4;
         config.max_deliver = 40;
-        config.retry = coursebus_bus::consume::RetryPolicy {
-            first: Duration::from_millis(100),
-            cap: Duration::from_millis(1000),
-        };
+        config.retry =
+            coursebus_bus::consume::RetryPolicy { first: Duration::from_millis(100), cap: Duration::from_millis(1000) };
         config.smtp_timeout = Duration::from_secs(5);
         config
     }
