@@ -520,3 +520,80 @@ pub async fn essays_are_graded_by_rubric_and_the_gradebook_weighs_categories(inf
     p.shutdown().await;
     Ok(())
 }
+
+/// `POST path` as the holder of `token` with `Idempotency-Key: key`.
+async fn post_keyed(p: &Platform, token: &str, path: &str, key: &str, body: &Value) -> Result<crate::support::Reply> {
+    let resp = p.http.post(p.url(path)).bearer_auth(token).header("Idempotency-Key", key).json(body).send().await?;
+    let (status, headers) = (resp.status(), resp.headers().clone());
+    let body = serde_json::from_slice(&resp.bytes().await?).unwrap_or(Value::Null);
+    Ok(crate::support::Reply { status, headers, body })
+}
+
+/// `body` posted to `/v1/courses/{course}/{what}` with `key` six times at once, then again: one
+/// answer, one row in `table`; the key with another title is a conflict naming the header and
+/// creates nothing. Returns what was created.
+async fn created_once(
+    p: &Platform,
+    db: &sqlx::PgPool,
+    teacher: &str,
+    course: &str,
+    (what, table): (&str, &str),
+    key: &str,
+    body: Value,
+) -> Result<Value> {
+    let path = format!("/v1/courses/{course}/{what}");
+    // Concurrent retries of one request (a client that timed out and retried) create one: the
+    // same key waits for the request holding it and is answered with what that one stored.
+    let tries = futures::future::join_all((0..6).map(|_| post_keyed(p, teacher, &path, key, &body))).await;
+    let tries = tries.into_iter().collect::<Result<Vec<_>>>()?;
+    let a = &tries[0];
+    assert!(a.status == StatusCode::CREATED && a.body["id"].is_string(), "{what}: {a:?}");
+    for b in &tries[1..] {
+        assert_eq!((b.status, &b.body), (StatusCode::CREATED, &a.body), "{what}: a retry got the first answer");
+    }
+    let again = post_keyed(p, teacher, &path, key, &body).await?;
+    assert_eq!((again.status, &again.body), (StatusCode::CREATED, &a.body), "{what}: a later retry too");
+
+    let mut changed = body;
+    changed["title"] = json!("Something else");
+    let reused = post_keyed(p, teacher, &path, key, &changed).await?;
+    assert_eq!((reused.status, reused.code()), (StatusCode::CONFLICT, "conflict"), "{what}: {reused:?}");
+    assert_eq!(reused.body["details"]["field"], "Idempotency-Key", "{what}: {reused:?}");
+
+    let stored: Vec<String> =
+        sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT id::text FROM {table} WHERE course_id = $1::uuid")))
+            .bind(course)
+            .fetch_all(db)
+            .await?;
+    assert_eq!(stored, [a.body["id"].as_str().unwrap_or_default()], "{what}: one, not two");
+    Ok(a.body.clone())
+}
+
+pub async fn creating_banks_quizzes_and_assignments_honours_idempotency_keys(infra: Arc<Infra>) -> Result<()> {
+    let p = platform(&infra, 2).await?;
+    let (teacher, course) = course(&p, "teacher@keys.test").await?;
+    let db = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(&p.assessment_database_url).await?;
+    // One key for all three: a key is scoped to its endpoint (and caller).
+    let key = "retry-1";
+    let bank = json!({"title": "Basics", "questions": questions()});
+    let bank = created_once(&p, &db, &teacher, &course, ("question-banks", "banks"), key, bank).await?;
+    let quiz = json!({"title": "Check-up", "draws": [{"bank_id": bank["id"], "count": 5}], "max_attempts": 2,
+        "scoring": "highest"});
+    let quiz = created_once(&p, &db, &teacher, &course, ("quizzes", "quizzes"), key, quiz).await?;
+    let due_at = (time::OffsetDateTime::now_utc() + time::Duration::days(7))
+        .replace_nanosecond(0)?
+        .format(&time::format_description::well_known::Rfc3339)?;
+    let assignment = json!({"title": "Explain ownership", "submission_type": "text",
+        "rubric": [{"name": "accuracy", "max_points": 5}], "due_at": due_at});
+    let assignment = created_once(&p, &db, &teacher, &course, ("assignments", "assignments"), key, assignment).await?;
+
+    // What the retries were answered with is what exists.
+    let path = format!("/v1/quizzes/{}", quiz["id"].as_str().unwrap_or_default());
+    let fetched = call(&p, Method::GET, &path, Some(&teacher), None).await?;
+    assert_eq!((fetched.status, &fetched.body), (StatusCode::OK, &quiz), "{fetched:?}");
+    let path = format!("/v1/assignments/{}", assignment["id"].as_str().unwrap_or_default());
+    let fetched = call(&p, Method::GET, &path, Some(&teacher), None).await?;
+    assert_eq!((fetched.status, &fetched.body), (StatusCode::OK, &assignment), "{fetched:?}");
+    p.shutdown().await;
+    Ok(())
+}

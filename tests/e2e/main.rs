@@ -109,6 +109,7 @@ fn all() -> Vec<(&'static str, TestFn)> {
         assessment::the_time_limit_is_the_servers_and_late_answers_do_not_count,
         assessment::grading_replicas_share_the_work_and_a_killed_one_loses_no_submission,
         assessment::essays_are_graded_by_rubric_and_the_gradebook_weighs_categories,
+        assessment::creating_banks_quizzes_and_assignments_honours_idempotency_keys,
         completion::a_failed_final_quiz_withholds_completion_until_a_passing_grade,
         assignments::late_work_is_penalised_exactly_and_grades_are_released_by_the_instructor,
         assignments::near_copies_are_flagged_with_their_passages_and_files_go_through_content,

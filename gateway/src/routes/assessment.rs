@@ -20,8 +20,14 @@ use crate::extract::{ApiJson, ApiPath, ApiQuery, Caller, Ctx};
 /// Create a question bank of a course (its instructor or an admin): single and multiple choice,
 /// true/false, numeric with tolerance, short text, ordering, essay with a rubric.
 #[utoipa::path(post, path = "/v1/courses/{course}/question-banks", tag = "assessment", security(("bearer" = [])),
-    params(("course" = Uuid, Path)), request_body = CreateBankRequest,
-    responses((status = 201, description = "The bank with question ids", body = Bank), (status = 400, description = "A bad question (named)", body = ErrorBody), (status = 403, description = "Not the course's instructor", body = ErrorBody)))]
+    params(("course" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header, description = "Retry-safe key")),
+    request_body = CreateBankRequest,
+    responses(
+        (status = 201, description = "The bank with question ids", body = Bank),
+        (status = 400, description = "A bad question (named)", body = ErrorBody),
+        (status = 403, description = "Not the course's instructor", body = ErrorBody),
+        (status = 409, description = "The Idempotency-Key was used with another request", body = ErrorBody),
+    ))]
 pub async fn create_bank(
     State(s): State<AppState>,
     _caller: Caller,
@@ -35,8 +41,14 @@ pub async fn create_bank(
 
 /// Create a quiz drawing questions from the course's banks.
 #[utoipa::path(post, path = "/v1/courses/{course}/quizzes", tag = "assessment", security(("bearer" = [])),
-    params(("course" = Uuid, Path)), request_body = CreateQuizRequest,
-    responses((status = 201, description = "The quiz", body = Quiz), (status = 400, description = "Bad settings or draws", body = ErrorBody), (status = 403, description = "Not the course's instructor", body = ErrorBody)))]
+    params(("course" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header, description = "Retry-safe key")),
+    request_body = CreateQuizRequest,
+    responses(
+        (status = 201, description = "The quiz", body = Quiz),
+        (status = 400, description = "Bad settings or draws", body = ErrorBody),
+        (status = 403, description = "Not the course's instructor", body = ErrorBody),
+        (status = 409, description = "The Idempotency-Key was used with another request", body = ErrorBody),
+    ))]
 pub async fn create_quiz(
     State(s): State<AppState>,
     _caller: Caller,

@@ -20,8 +20,14 @@ use crate::extract::{ApiJson, ApiPath, Caller, Ctx};
 /// Create an assignment of a course (its instructor or an admin): a rubric, a due date, a late
 /// policy (grace period, penalty per day, hard cut-off).
 #[utoipa::path(post, path = "/v1/courses/{course}/assignments", tag = "assessment", security(("bearer" = [])),
-    params(("course" = Uuid, Path)), request_body = CreateAssignmentRequest,
-    responses((status = 201, description = "The assignment", body = Assignment), (status = 400, description = "Bad settings (named)", body = ErrorBody), (status = 403, description = "Not the course's instructor", body = ErrorBody)))]
+    params(("course" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header, description = "Retry-safe key")),
+    request_body = CreateAssignmentRequest,
+    responses(
+        (status = 201, description = "The assignment", body = Assignment),
+        (status = 400, description = "Bad settings (named)", body = ErrorBody),
+        (status = 403, description = "Not the course's instructor", body = ErrorBody),
+        (status = 409, description = "The Idempotency-Key was used with another request", body = ErrorBody),
+    ))]
 pub async fn create_assignment(
     State(s): State<AppState>,
     _caller: Caller,

@@ -6,8 +6,9 @@
 
 use coursebus_bus::{CallContext, outbox};
 use coursebus_contracts::assessment::{
-    Assignment, AssignmentIdRequest, AssignmentSubmissions, CheckSimilarityJob, CreateAssignmentRequest, GradeReleased,
-    GradeSubmissionRequest, GradedItemKind, Submission, SubmissionGraded, SubmissionType, SubmitAssignmentRequest,
+    Assignment, AssignmentIdRequest, AssignmentSubmissions, CheckSimilarityJob, CreateAssignment,
+    CreateAssignmentRequest, GradeReleased, GradeSubmissionRequest, GradedItemKind, Submission, SubmissionGraded,
+    SubmissionType, SubmitAssignmentRequest,
 };
 use coursebus_contracts::content::{AssetIdRequest, AssetKind, AssetStatus, GetAsset};
 use coursebus_contracts::identity::AccessClaims;
@@ -16,7 +17,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::domain::{self, Closed};
-use crate::handlers::{Assessments, db};
+use crate::handlers::{Assessments, Keyed, db};
 use crate::store::{self, AssignmentRow, StoredGrade, SubmissionRow};
 
 const MAX_TEXT: usize = 50_000;
@@ -75,6 +76,12 @@ impl Assessments {
         req: CreateAssignmentRequest,
     ) -> Result<Assignment, ErrorBody> {
         let me = self.caller(&ctx).await?;
+        let key = Keyed::<CreateAssignment>::new(&ctx, &me, &req)?;
+        if let Some(key) = &key
+            && let Some(assignment) = key.replay(&self.pool).await?
+        {
+            return Ok(assignment);
+        }
         domain::validate_assignment(&req)?;
         self.require_author(&ctx, &me, req.course_id).await?;
         let assignment = Assignment {
@@ -90,8 +97,17 @@ impl Assessments {
             check_plagiarism: req.check_plagiarism,
             released_at: None,
         };
-        let mut conn = self.pool.acquire().await.map_err(db)?;
-        store::insert_assignment(&mut conn, &assignment, me.sub).await.map_err(db)?;
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        if let Some(key) = &key
+            && let Some(first) = key.claim(&mut tx, &self.pool).await?
+        {
+            return Ok(first);
+        }
+        store::insert_assignment(&mut tx, &assignment, me.sub).await.map_err(db)?;
+        if let Some(key) = &key {
+            key.record(&mut tx, &assignment).await?;
+        }
+        tx.commit().await.map_err(db)?;
         tracing::info!(assignment_id = %assignment.id, course_id = %assignment.course_id, max_points = assignment.max_points, "assignment created");
         Ok(assignment)
     }

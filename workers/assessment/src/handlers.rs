@@ -3,23 +3,25 @@
 //! token); attempts belong to enrolled learners (asked of enrollment) and are "not found" to
 //! everyone else.
 
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
 use coursebus_bus::auth::JwtVerifier;
 use coursebus_bus::consume::Handled;
+use coursebus_bus::idempotency::Idempotency;
 use coursebus_bus::{Bus, CallContext, outbox};
 use coursebus_contracts::assessment::{
-    Attempt, AttemptIdRequest, AttemptStatus, Bank, CreateBankRequest, CreateQuizRequest, GradeAttemptJob, Question,
-    Quiz, QuizGrade, QuizIdRequest, SaveAnswersRequest, SavedAnswers,
+    Attempt, AttemptIdRequest, AttemptStatus, Bank, CreateBank, CreateBankRequest, CreateQuiz, CreateQuizRequest,
+    GradeAttemptJob, Question, Quiz, QuizGrade, QuizIdRequest, SaveAnswersRequest, SavedAnswers,
 };
 use coursebus_contracts::catalog::{GetCourse, GetCourseRequest};
 use coursebus_contracts::enrollment::{AccessCheckRequest, CheckAccess};
 use coursebus_contracts::identity::AccessClaims;
 use coursebus_contracts::validate::Role;
-use coursebus_contracts::{Actor, ErrorBody, ErrorCode, Event, EventEnvelope};
-use sqlx::PgPool;
+use coursebus_contracts::{Actor, ErrorBody, ErrorCode, Event, EventEnvelope, Rpc};
 use sqlx::types::Json;
+use sqlx::{PgConnection, PgPool};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -68,6 +70,43 @@ fn open_window(quiz: &store::QuizRow, now: OffsetDateTime) -> Result<(), ErrorBo
         return Err(ErrorBody::conflict("this quiz has closed"));
     }
     Ok(())
+}
+
+/// A creating request's `Idempotency-Key`, scoped to the endpoint and the caller, fingerprinted
+/// by the whole request: the first answer is stored in the write's transaction and replayed to
+/// retries; the same key with another request is a `conflict`.
+pub(crate) struct Keyed<R> {
+    idem: Idempotency,
+    /// Names the advisory lock that makes requests with this key wait for each other.
+    lock: String,
+    rpc: PhantomData<R>,
+}
+
+impl<R: Rpc> Keyed<R> {
+    /// `None` without an `Idempotency-Key`.
+    pub(crate) fn new(ctx: &CallContext, me: &AccessClaims, req: &R::Request) -> Result<Option<Self>, ErrorBody> {
+        let Some(key) = ctx.idempotency_key.as_deref() else { return Ok(None) };
+        let scope = format!("{}:{}", R::ENDPOINT.subject(), me.sub);
+        let lock = format!("{scope} {key}");
+        Ok(Some(Self { idem: Idempotency::new(scope, key, req)?, lock, rpc: PhantomData }))
+    }
+
+    /// The answer to an earlier request with this key, if any.
+    pub(crate) async fn replay(&self, pool: &PgPool) -> Result<Option<R::Reply>, ErrorBody> {
+        self.idem.replay(pool).await
+    }
+
+    /// Hold the key until `tx` ends and look again: the answer of a request with the same key
+    /// that committed since [`Self::replay`] (a concurrent retry) instead of a second creation.
+    pub(crate) async fn claim(&self, tx: &mut PgConnection, pool: &PgPool) -> Result<Option<R::Reply>, ErrorBody> {
+        store::lock_key(tx, &self.lock).await.map_err(db)?;
+        self.idem.replay(pool).await
+    }
+
+    /// Store `reply` in `tx`, the transaction of the write.
+    pub(crate) async fn record(&self, tx: &mut PgConnection, reply: &R::Reply) -> Result<(), ErrorBody> {
+        self.idem.record(tx, reply).await
+    }
 }
 
 /// The job that grades `attempt`: its envelope id is the attempt's, so queuing it twice stores
@@ -163,6 +202,12 @@ impl Assessments {
 
     pub async fn create_bank(&self, ctx: CallContext, req: CreateBankRequest) -> Result<Bank, ErrorBody> {
         let me = self.caller(&ctx).await?;
+        let key = Keyed::<CreateBank>::new(&ctx, &me, &req)?;
+        if let Some(key) = &key
+            && let Some(bank) = key.replay(&self.pool).await?
+        {
+            return Ok(bank);
+        }
         if req.title.trim().is_empty() || req.title.chars().count() > 200 {
             return Err(ErrorBody::invalid_field("title", "1 to 200 characters"));
         }
@@ -186,7 +231,15 @@ impl Assessments {
                 .collect(),
         };
         let mut tx = self.pool.begin().await.map_err(db)?;
+        if let Some(key) = &key
+            && let Some(first) = key.claim(&mut tx, &self.pool).await?
+        {
+            return Ok(first);
+        }
         store::insert_bank(&mut tx, &bank, me.sub).await.map_err(db)?;
+        if let Some(key) = &key {
+            key.record(&mut tx, &bank).await?;
+        }
         tx.commit().await.map_err(db)?;
         tracing::info!(bank_id = %bank.id, course_id = %bank.course_id, questions = bank.questions.len(), "question bank created");
         Ok(bank)
@@ -194,12 +247,23 @@ impl Assessments {
 
     pub async fn create_quiz(&self, ctx: CallContext, req: CreateQuizRequest) -> Result<Quiz, ErrorBody> {
         let me = self.caller(&ctx).await?;
+        let key = Keyed::<CreateQuiz>::new(&ctx, &me, &req)?;
+        if let Some(key) = &key
+            && let Some(quiz) = key.replay(&self.pool).await?
+        {
+            return Ok(quiz);
+        }
         domain::validate_quiz(&req)?;
         self.require_author(&ctx, &me, req.course_id).await?;
-        let mut conn = self.pool.acquire().await.map_err(db)?;
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        if let Some(key) = &key
+            && let Some(first) = key.claim(&mut tx, &self.pool).await?
+        {
+            return Ok(first);
+        }
         let mut count = 0u32;
         for draw in &req.draws {
-            let Some((course, questions)) = store::bank(&mut conn, draw.bank_id).await.map_err(db)? else {
+            let Some((course, questions)) = store::bank(&mut tx, draw.bank_id).await.map_err(db)? else {
                 return Err(ErrorBody::invalid_field("draws", format!("no bank {}", draw.bank_id)));
             };
             if course != req.course_id {
@@ -225,7 +289,11 @@ impl Assessments {
             scoring: req.scoring,
             question_count: count,
         };
-        store::insert_quiz(&mut conn, &quiz, me.sub).await.map_err(db)?;
+        store::insert_quiz(&mut tx, &quiz, me.sub).await.map_err(db)?;
+        if let Some(key) = &key {
+            key.record(&mut tx, &quiz).await?;
+        }
+        tx.commit().await.map_err(db)?;
         tracing::info!(quiz_id = %quiz.id, course_id = %quiz.course_id, questions = count, "quiz created");
         Ok(quiz)
     }

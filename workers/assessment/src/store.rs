@@ -28,6 +28,13 @@ fn int(n: u32) -> i32 {
     i32::try_from(n).unwrap_or(i32::MAX)
 }
 
+/// Hold the lock named `name` until the transaction on `conn` ends: creating requests with one
+/// `Idempotency-Key` take it, so they run one after the other.
+pub async fn lock_key(conn: &mut PgConnection, name: &str) -> Result<()> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))").bind(name).execute(conn).await?;
+    Ok(())
+}
+
 pub async fn insert_bank(conn: &mut PgConnection, bank: &Bank, by: Uuid) -> Result<()> {
     sqlx::query("INSERT INTO banks (id, course_id, title, created_by) VALUES ($1, $2, $3, $4)")
         .bind(bank.id)
