@@ -140,23 +140,20 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
     }
 
     let mut worker = Worker::start(SPEC, &config.common, shutdown).await?;
-    // `worker.streams(..)` would hold a `&Worker` (not `Sync`) across the await and make this
-    // future `!Send`, which `tokio::spawn(run(..))` in the tests needs.
-    let js = worker.jetstream().clone();
-    let replicas = worker.replicas();
-    for stream in [
-        streams::job_stream(media::JOB_STREAM, media::JOB_SUBJECTS, replicas),
-        streams::event_stream(media::EVENT_STREAM, media::EVENT_SUBJECTS, replicas),
-        // Jobs given up on are parked there.
-        coursebus_bus::dlq::stream_config(replicas),
-    ] {
-        streams::ensure_stream(&js, stream).await?;
-    }
+    worker
+        .streams([
+            streams::job_stream(media::JOB_STREAM, media::JOB_SUBJECTS, worker.replicas()),
+            streams::event_stream(media::EVENT_STREAM, media::EVENT_SUBJECTS, worker.replicas()),
+            // Jobs given up on are parked there.
+            coursebus_bus::dlq::stream_config(worker.replicas()),
+        ])
+        .await?;
     // Content owns the bucket; creating it here too only matters when media starts first.
     if let Err(err) = config.s3.ensure_bucket().await {
         tracing::warn!(error = %err, bucket = %config.s3.bucket, "bucket not reachable yet; jobs will retry");
     }
 
+    let js = worker.jetstream().clone();
     let transcoder = Arc::new(Transcoder {
         js: js.clone(),
         bus: worker.bus(),
