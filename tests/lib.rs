@@ -346,7 +346,7 @@ impl Platform {
         let mut config =
             coursebus_worker_identity::Config::new(self.nats.url_as("identity"), self.database_url.clone());
         config.access_ttl = self.options.access_ttl;
-        config.db_max_connections = 5;
+        config.common.db_max_connections = 5;
         config.bootstrap_admin = Some(coursebus_worker_identity::BootstrapAdmin {
             email: ADMIN_EMAIL.into(),
             password: ADMIN_PASSWORD.into(),

@@ -1,5 +1,11 @@
-//! The identity worker: registration, login, JWTs, refresh-token families, profiles and roles,
-//! served as the NATS micro service `identity`.
+//! The identity worker: registration, login, JWTs, refresh-token families, profiles, roles and
+//! email verification, served as the NATS micro service `identity` over its PostgreSQL.
+//!
+//! It signs access tokens with Ed25519 keys kept in its database (a new one when the newest is
+//! older than the rotation period; every replica reloads them every minute), publishes their
+//! public halves as the JWKS the other services verify with, and verifies tokens with those same
+//! keys itself (no bus round trip to itself). At start it creates (or promotes) the configured
+//! bootstrap admin. Expired verification tokens are purged every minute.
 
 pub mod domain;
 pub mod handlers;
@@ -11,14 +17,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use coursebus_bus::auth::{JwksSource, JwtVerifier};
-use coursebus_bus::{CallContext, MicroService, ServiceSpec, idempotency, outbox, streams};
+use coursebus_bus::config::{CommonConfig, ConfigError, Secret, or, secs, var};
+use coursebus_bus::{CallContext, ServiceSpec, StartError, Worker, outbox, streams};
 use coursebus_contracts::identity::{
     GetJwks, GetProfile, GrantRole, IssueVerificationToken, Jwks, Login, Logout, Refresh, Register, ResendVerification,
     RevokeRole, UpdateProfile, VerifyEmail,
 };
 use coursebus_contracts::subjects::identity as subj;
 use coursebus_contracts::validate::{DisplayName, Email, Password, Role};
-use coursebus_contracts::{Actor, ErrorBody, Rpc};
+use coursebus_contracts::{Actor, ErrorBody};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -32,15 +39,23 @@ pub const SPEC: ServiceSpec = ServiceSpec {
     description: "Users, credentials, tokens, roles and profiles",
 };
 
-/// Failures that stop the worker (as opposed to refused requests).
+/// Identity's schema.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// How often every replica reloads the signing keys (and makes a new one when they are due).
+const KEY_REFRESH_EVERY: Duration = Duration::from_secs(60);
+
+/// How often expired email verification tokens are purged.
+const VERIFICATION_PURGE_EVERY: Duration = Duration::from_secs(60);
+
+/// Failures of identity's own work (signing keys, password hashing, the bootstrap admin), as
+/// opposed to refused requests.
 #[derive(Debug, thiserror::Error)]
 pub enum IdentityError {
     #[error("configuration: {0}")]
     Config(String),
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
-    #[error(transparent)]
-    Start(#[from] coursebus_bus::worker::StartError),
     #[error(transparent)]
     Bus(#[from] coursebus_bus::BusError),
     #[error("json: {0}")]
@@ -53,19 +68,28 @@ pub enum IdentityError {
 #[derive(Clone)]
 pub struct BootstrapAdmin {
     pub email: String,
-    pub password: String,
+    pub password: Secret<String>,
 }
 
 impl std::fmt::Debug for BootstrapAdmin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BootstrapAdmin").field("email", &self.email).field("password", &"***").finish()
+        f.debug_struct("BootstrapAdmin").field("email", &self.email).field("password", &self.password).finish()
     }
 }
 
+/// Identity's configuration: the common settings (`CB_IDENTITY_DATABASE_URL`, …) and its own.
+///
+/// | variable | meaning | default |
+/// |---|---|---|
+/// | `CB_IDENTITY_ACCESS_TTL_SECS` | lifetime of an access token | 900 |
+/// | `CB_IDENTITY_REFRESH_TTL_SECS` | lifetime of a refresh token | 2592000 (30 days) |
+/// | `CB_IDENTITY_VERIFICATION_TTL_SECS` | how long a verification link works | 172800 (48 h) |
+/// | `CB_IDENTITY_KEY_ROTATION_SECS` | age at which a new signing key is made | 2592000 (30 days) |
+/// | `CB_IDENTITY_HASH_MEMORY_KIB`, `_HASH_ITERATIONS`, `_HASH_LANES` | argon2id cost | 19456, 2, 1 |
+/// | `CB_IDENTITY_BOOTSTRAP_ADMIN_EMAIL`, `_PASSWORD` | the admin made at start (both or neither) | none |
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub nats_url: String,
-    pub database_url: String,
+    pub common: CommonConfig,
     pub access_ttl: Duration,
     pub refresh_ttl: Duration,
     /// How long the link in a verification email works.
@@ -74,47 +98,73 @@ pub struct Config {
     pub key_rotation: Duration,
     pub hash_cost: HashCost,
     pub bootstrap_admin: Option<BootstrapAdmin>,
-    /// JetStream replicas for the streams this worker owns (1 on a single node, 3 on a cluster).
-    pub stream_replicas: usize,
-    pub db_max_connections: u32,
 }
 
 impl Config {
     pub fn new(nats_url: impl Into<String>, database_url: impl Into<String>) -> Self {
+        Self::with_common(CommonConfig::new(nats_url).with_database(database_url))
+    }
+
+    /// The defaults on `common`.
+    fn with_common(common: CommonConfig) -> Self {
         Self {
-            nats_url: nats_url.into(),
-            database_url: database_url.into(),
+            common,
             access_ttl: Duration::from_secs(15 * 60),
             refresh_ttl: Duration::from_secs(30 * 24 * 3600),
             verification_ttl: Duration::from_secs(48 * 3600),
             key_rotation: Duration::from_secs(30 * 24 * 3600),
             hash_cost: HashCost::default(),
             bootstrap_admin: None,
-            stream_replicas: 1,
-            db_max_connections: 10,
         }
+    }
+
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let common = CommonConfig::from_env(subj::SERVICE)?;
+        common.require_database(subj::SERVICE)?;
+        let defaults = Self::with_common(common);
+        let bootstrap_admin = match (
+            var::<String>("CB_IDENTITY_BOOTSTRAP_ADMIN_EMAIL")?,
+            // Exactly as set: a password may begin or end with a space.
+            coursebus_bus::runtime::env("CB_IDENTITY_BOOTSTRAP_ADMIN_PASSWORD"),
+        ) {
+            (Some(email), Some(password)) => Some(BootstrapAdmin { email, password: Secret::new(password) }),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(ConfigError::Missing { name: "CB_IDENTITY_BOOTSTRAP_ADMIN_PASSWORD".into() });
+            }
+            (None, Some(_)) => return Err(ConfigError::Missing { name: "CB_IDENTITY_BOOTSTRAP_ADMIN_EMAIL".into() }),
+        };
+        Ok(Self {
+            access_ttl: secs("CB_IDENTITY_ACCESS_TTL_SECS", defaults.access_ttl)?,
+            refresh_ttl: secs("CB_IDENTITY_REFRESH_TTL_SECS", defaults.refresh_ttl)?,
+            verification_ttl: secs("CB_IDENTITY_VERIFICATION_TTL_SECS", defaults.verification_ttl)?,
+            key_rotation: secs("CB_IDENTITY_KEY_ROTATION_SECS", defaults.key_rotation)?,
+            hash_cost: HashCost {
+                memory_kib: or("CB_IDENTITY_HASH_MEMORY_KIB", defaults.hash_cost.memory_kib)?,
+                iterations: or("CB_IDENTITY_HASH_ITERATIONS", defaults.hash_cost.iterations)?,
+                lanes: or("CB_IDENTITY_HASH_LANES", defaults.hash_cost.lanes)?,
+            },
+            bootstrap_admin,
+            ..defaults
+        })
     }
 }
 
-/// Connect, migrate, provision, serve until `shutdown`.
-pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), IdentityError> {
-    let spec = coursebus_bus::worker::Spec {
-        service: subj::SERVICE,
-        nats_url: &config.nats_url,
-        database_url: &config.database_url,
-        max_connections: config.db_max_connections,
-        streams: vec![streams::event_stream(subj::EVENT_STREAM, subj::EVENT_SUBJECTS, config.stream_replicas)],
-    };
-    let coursebus_bus::worker::Started { pool, client, js } =
-        coursebus_bus::worker::start_pg(spec, &sqlx::migrate!("./migrations")).await?;
+/// Serve until `shutdown`: load (or make) the signing keys, create the bootstrap admin, then the
+/// endpoints, with the key refresh and the purge of expired verification tokens as periodic jobs.
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), StartError> {
+    let mut worker = Worker::start(SPEC, &config.common, shutdown).await?;
+    let db = worker.postgres(&MIGRATOR).await?;
+    worker.streams([streams::event_stream(subj::EVENT_STREAM, subj::EVENT_SUBJECTS, worker.replicas())]).await?;
 
     let keys = Arc::new(KeyRing::default());
-    refresh_keys(&pool, &keys, &config).await?;
-    let relay = outbox::Relay::new(pool.clone(), js);
+    refresh_keys(&db.pool, &keys, config.key_rotation, config.access_ttl)
+        .await
+        .map_err(|err| StartError::worker("signing keys", err))?;
     let identity = Arc::new(Identity {
-        outbox: relay.waker(),
-        pool: pool.clone(),
-        passwords: Passwords::new(config.hash_cost)?,
+        outbox: db.outbox,
+        pool: db.pool.clone(),
+        passwords: Passwords::new(config.hash_cost).map_err(|err| StartError::worker("password hashing", err))?,
         keys: keys.clone(),
         verifier: JwtVerifier::new(LocalJwks(keys.clone())),
         tokens: TokenPolicy {
@@ -124,12 +174,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Iden
         },
     });
     if let Some(admin) = &config.bootstrap_admin {
-        bootstrap_admin(&identity, admin).await?;
+        bootstrap_admin(&identity, admin).await.map_err(|err| StartError::worker("bootstrap admin", err))?;
     }
 
-    let mut service = MicroService::start(&client, SPEC, shutdown.clone()).await?;
-    coursebus_bus::serve!(
-        service,
+    coursebus_bus::endpoints!(
+        worker,
         identity,
         Register => register,
         Login => login,
@@ -144,44 +193,34 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Iden
         ResendVerification => resend_verification,
         IssueVerificationToken => issue_verification_token,
     );
-    tracing::info!(endpoints = 12, first = %<Register as Rpc>::ENDPOINT.subject(), "identity serving");
 
-    let relay = tokio::spawn(relay.run(shutdown.clone()));
-    let housekeeping = {
-        let (pool, keys, config, shutdown) = (pool.clone(), keys.clone(), config.clone(), shutdown.clone());
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(Duration::from_secs(60)) => {}
-                }
-                if let Err(err) = refresh_keys(&pool, &keys, &config).await {
-                    tracing::warn!(error = %err, "signing keys could not be refreshed");
-                }
-                if let Err(err) = idempotency::purge(&pool).await {
-                    tracing::warn!(error = %err, "old idempotency keys could not be purged");
-                }
-                if let Err(err) = store::purge_verifications(&pool).await {
-                    tracing::warn!(error = %err, "expired verification tokens could not be purged");
-                }
-            }
-        })
-    };
-    service.run().await;
-    let _ = tokio::join!(relay, housekeeping);
-    pool.close().await;
-    client.flush().await.ok();
-    tracing::info!("identity stopped");
-    Ok(())
+    let (pool, ring) = (db.pool.clone(), keys);
+    let (rotation, access_ttl) = (config.key_rotation, config.access_ttl);
+    worker.every("signing keys refresh", KEY_REFRESH_EVERY, move || {
+        let (pool, ring) = (pool.clone(), ring.clone());
+        async move { refresh_keys(&pool, &ring, rotation, access_ttl).await }
+    });
+    let pool = db.pool;
+    worker.every("expired verification tokens purge", VERIFICATION_PURGE_EVERY, move || {
+        let pool = pool.clone();
+        async move { store::purge_verifications(&pool).await.map(|_| ()) }
+    });
+    worker.run().await
 }
 
-/// Load the signing keys, creating a new one when none is younger than the rotation period.
-/// Replicas agree through an advisory lock; every replica reloads every minute.
-async fn refresh_keys(pool: &PgPool, keys: &KeyRing, config: &Config) -> Result<(), IdentityError> {
-    let publish_window = config.key_rotation + config.access_ttl + Duration::from_secs(3600);
+/// Load the signing keys, creating a new one when none is younger than `rotation`. Replicas
+/// agree through an advisory lock. Keys stay published for a while after the next one signs
+/// (`rotation` + `access_ttl` + 1 h), so the tokens they signed still verify.
+async fn refresh_keys(
+    pool: &PgPool,
+    keys: &KeyRing,
+    rotation: Duration,
+    access_ttl: Duration,
+) -> Result<(), IdentityError> {
+    let publish_window = rotation + access_ttl + Duration::from_secs(3600);
     let mut tx = pool.begin().await?;
     let mut loaded = store::recent_keys(&mut tx, publish_window).await?;
-    let fresh = |k: &domain::SigningKey| (time::OffsetDateTime::now_utc() - k.created_at) < config.key_rotation;
+    let fresh = |k: &domain::SigningKey| (time::OffsetDateTime::now_utc() - k.created_at) < rotation;
     if !loaded.first().is_some_and(fresh) {
         store::lock_keys(&mut tx).await?;
         loaded = store::recent_keys(&mut tx, publish_window).await?;
@@ -213,8 +252,8 @@ async fn bootstrap_admin(identity: &Identity, admin: &BootstrapAdmin) -> Result<
         }
         None => {
             drop(conn);
-            let password =
-                Password::parse(&admin.password, Some(&email)).map_err(|e| IdentityError::Bootstrap(e.into()))?;
+            let password = Password::parse(admin.password.expose(), Some(&email))
+                .map_err(|e| IdentityError::Bootstrap(e.into()))?;
             let hash = identity.passwords.hash(&password).await.map_err(IdentityError::Bootstrap)?;
             let name = DisplayName::parse("Administrator").map_err(|e| IdentityError::Bootstrap(e.into()))?;
             match identity
@@ -241,5 +280,20 @@ struct LocalJwks(Arc<KeyRing>);
 impl JwksSource for LocalJwks {
     fn fetch(&self) -> Pin<Box<dyn Future<Output = Result<Jwks, ErrorBody>> + Send + '_>> {
         Box::pin(async move { Ok(self.0.jwks().await) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_debug_hides_the_bootstrap_password_and_urls() {
+        let mut config = Config::new("nats://identity:natspw@127.0.0.1:4222", "postgres://u:dbpw@db/identity");
+        config.bootstrap_admin =
+            Some(BootstrapAdmin { email: "root@example.test".into(), password: "hunter2-bootstrap".into() });
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("hunter2") && !shown.contains("natspw") && !shown.contains("dbpw"), "{shown}");
+        assert!(shown.contains("root@example.test"), "{shown}");
     }
 }
