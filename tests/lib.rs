@@ -7,6 +7,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod spans;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -197,6 +199,9 @@ pub struct Platform {
     pub stripe_webhook_secret: String,
     pub http: reqwest::Client,
     pub options: Options,
+    /// The clock of the workers that decide by time (payments): a test moves it forward instead
+    /// of editing rows.
+    pub clock: coursebus_bus::clock::Clock,
     identity: Vec<Task>,
     catalog: Vec<Task>,
     search: Vec<Task>,
@@ -270,6 +275,7 @@ impl Platform {
             stripe_webhook_secret: format!("whsec_{}", uuid::Uuid::new_v4().simple()),
             http: reqwest::Client::builder().timeout(Duration::from_secs(20)).build()?,
             options: options.clone(),
+            clock: coursebus_bus::clock::Clock::system(),
             identity: Vec::new(),
             catalog: Vec::new(),
             search: Vec::new(),
@@ -413,7 +419,8 @@ impl Platform {
         if let Some(stripe) = &self.stripe {
             config.stripe_api_base = stripe.url();
         }
-        config.db_max_connections = 5;
+        config.common.db_max_connections = 5;
+        config.clock = self.clock.clone();
         config.reconcile_every = Duration::from_secs(3600);
         config.stale_after = Duration::ZERO;
         config

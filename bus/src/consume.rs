@@ -342,7 +342,10 @@ async fn settle<F, Fut>(
         };
         let last = delivery.is_last_attempt();
         let started = std::time::Instant::now();
-        let outcome = with_heartbeat(&message, spec.config.ack_wait, tokio::spawn(handle(delivery))).await;
+        // The handler runs in a task of its own (a panic is an outcome, not a dead consumer), inside
+        // this span: its logs carry the stream, sequence and trace id.
+        let work = tokio::spawn(handle(delivery).instrument(tracing::Span::current()));
+        let outcome = with_heartbeat(&message, spec.config.ack_wait, work).await;
         let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
         let ack = match outcome {
             Ok(Handled::Done) => {

@@ -60,10 +60,7 @@ pub struct Idempotency {
     fingerprint: Vec<u8>,
 }
 
-fn db(err: sqlx::Error) -> ErrorBody {
-    tracing::error!(error = %err, "idempotency store error");
-    ErrorBody::internal()
-}
+use crate::db;
 
 impl Idempotency {
     /// `fingerprint` identifies the request's meaning; leave secrets (passwords) out of it.

@@ -50,6 +50,13 @@ async fn install_schema(pool: &sqlx::PgPool, name: &str, ddl: &'static str) -> R
     Ok(())
 }
 
+/// A database failure as a reply: the cause is logged here (with the handler's span), the
+/// client gets `internal` and nothing of the cause.
+pub fn db(err: sqlx::Error) -> coursebus_contracts::ErrorBody {
+    tracing::error!(error = %err, "database error");
+    coursebus_contracts::ErrorBody::internal()
+}
+
 /// Failures of the plumbing itself (as opposed to [`coursebus_contracts::ErrorBody`] replies).
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {

@@ -142,7 +142,7 @@ where
     async move {
         let started = std::time::Instant::now();
         let result = match serde_json::from_slice::<R::Request>(&request.message.payload) {
-            Ok(body) => match tokio::spawn(handler(ctx, body)).await {
+            Ok(body) => match tokio::spawn(handler(ctx, body).instrument(tracing::Span::current())).await {
                 Ok(result) => result,
                 Err(join_error) => {
                     tracing::error!(error = %join_error, "handler panicked");

@@ -429,3 +429,42 @@ async fn secured_journey(infra: &Infra, p: &Platform) -> Result<()> {
     assert!(!matches!(asked, Ok(Ok(_))), "the gateway reached content's internal endpoint: {asked:?}");
     Ok(())
 }
+
+/// A request's trace continues across its event: the registration's `traceparent` reaches the
+/// outbox, the event's headers, and the span in which notifications' consumer handled the event
+/// in another service.
+pub async fn a_trace_continues_across_an_event(infra: Arc<Infra>) -> Result<()> {
+    use coursebus_contracts::subjects::notifications as notify;
+
+    let p = Platform::start(&infra, Options { notifications_replicas: 1, ..Default::default() }).await?;
+    let trace_id = uuid::Uuid::new_v4().simple().to_string();
+    let traceparent = format!("00-{trace_id}-00f067aa0ba902b7-01");
+    let email = format!("traced-{}@example.com", uuid::Uuid::new_v4().simple());
+    let reply = p
+        .http
+        .post(p.url("/v1/auth/register"))
+        .header("traceparent", &traceparent)
+        .json(&serde_json::json!({"email": email, "password": crate::support::PASSWORD, "display_name": "Traced"}))
+        .send()
+        .await?;
+    anyhow::ensure!(reply.status().is_success(), "registration failed: {}", reply.status());
+    let handled = coursebus_tests::eventually(Duration::from_secs(15), "the consumer span of the event", || {
+        let trace_id = trace_id.clone();
+        async move {
+            Ok(coursebus_tests::spans::find("consume", |f| {
+                f.get("trace_id") == Some(&trace_id)
+                    && f.get("consumer").map(String::as_str) == Some(notify::IDENTITY_CONSUMER)
+            }))
+        }
+    })
+    .await?;
+    assert_eq!(handled.fields.get("stream").map(String::as_str), Some("EVT_IDENTITY"), "{handled:?}");
+    assert!(handled.fields.get("seq").is_some_and(|s| s != "0"), "{handled:?}");
+    // The identity replica that served the request logged the same trace.
+    assert!(
+        coursebus_tests::spans::find("rpc", |f| f.get("trace_id") == Some(&trace_id)).is_some(),
+        "the request's own span carries the trace"
+    );
+    p.shutdown().await;
+    Ok(())
+}

@@ -750,3 +750,66 @@ pub async fn payment_endpoints_validate_input(infra: Arc<Infra>) -> Result<()> {
     p.shutdown().await;
     Ok(())
 }
+
+/// The refund window is central configuration: a running payments replica applies a new value
+/// of `payments.refund_window_days` from `cb_config` within 2 s, without a restart; a malformed
+/// value is refused and the last good one kept.
+pub async fn a_refund_window_set_in_cb_config_applies_without_a_restart(infra: Arc<Infra>) -> Result<()> {
+    use coursebus_contracts::settings::{REFUND_MAX_PROGRESS_PERCENT, REFUND_WINDOW_DAYS};
+    use coursebus_contracts::subjects::config::BUCKET;
+
+    let p = platform(&infra).await?;
+    let (_, teacher) = instructor(&p, "teacher@window.test").await?;
+    let course = paid_course(&p, &teacher, "Windowed Rust").await?;
+    let course_id = course["id"].as_str().context("id")?;
+    let (_, ann) = user(&p, "ann@window.test").await?;
+    let order = buy(&p, &ann, course_id, "ann-1").await?;
+    let order_id = order["id"].as_str().context("id")?;
+    let bucket = async_nats::jetstream::new(p.nats_client().await?).get_key_value(BUCKET).await?;
+    // The replica seeded the bucket with its configured window.
+    let seeded = bucket.get(REFUND_WINDOW_DAYS.name).await?.context("seeded")?;
+    assert_eq!(&seeded[..], b"14");
+
+    // Fifteen days after payment the 14-day window has closed.
+    p.clock.advance(time::Duration::days(15));
+    let late = refund(&p, &ann, order_id, "late-1", json!({})).await?;
+    assert_eq!(late.status, StatusCode::CONFLICT, "{late:?}");
+    assert_eq!(late.body["details"]["refund_window_days"], 14, "{late:?}");
+
+    // A malformed value is refused and the old one stays. The valid change of another key put
+    // after it shows when the replica has read both (a watch delivers in order).
+    bucket.put(REFUND_WINDOW_DAYS.name, "thirty".into()).await?;
+    bucket.put(REFUND_MAX_PROGRESS_PERCENT.name, "31".into()).await?;
+    let mut attempt = 0;
+    let kept = eventually(Duration::from_secs(2), "the progress limit of 31 % applied", || {
+        attempt += 1;
+        let key = format!("late-bad-{attempt}");
+        let (p, ann) = (&p, &ann);
+        async move {
+            let r = refund(p, ann, order_id, &key, json!({})).await?;
+            Ok((r.body["details"]["max_progress_percent"] == 31).then_some(r))
+        }
+    })
+    .await?;
+    assert_eq!(kept.status, StatusCode::CONFLICT, "{kept:?}");
+    assert_eq!(kept.body["details"]["refund_window_days"], 14, "the malformed value is not applied: {kept:?}");
+
+    // Thirty days: the same refund is now allowed, within 2 s and with no restart.
+    let changed = std::time::Instant::now();
+    bucket.put(REFUND_WINDOW_DAYS.name, "30".into()).await?;
+    let mut attempt = 0;
+    let refunded = eventually(Duration::from_secs(2), "the refund allowed by a 30-day window", || {
+        attempt += 1;
+        let key = format!("late-ok-{attempt}");
+        let (p, ann) = (&p, &ann);
+        async move {
+            let r = refund(p, ann, order_id, &key, json!({})).await?;
+            Ok((r.status == StatusCode::OK).then_some(r))
+        }
+    })
+    .await?;
+    assert_eq!(refunded.body["status"], "refunded", "{refunded:?}");
+    assert!(changed.elapsed() < Duration::from_secs(2), "applied after {:?}", changed.elapsed());
+    p.shutdown().await;
+    Ok(())
+}

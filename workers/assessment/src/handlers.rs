@@ -42,10 +42,7 @@ pub struct Assessments {
     pub cache: store::Cache,
 }
 
-pub(crate) fn db(err: sqlx::Error) -> ErrorBody {
-    tracing::error!(error = %err, "database error");
-    ErrorBody::internal()
-}
+pub(crate) use coursebus_bus::db;
 
 fn bus(err: coursebus_bus::BusError) -> ErrorBody {
     tracing::error!(error = %err, "outbox error");

@@ -55,10 +55,7 @@ pub struct Contents {
     pub settings: Settings,
 }
 
-fn db(err: sqlx::Error) -> ErrorBody {
-    tracing::error!(error = %err, "database error");
-    ErrorBody::internal()
-}
+use coursebus_bus::db;
 
 fn storage(err: StorageError) -> ErrorBody {
     tracing::error!(error = %err, "storage error");

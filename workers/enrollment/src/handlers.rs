@@ -59,10 +59,7 @@ pub const COURSE_CACHE_TTL: Duration = Duration::from_secs(60);
 pub const COURSE_CACHE_ENTRIES: usize = 20_000;
 
 /// Log a database error and answer `internal` (the client never sees database details).
-fn db(err: sqlx::Error) -> ErrorBody {
-    tracing::error!(error = %err, "database error");
-    ErrorBody::internal()
-}
+use coursebus_bus::db;
 
 fn bus(err: coursebus_bus::BusError) -> ErrorBody {
     tracing::error!(error = %err, "database or outbox error");

@@ -52,10 +52,7 @@ pub struct Identity {
 }
 
 /// Log a database error and answer `internal` (the client never sees database details).
-fn db(err: sqlx::Error) -> ErrorBody {
-    tracing::error!(error = %err, "database error");
-    ErrorBody::internal()
-}
+use coursebus_bus::db;
 
 fn bus(err: coursebus_bus::BusError) -> ErrorBody {
     tracing::error!(error = %err, "outbox error");

@@ -69,10 +69,7 @@ pub enum FanOut {
     Interrupted,
 }
 
-fn db(err: sqlx::Error) -> ErrorBody {
-    tracing::error!(error = %err, "database error");
-    ErrorBody::internal()
-}
+use coursebus_bus::db;
 
 impl AnnouncementRow {
     fn to_announcement(&self) -> Announcement {

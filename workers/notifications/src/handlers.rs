@@ -32,10 +32,7 @@ pub struct Inbox {
 }
 
 /// Log a database error and answer `internal` (the client never sees database details).
-fn db(err: sqlx::Error) -> ErrorBody {
-    tracing::error!(error = %err, "database error");
-    ErrorBody::internal()
-}
+use coursebus_bus::db;
 
 impl Inbox {
     async fn caller(&self, ctx: &CallContext) -> Result<AccessClaims, ErrorBody> {

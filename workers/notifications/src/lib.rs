@@ -76,7 +76,7 @@ const STALLED_AFTER: Duration = Duration::from_secs(60);
 /// | `CB_APP_URL` | `app_url` | `http://127.0.0.1:8080` |
 /// | `CB_NOTIFICATIONS_CONCURRENCY` | `sender_concurrency` | 8 |
 /// | `CB_NOTIFICATIONS_MAX_DELIVER` | `max_deliver` | 10 |
-/// | `CB_NOTIFICATIONS_RETRY_FIRST_MS`, `CB_NOTIFICATIONS_RETRY_CAP_MS` | `retry` | 1000, 600000 |
+/// | `CB_NOTIFICATIONS_RETRY_FIRST_MS`, `CB_NOTIFICATIONS_RETRY_CAP_MS` | `retry` | 3000, 600000 |
 /// | `CB_NOTIFICATIONS_ACK_WAIT_SECS` | `ack_wait` | 60 |
 /// | `CB_NOTIFICATIONS_SMTP_TIMEOUT_SECS` | `smtp_timeout` | 10 |
 /// | `CB_NOTIFICATIONS_FANOUT_PAGE` | `fanout_page` | 1000 |
@@ -121,7 +121,9 @@ impl Config {
             app_url: "http://127.0.0.1:8080".into(),
             sender_concurrency: 8,
             max_deliver: 10,
-            retry: RetryPolicy { first: Duration::from_secs(1), cap: Duration::from_secs(600) },
+            // 3 s doubling to 10 min: 10 deliveries span about 23 minutes, so an SMTP outage of
+            // that long is ridden out before a job is given up.
+            retry: RetryPolicy { first: Duration::from_secs(3), cap: Duration::from_secs(600) },
             ack_wait: Duration::from_secs(60),
             smtp_timeout: Duration::from_secs(10),
             twilio: None,

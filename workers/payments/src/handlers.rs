@@ -52,10 +52,7 @@ pub struct Payments {
 }
 
 /// Log a database error and answer `internal` (the client never sees database details).
-pub(crate) fn db(err: sqlx::Error) -> ErrorBody {
-    tracing::error!(error = %err, "database error");
-    ErrorBody::internal()
-}
+pub(crate) use coursebus_bus::db;
 
 pub(crate) fn provider(err: ProviderError) -> ErrorBody {
     match err {
