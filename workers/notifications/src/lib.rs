@@ -368,6 +368,9 @@ mod tests {
     fn the_default_retries_grow_to_ten_minutes() {
         let retry = Config::new("nats://x", "postgres://x", DEFAULT_SMTP_URL).retry;
         let delays: Vec<u64> = (1..=12).map(|d| retry.delay(d).as_secs()).collect();
-        assert_eq!(delays, [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 600, 600]);
+        assert_eq!(delays, [3, 6, 12, 24, 48, 96, 192, 384, 600, 600, 600, 600]);
+        // The 9 waits between 10 deliveries ride out an outage of about 23 minutes.
+        let window: u64 = delays[..9].iter().sum();
+        assert_eq!(window, 1_365);
     }
 }
