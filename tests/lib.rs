@@ -202,26 +202,135 @@ pub struct Platform {
     /// The clock of the workers that decide by time (payments): a test moves it forward instead
     /// of editing rows.
     pub clock: coursebus_bus::clock::Clock,
-    identity: Vec<Task>,
-    catalog: Vec<Task>,
-    search: Vec<Task>,
-    enrollment: Vec<Task>,
-    notifications: Vec<Task>,
-    content: Vec<Task>,
-    media: Vec<Task>,
-    payments: Vec<Task>,
-    assessment: Vec<Task>,
+    /// The running replicas of each service, by service name.
+    replicas: std::collections::HashMap<&'static str, Vec<Task>>,
     gateway: Option<Task>,
     _dir: tempfile::TempDir,
 }
 
-/// Every worker service a platform can run (replicas are stopped in this order).
-const SERVICES: [&str; 9] =
-    ["identity", "catalog", "search", "enrollment", "notifications", "content", "media", "payments", "assessment"];
+/// Every worker service a platform can run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Service {
+    Identity,
+    Catalog,
+    Search,
+    Enrollment,
+    Notifications,
+    Content,
+    Media,
+    Payments,
+    Assessment,
+}
+
+impl Service {
+    /// Every service, in the order replicas are stopped.
+    pub const ALL: [Service; 9] = [
+        Service::Identity,
+        Service::Catalog,
+        Service::Search,
+        Service::Enrollment,
+        Service::Notifications,
+        Service::Content,
+        Service::Media,
+        Service::Payments,
+        Service::Assessment,
+    ];
+
+    /// Its micro-service name (`$SRV.PING.<name>`).
+    pub fn name(self) -> &'static str {
+        use coursebus_contracts::subjects as s;
+        match self {
+            Service::Identity => s::identity::SERVICE,
+            Service::Catalog => s::catalog::SERVICE,
+            Service::Search => s::search::SERVICE,
+            Service::Enrollment => s::enrollment::SERVICE,
+            Service::Notifications => s::notifications::SERVICE,
+            Service::Content => s::content::SERVICE,
+            Service::Media => s::media::SERVICE,
+            Service::Payments => s::payments::SERVICE,
+            Service::Assessment => s::assessment::SERVICE,
+        }
+    }
+}
+
+impl Options {
+    /// How many replicas of `service` a platform with these options starts.
+    pub fn replicas(&self, service: Service) -> usize {
+        match service {
+            Service::Identity => self.identity_replicas,
+            Service::Catalog => self.catalog_replicas,
+            Service::Search => self.search_replicas,
+            Service::Enrollment => self.enrollment_replicas,
+            Service::Notifications => self.notifications_replicas,
+            Service::Content => self.content_replicas,
+            Service::Media => self.media_replicas,
+            Service::Payments => self.payments_replicas,
+            Service::Assessment => self.assessment_replicas,
+        }
+    }
+
+    fn replicas_mut(&mut self, service: Service) -> &mut usize {
+        match service {
+            Service::Identity => &mut self.identity_replicas,
+            Service::Catalog => &mut self.catalog_replicas,
+            Service::Search => &mut self.search_replicas,
+            Service::Enrollment => &mut self.enrollment_replicas,
+            Service::Notifications => &mut self.notifications_replicas,
+            Service::Content => &mut self.content_replicas,
+            Service::Media => &mut self.media_replicas,
+            Service::Payments => &mut self.payments_replicas,
+            Service::Assessment => &mut self.assessment_replicas,
+        }
+    }
+}
+
+/// A platform described service by service: `Platform::builder().with(Service::Enrollment,
+/// 2).start(&infra)`. It starts with the defaults of [`Options`] (two identity replicas, the
+/// bootstrap admin, generous rate limits).
+#[derive(Debug, Clone, Default)]
+pub struct Builder {
+    options: Options,
+}
+
+impl Builder {
+    /// Run `replicas` replicas of `service` (0 runs none).
+    pub fn with(mut self, service: Service, replicas: usize) -> Self {
+        *self.options.replicas_mut(service) = replicas;
+        self
+    }
+
+    /// NATS with the production users and permissions (see [`Options::secured`]).
+    pub fn secured(mut self) -> Self {
+        self.options.secured = true;
+        self
+    }
+
+    /// The gateway's rate limit: `burst` requests, one more every `replenish`.
+    pub fn rate_limit(mut self, burst: u32, replenish: Duration) -> Self {
+        self.options.rate_limit_burst = burst;
+        self.options.rate_limit_replenish = replenish;
+        self
+    }
+
+    /// How long access tokens live.
+    pub fn access_ttl(mut self, ttl: Duration) -> Self {
+        self.options.access_ttl = ttl;
+        self
+    }
+
+    pub async fn start(self, infra: &Infra) -> Result<Platform> {
+        Platform::start(infra, self.options).await
+    }
+}
 
 static DB_COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 impl Platform {
+    /// Describe a platform service by service (see [`Builder`]).
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
     pub async fn start(infra: &Infra, options: Options) -> Result<Self> {
         let dir = tempfile::Builder::new().prefix("coursebus-platform-").tempdir()?;
         let nats = {
@@ -276,41 +385,15 @@ impl Platform {
             http: reqwest::Client::builder().timeout(Duration::from_secs(20)).build()?,
             options: options.clone(),
             clock: coursebus_bus::clock::Clock::system(),
-            identity: Vec::new(),
-            catalog: Vec::new(),
-            search: Vec::new(),
-            enrollment: Vec::new(),
-            notifications: Vec::new(),
-            content: Vec::new(),
-            media: Vec::new(),
-            payments: Vec::new(),
-            assessment: Vec::new(),
+            replicas: Default::default(),
             gateway: None,
             _dir: dir,
         };
-        for _ in 0..options.identity_replicas {
-            platform.start_identity_replica();
-        }
-        for _ in 0..options.catalog_replicas {
-            platform.start_catalog_replica();
-        }
-        for _ in 0..options.search_replicas {
-            platform.start_search_replica();
-        }
-        for _ in 0..options.enrollment_replicas {
-            platform.start_enrollment_replica();
-        }
-        for _ in 0..options.notifications_replicas {
-            platform.start_notifications_replica();
-        }
-        for _ in 0..options.content_replicas {
-            platform.start_content_replica();
-        }
-        for _ in 0..options.media_replicas {
-            platform.start_media_replica();
-        }
-        for _ in 0..options.assessment_replicas {
-            platform.start_assessment_replica();
+        // Payments replicas start once the gateway's address (their Stripe webhooks) is known.
+        for service in Service::ALL.into_iter().filter(|s| *s != Service::Payments) {
+            for _ in 0..options.replicas(service) {
+                platform.start_replica(service);
+            }
         }
 
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -363,7 +446,7 @@ impl Platform {
     /// Start one more identity replica (returns at once; see [`Platform::wait_identity_replicas`]).
     pub fn start_identity_replica(&mut self) {
         let config = self.identity_config();
-        self.identity
+        self.tasks("identity")
             .push(Task::replica("identity-replica", false, |token| coursebus_worker_identity::run(config, token)));
     }
 
@@ -371,7 +454,7 @@ impl Platform {
     pub fn start_catalog_replica(&mut self) {
         let mut config = coursebus_worker_catalog::Config::new(self.nats.url_as("catalog"), self.mongodb_url.clone());
         config.database = self.catalog_db.clone();
-        self.catalog
+        self.tasks("catalog")
             .push(Task::replica("catalog-replica", false, |token| coursebus_worker_catalog::run(config, token)));
     }
 
@@ -387,7 +470,8 @@ impl Platform {
     }
 
     pub fn start_search_replica_with(&mut self, config: coursebus_worker_search::Config) {
-        self.search.push(Task::replica("search-replica", false, |token| coursebus_worker_search::run(config, token)));
+        self.tasks("search")
+            .push(Task::replica("search-replica", false, |token| coursebus_worker_search::run(config, token)));
     }
 
     /// The configuration an enrollment replica of this platform starts with.
@@ -404,7 +488,7 @@ impl Platform {
     /// It runs on a runtime of its own: [`Platform::kill_replicas`] can crash it mid-saga.
     pub fn start_enrollment_replica(&mut self) {
         let config = self.enrollment_config();
-        self.enrollment
+        self.tasks("enrollment")
             .push(Task::replica("enrollment-replica", true, |token| coursebus_worker_enrollment::run(config, token)));
     }
 
@@ -442,14 +526,14 @@ impl Platform {
     /// Start one more assessment replica on a runtime of its own (it can be killed mid-job).
     pub fn start_assessment_replica(&mut self) {
         let config = self.assessment_config();
-        self.assessment
+        self.tasks("assessment")
             .push(Task::replica("assessment-replica", true, |token| coursebus_worker_assessment::run(config, token)));
     }
 
     /// Start one more payments replica (returns at once; see [`Platform::wait_replicas`]).
     pub fn start_payments_replica(&mut self) {
         let config = self.payments_config();
-        self.payments
+        self.tasks("payments")
             .push(Task::replica("payments-replica", true, |token| coursebus_worker_payments::run(config, token)));
     }
 
@@ -477,7 +561,7 @@ impl Platform {
     }
 
     pub fn start_notifications_replica_with(&mut self, config: coursebus_worker_notifications::Config) {
-        self.notifications.push(Task::replica("notifications-replica", false, |token| {
+        self.tasks("notifications").push(Task::replica("notifications-replica", false, |token| {
             coursebus_worker_notifications::run(config, token)
         }));
     }
@@ -490,17 +574,25 @@ impl Platform {
     }
 
     fn tasks(&mut self, service: &str) -> &mut Vec<Task> {
+        let Some(known) = Service::ALL.into_iter().find(|s| s.name() == service) else {
+            panic!("no service {service}");
+        };
+        self.replicas.entry(known.name()).or_default()
+    }
+
+    /// Start one more replica of `service` with this platform's configuration for it (returns
+    /// at once; see [`Platform::wait_replicas`]).
+    pub fn start_replica(&mut self, service: Service) {
         match service {
-            "identity" => &mut self.identity,
-            "catalog" => &mut self.catalog,
-            "search" => &mut self.search,
-            "enrollment" => &mut self.enrollment,
-            "notifications" => &mut self.notifications,
-            "content" => &mut self.content,
-            "media" => &mut self.media,
-            "payments" => &mut self.payments,
-            "assessment" => &mut self.assessment,
-            other => panic!("no service {other}"),
+            Service::Identity => self.start_identity_replica(),
+            Service::Catalog => self.start_catalog_replica(),
+            Service::Search => self.start_search_replica(),
+            Service::Enrollment => self.start_enrollment_replica(),
+            Service::Notifications => self.start_notifications_replica(),
+            Service::Content => self.start_content_replica(),
+            Service::Media => self.start_media_replica(),
+            Service::Payments => self.start_payments_replica(),
+            Service::Assessment => self.start_assessment_replica(),
         }
     }
 
@@ -558,7 +650,7 @@ impl Platform {
     /// Start one more content replica (returns at once; see [`Platform::wait_replicas`]).
     pub fn start_content_replica(&mut self) {
         let config = self.content_config();
-        self.content
+        self.tasks("content")
             .push(Task::replica("content-replica", false, |token| coursebus_worker_content::run(config, token)));
     }
 
@@ -580,7 +672,8 @@ impl Platform {
 
     /// Media replicas run on runtimes of their own: [`Platform::kill_replicas`] can crash them.
     pub fn start_media_replica_with(&mut self, config: coursebus_worker_media::Config) {
-        self.media.push(Task::replica("media-replica", true, |token| coursebus_worker_media::run(config, token)));
+        self.tasks("media")
+            .push(Task::replica("media-replica", true, |token| coursebus_worker_media::run(config, token)));
     }
 
     /// Kill one replica of `service` (the oldest), as a crash would; the others keep running.
@@ -609,8 +702,8 @@ impl Platform {
         if let Some(gateway) = gateway {
             gateway.stop().await;
         }
-        for service in SERVICES {
-            self.stop_replicas(service).await;
+        for service in Service::ALL {
+            self.stop_replicas(service.name()).await;
         }
     }
 }
@@ -621,8 +714,8 @@ impl Drop for Platform {
         if let Some(gateway) = &self.gateway {
             gateway.shutdown.cancel();
         }
-        for service in SERVICES {
-            for task in self.tasks(service).iter() {
+        for tasks in self.replicas.values() {
+            for task in tasks {
                 task.shutdown.cancel();
             }
         }
