@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use coursebus_tests::{Infra, Options, Platform, eventually};
+use coursebus_tests::{Infra, Platform, Service, eventually};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -14,11 +14,12 @@ use crate::support::{call, create_course, instructor, publish_with_lessons, user
 const WAIT: Duration = Duration::from_secs(30);
 
 pub(crate) async fn platform(infra: &Infra, assessment_replicas: usize) -> Result<Platform> {
-    Platform::start(
-        infra,
-        Options { catalog_replicas: 1, enrollment_replicas: 1, assessment_replicas, ..Default::default() },
-    )
-    .await
+    Platform::builder()
+        .with(Service::Catalog, 1)
+        .with(Service::Enrollment, 1)
+        .with(Service::Assessment, assessment_replicas)
+        .start(infra)
+        .await
 }
 
 /// A published free course and (teacher token, course id).

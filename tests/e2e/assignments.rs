@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use coursebus_tests::{Infra, Options, Platform, eventually};
+use coursebus_tests::{Infra, Platform, Service, eventually};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -230,17 +230,13 @@ async fn r_submission(p: &Platform, teacher: &str, assignment: &str) -> Result<S
 }
 
 pub async fn near_copies_are_flagged_with_their_passages_and_files_go_through_content(infra: Arc<Infra>) -> Result<()> {
-    let p = Platform::start(
-        &infra,
-        Options {
-            catalog_replicas: 1,
-            enrollment_replicas: 1,
-            assessment_replicas: 1,
-            content_replicas: 1,
-            ..Default::default()
-        },
-    )
-    .await?;
+    let p = Platform::builder()
+        .with(Service::Catalog, 1)
+        .with(Service::Enrollment, 1)
+        .with(Service::Assessment, 1)
+        .with(Service::Content, 1)
+        .start(&infra)
+        .await?;
     let (teacher, course) = course(&p, "ada@copies.example").await?;
     let (ann_id, ann) = learner(&p, "ann@copies.example", &course).await?;
     let (bob_id, bob) = learner(&p, "bob@copies.example", &course).await?;

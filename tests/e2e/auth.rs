@@ -6,14 +6,14 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use coursebus_tests::{ADMIN_EMAIL, ADMIN_PASSWORD, Infra, Options, Platform, eventually};
+use coursebus_tests::{ADMIN_EMAIL, ADMIN_PASSWORD, Infra, Platform, eventually};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
 use crate::support::{PASSWORD, access_token, call, login, post, register, role, user};
 
 pub async fn register_login_refresh_reuse_profile_roles(infra: Arc<Infra>) -> Result<()> {
-    let p = Platform::start(&infra, Options::default()).await?;
+    let p = Platform::builder().start(&infra).await?;
 
     let reg = register(&p, "  Ada@Example.com ", PASSWORD, "Ada Lovelace").await?;
     assert_eq!(reg.status, StatusCode::CREATED, "{reg:?}");
@@ -96,7 +96,7 @@ pub async fn register_login_refresh_reuse_profile_roles(infra: Arc<Infra>) -> Re
 }
 
 pub async fn registration_rejects_bad_input(infra: Arc<Infra>) -> Result<()> {
-    let p = Platform::start(&infra, Options::default()).await?;
+    let p = Platform::builder().start(&infra).await?;
     let cases = [
         (json!({"email": "not-an-email", "password": PASSWORD, "display_name": "X"}), "email"),
         (json!({"email": "a@b", "password": PASSWORD, "display_name": "X"}), "email"),
@@ -133,7 +133,7 @@ pub async fn registration_rejects_bad_input(infra: Arc<Infra>) -> Result<()> {
 }
 
 pub async fn wrong_credentials_are_401_without_saying_which(infra: Arc<Infra>) -> Result<()> {
-    let p = Platform::start(&infra, Options::default()).await?;
+    let p = Platform::builder().start(&infra).await?;
     user(&p, "grace@example.com").await?;
     let wrong_password = login(&p, "grace@example.com", "not the passphrase").await?;
     let unknown_user = login(&p, "nobody@example.com", PASSWORD).await?;
@@ -150,7 +150,7 @@ pub async fn wrong_credentials_are_401_without_saying_which(infra: Arc<Infra>) -
 }
 
 pub async fn tampered_expired_and_wrong_algorithm_tokens_are_401(infra: Arc<Infra>) -> Result<()> {
-    let p = Platform::start(&infra, Options::default()).await?;
+    let p = Platform::builder().start(&infra).await?;
     let (user_id, token) = user(&p, "mallory@example.com").await?;
     assert_eq!(call(&p, Method::GET, "/v1/me", Some(&token), None).await?.status, StatusCode::OK);
 
@@ -231,7 +231,7 @@ pub async fn tampered_expired_and_wrong_algorithm_tokens_are_401(infra: Arc<Infr
 }
 
 pub async fn logout_revokes_the_session(infra: Arc<Infra>) -> Result<()> {
-    let p = Platform::start(&infra, Options::default()).await?;
+    let p = Platform::builder().start(&infra).await?;
     assert_eq!(register(&p, "leaving@example.com", PASSWORD, "Leaving").await?.status, StatusCode::CREATED);
     let tokens = login(&p, "leaving@example.com", PASSWORD).await?;
     let refresh = tokens.body["refresh_token"].as_str().unwrap();
@@ -251,7 +251,7 @@ pub async fn logout_revokes_the_session(infra: Arc<Infra>) -> Result<()> {
 }
 
 pub async fn roles_are_admin_only_and_the_last_admin_stays(infra: Arc<Infra>) -> Result<()> {
-    let p = Platform::start(&infra, Options::default()).await?;
+    let p = Platform::builder().start(&infra).await?;
     let (alice, alice_token) = user(&p, "alice@example.com").await?;
     let (bob, _) = user(&p, "bob@example.com").await?;
     let admin = access_token(&p, ADMIN_EMAIL, ADMIN_PASSWORD).await?;
@@ -290,16 +290,11 @@ pub async fn roles_are_admin_only_and_the_last_admin_stays(infra: Arc<Infra>) ->
 }
 
 pub async fn auth_endpoints_are_rate_limited_per_client(infra: Arc<Infra>) -> Result<()> {
-    let p = Platform::start(
-        &infra,
-        Options {
-            rate_limit_burst: 3,
-            // Slow enough that no slot comes back during the test, however slow the machine.
-            rate_limit_replenish: std::time::Duration::from_secs(600),
-            ..Options::default()
-        },
-    )
-    .await?;
+    let p = Platform::builder()
+        // Slow enough that no slot comes back during the test, however slow the machine.
+        .rate_limit(3, std::time::Duration::from_secs(600))
+        .start(&infra)
+        .await?;
     let mut statuses = Vec::new();
     for _ in 0..5 {
         statuses.push(login(&p, "someone@example.com", "wrong password!").await?);
@@ -317,7 +312,7 @@ pub async fn auth_endpoints_are_rate_limited_per_client(infra: Arc<Infra>) -> Re
 }
 
 pub async fn registration_honours_idempotency_keys(infra: Arc<Infra>) -> Result<()> {
-    let p = Platform::start(&infra, Options::default()).await?;
+    let p = Platform::builder().start(&infra).await?;
     let send = |key: &'static str, email: &'static str| {
         let req = p
             .http

@@ -6,14 +6,14 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use coursebus_contracts::subjects::catalog;
-use coursebus_tests::{Infra, Options, Platform, eventually};
+use coursebus_tests::{Builder, Infra, Platform, Service, eventually};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::support::{ADMIN, call, create_course, instructor, publish_with_lessons, stream_events, user};
 
-fn with_catalog(replicas: usize) -> Options {
-    Options { catalog_replicas: replicas, ..Options::default() }
+fn with_catalog(replicas: usize) -> Builder {
+    Platform::builder().with(Service::Catalog, replicas)
 }
 
 fn id(v: &Value) -> String {
@@ -21,7 +21,7 @@ fn id(v: &Value) -> String {
 }
 
 pub async fn authoring_publishing_and_visibility(infra: Arc<Infra>) -> Result<()> {
-    let p = Platform::start(&infra, with_catalog(1)).await?;
+    let p = with_catalog(1).start(&infra).await?;
     let (teacher_id, teacher) = instructor(&p, "teacher@example.com").await?;
     let (_, other_teacher) = instructor(&p, "rival@example.com").await?;
     let (_, student) = user(&p, "student@example.com").await?;
@@ -204,7 +204,7 @@ pub async fn authoring_publishing_and_visibility(infra: Arc<Infra>) -> Result<()
 }
 
 pub async fn bad_course_input_names_the_field(infra: Arc<Infra>) -> Result<()> {
-    let p = Platform::start(&infra, with_catalog(1)).await?;
+    let p = with_catalog(1).start(&infra).await?;
     let (_, teacher) = instructor(&p, "teacher@example.com").await?;
     let base = json!({"title": "Valid title", "language": "en", "level": "beginner",
                       "price": {"amount_minor": 0, "currency": "EUR"}});
@@ -254,7 +254,7 @@ pub async fn bad_course_input_names_the_field(infra: Arc<Infra>) -> Result<()> {
 }
 
 pub async fn listing_filters_and_cursor_pagination(infra: Arc<Infra>) -> Result<()> {
-    let p = Platform::start(&infra, with_catalog(1)).await?;
+    let p = with_catalog(1).start(&infra).await?;
     let (_, teacher) = instructor(&p, "teacher@example.com").await?;
     let specs = [
         ("Intro to Rust", "beginner", "en", 0, vec!["rust"]),
@@ -319,7 +319,7 @@ pub async fn listing_filters_and_cursor_pagination(infra: Arc<Infra>) -> Result<
 }
 
 pub async fn every_change_is_an_event_on_evt_catalog(infra: Arc<Infra>) -> Result<()> {
-    let p = Platform::start(&infra, with_catalog(2)).await?;
+    let p = with_catalog(2).start(&infra).await?;
     let nats = p.nats_client().await?;
     let (_, teacher) = instructor(&p, "teacher@example.com").await?;
     let course = create_course(&p, &teacher, "Eventful", json!({})).await?;
@@ -367,7 +367,7 @@ pub async fn every_change_is_an_event_on_evt_catalog(infra: Arc<Infra>) -> Resul
 /// Published reads come from each replica's cache, and a change on any replica reaches every
 /// replica's cache through the catalog events.
 pub async fn cached_reads_are_invalidated_on_every_replica(infra: Arc<Infra>) -> Result<()> {
-    let p = Platform::start(&infra, with_catalog(2)).await?;
+    let p = with_catalog(2).start(&infra).await?;
     let (_, teacher) = instructor(&p, "teacher@example.com").await?;
     let course = create_course(&p, &teacher, "Cached Course", json!({})).await?;
     let published = publish_with_lessons(&p, &teacher, &course, 1).await?;
@@ -440,7 +440,7 @@ pub async fn cached_reads_are_invalidated_on_every_replica(infra: Arc<Infra>) ->
 }
 
 pub async fn course_creation_honours_idempotency_keys(infra: Arc<Infra>) -> Result<()> {
-    let p = Platform::start(&infra, with_catalog(2)).await?;
+    let p = with_catalog(2).start(&infra).await?;
     let (_, teacher) = instructor(&p, "teacher@example.com").await?;
     let (_, other) = instructor(&p, "other@example.com").await?;
     let body = json!({"title": "Retry Safe", "language": "en", "level": "beginner",

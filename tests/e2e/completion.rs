@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, ensure};
 use async_nats::jetstream::consumer::pull;
 use coursebus_contracts::subjects::{assessment as assess, enrollment as enrol};
-use coursebus_tests::{Infra, Options, Platform, eventually};
+use coursebus_tests::{Infra, Platform, Service, eventually};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -55,11 +55,12 @@ async fn redeliver(p: &Platform, envelope: &Value, copy: &str) -> Result<()> {
 }
 
 pub async fn a_failed_final_quiz_withholds_completion_until_a_passing_grade(infra: Arc<Infra>) -> Result<()> {
-    let p = Platform::start(
-        &infra,
-        Options { catalog_replicas: 1, enrollment_replicas: 1, assessment_replicas: 1, ..Default::default() },
-    )
-    .await?;
+    let p = Platform::builder()
+        .with(Service::Catalog, 1)
+        .with(Service::Enrollment, 1)
+        .with(Service::Assessment, 1)
+        .start(&infra)
+        .await?;
     let (_, teacher) = instructor(&p, "teacher@rules.test").await?;
     let course = create_course(&p, &teacher, "Graded Rust", json!({})).await?;
     let course = publish_with_lessons(&p, &teacher, &course, 1).await?;

@@ -6,21 +6,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use coursebus_tests::{Infra, Options, Platform, eventually};
+use coursebus_tests::{Builder, Infra, Platform, Service, eventually};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::support::{call, create_course, instructor, publish_with_lessons, stream_events, user};
 
-fn options() -> Options {
-    Options {
-        catalog_replicas: 1,
-        enrollment_replicas: 1,
-        content_replicas: 1,
-        media_replicas: 1,
-        ..Options::default()
-    }
+fn options() -> Builder {
+    Platform::builder()
+        .with(Service::Catalog, 1)
+        .with(Service::Enrollment, 1)
+        .with(Service::Content, 1)
+        .with(Service::Media, 1)
 }
 
 /// A generated clip: `seconds` of 1280x720 test pattern with a tone. `mjpeg` makes it large
@@ -69,7 +67,7 @@ struct Class {
 }
 
 async fn class(infra: &Infra, tag: &str) -> Result<Class> {
-    let p = Platform::start(infra, options()).await?;
+    let p = options().start(infra).await?;
     let (_, teacher) = instructor(&p, &format!("teacher-{tag}@example.com")).await?;
     let course = create_course(&p, &teacher, &format!("Filming {tag}"), json!({})).await?;
     let course = publish_with_lessons(&p, &teacher, &course, 1).await?;

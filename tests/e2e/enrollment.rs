@@ -10,7 +10,7 @@ use coursebus_bus::{Bus, CallContext};
 use coursebus_contracts::ErrorCode;
 use coursebus_contracts::enrollment::{AccessCheckRequest, CheckAccess, EnrollmentDetail};
 use coursebus_contracts::subjects::enrollment as subj;
-use coursebus_tests::{Infra, Options, Platform, eventually};
+use coursebus_tests::{Builder, Infra, Platform, Service, eventually};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -19,8 +19,8 @@ use crate::support::{
     user,
 };
 
-fn options() -> Options {
-    Options { catalog_replicas: 1, enrollment_replicas: 2, ..Options::default() }
+fn options() -> Builder {
+    Platform::builder().with(Service::Catalog, 1).with(Service::Enrollment, 2)
 }
 
 fn id(v: &Value) -> String {
@@ -85,7 +85,7 @@ async fn await_events(p: &Platform, subject: &str, enrollment: &str, n: usize) -
 }
 
 pub async fn enrolling_is_idempotent_and_refuses_paid_and_draft_courses(infra: Arc<Infra>) -> Result<()> {
-    let p = Platform::start(&infra, options()).await?;
+    let p = options().start(&infra).await?;
     let (_, teacher) = instructor(&p, "teacher@example.com").await?;
     let (student_id, student) = user(&p, "student@example.com").await?;
     let free = create_course(&p, &teacher, "Free Rust", json!({})).await?;
@@ -153,7 +153,7 @@ pub async fn enrolling_is_idempotent_and_refuses_paid_and_draft_courses(infra: A
 }
 
 pub async fn prerequisites_are_enforced_until_completed(infra: Arc<Infra>) -> Result<()> {
-    let p = Platform::start(&infra, options()).await?;
+    let p = options().start(&infra).await?;
     let (_, teacher) = instructor(&p, "teacher@example.com").await?;
     let (_, student) = user(&p, "student@example.com").await?;
     let basics = create_course(&p, &teacher, "Rust Basics", json!({})).await?;
@@ -179,7 +179,7 @@ pub async fn prerequisites_are_enforced_until_completed(infra: Arc<Infra>) -> Re
 }
 
 pub async fn progress_to_completion_issues_a_certificate_and_events_once(infra: Arc<Infra>) -> Result<()> {
-    let p = Platform::start(&infra, options()).await?;
+    let p = options().start(&infra).await?;
     let (_, teacher) = instructor(&p, "teacher@example.com").await?;
     let (student_id, student) = user(&p, "student@example.com").await?;
     let course = create_course(&p, &teacher, "Ownership in Depth", json!({})).await?;
@@ -277,7 +277,7 @@ pub async fn progress_to_completion_issues_a_certificate_and_events_once(infra: 
 }
 
 pub async fn drip_locked_modules_refuse_progress_until_they_open(infra: Arc<Infra>) -> Result<()> {
-    let p = Platform::start(&infra, options()).await?;
+    let p = options().start(&infra).await?;
     let (_, teacher) = instructor(&p, "teacher@example.com").await?;
     let (student_id, student) = user(&p, "student@example.com").await?;
     let (_, other) = user(&p, "other@example.com").await?;
@@ -332,7 +332,7 @@ pub async fn drip_locked_modules_refuse_progress_until_they_open(infra: Arc<Infr
 }
 
 pub async fn learners_see_only_their_own_and_rosters_are_for_instructors(infra: Arc<Infra>) -> Result<()> {
-    let p = Platform::start(&infra, options()).await?;
+    let p = options().start(&infra).await?;
     let (_, teacher) = instructor(&p, "teacher@example.com").await?;
     let (_, rival) = instructor(&p, "rival@example.com").await?;
     let (ada_id, ada) = user(&p, "ada@example.com").await?;
@@ -410,7 +410,7 @@ pub async fn learners_see_only_their_own_and_rosters_are_for_instructors(infra: 
 }
 
 pub async fn unenrolling_cancels_once_and_re_enrolling_starts_afresh(infra: Arc<Infra>) -> Result<()> {
-    let p = Platform::start(&infra, options()).await?;
+    let p = options().start(&infra).await?;
     let (_, teacher) = instructor(&p, "teacher@example.com").await?;
     let (_, student) = user(&p, "student@example.com").await?;
     let course = create_course(&p, &teacher, "Macros", json!({})).await?;
@@ -452,7 +452,7 @@ pub async fn unenrolling_cancels_once_and_re_enrolling_starts_afresh(infra: Arc<
 }
 
 pub async fn enrolments_keep_their_version_across_republishing_and_restarts(infra: Arc<Infra>) -> Result<()> {
-    let mut p = Platform::start(&infra, options()).await?;
+    let mut p = options().start(&infra).await?;
     let (_, teacher) = instructor(&p, "teacher@example.com").await?;
     let (_, early) = user(&p, "early@example.com").await?;
     let (_, late) = user(&p, "late@example.com").await?;
@@ -504,7 +504,7 @@ pub async fn enrolments_keep_their_version_across_republishing_and_restarts(infr
 /// Archiving a course closes it to new learners; those enrolled keep what they enrolled in and
 /// can finish it.
 pub async fn an_archived_course_takes_no_new_learners_and_keeps_its_own(infra: Arc<Infra>) -> Result<()> {
-    let p = Platform::start(&infra, options()).await?;
+    let p = options().start(&infra).await?;
     let (_, teacher) = instructor(&p, "archiver@example.com").await?;
     let course = create_course(&p, &teacher, "Retired Course", json!({})).await?;
     let course = publish_with_lessons(&p, &teacher, &course, 1).await?;

@@ -4,15 +4,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use coursebus_tests::{Infra, Options, Platform, eventually};
+use coursebus_tests::{Infra, Platform, Service, eventually};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::support::{call, create_course, instructor, publish_outline, user};
 
 pub async fn instructor_publishes_student_finds_enrols_completes(infra: Arc<Infra>) -> Result<()> {
-    let options = Options { catalog_replicas: 1, search_replicas: 1, enrollment_replicas: 1, ..Options::default() };
-    let p = Platform::start(&infra, options).await?;
+    let p = Platform::builder()
+        .with(Service::Catalog, 1)
+        .with(Service::Search, 1)
+        .with(Service::Enrollment, 1)
+        .start(&infra)
+        .await?;
     let (_, teacher) = instructor(&p, "teacher@example.com").await?;
     let (student_id, student) = user(&p, "student@example.com").await?;
 

@@ -8,7 +8,7 @@ use anyhow::{Context, Result, ensure};
 use coursebus_bus::consume::RetryPolicy;
 use coursebus_contracts::notifications::{Channel, NotificationJob, NotificationKind};
 use coursebus_contracts::subjects::notifications as subj;
-use coursebus_tests::{Infra, Options, Platform, eventually};
+use coursebus_tests::{Builder, Infra, Platform, Service, eventually};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -18,8 +18,8 @@ use crate::support::{call, create_course, instructor, publish_with_lessons, user
 
 const WAIT: Duration = Duration::from_secs(30);
 
-fn options(notifications_replicas: usize) -> Options {
-    Options { notifications_replicas, ..Options::default() }
+fn options(notifications_replicas: usize) -> Builder {
+    Platform::builder().with(Service::Notifications, notifications_replicas)
 }
 
 /// A unique address per test run, so tests sharing the SMTP server tell their emails apart.
@@ -99,7 +99,7 @@ async fn email_delivery(db: &sqlx::PgPool, user_id: &str, kind: &str) -> Result<
 }
 
 pub async fn registration_sends_exactly_one_verification_email(infra: Arc<Infra>) -> Result<()> {
-    let p = Platform::start(&infra, options(2)).await?;
+    let p = options(2).start(&infra).await?;
     let email = address("welcome");
     let reply = crate::support::register(&p, &email, crate::support::PASSWORD, "Ada Lovelace").await?;
     ensure!(reply.status == StatusCode::CREATED, "{reply:?}");
@@ -161,7 +161,7 @@ pub async fn registration_sends_exactly_one_verification_email(infra: Arc<Infra>
 /// An unverified user asks for another link: a second email whose link works; the first
 /// email's link still works too until it expires.
 pub async fn a_resent_verification_link_confirms_the_address(infra: Arc<Infra>) -> Result<()> {
-    let p = Platform::start(&infra, options(1)).await?;
+    let p = options(1).start(&infra).await?;
     let email = address("resend");
     let (_, token) = user(&p, &email).await?;
     wait_emails(&infra.smtp, &email, 1).await?;
@@ -187,8 +187,7 @@ pub async fn a_resent_verification_link_confirms_the_address(infra: Arc<Infra>) 
 }
 
 pub async fn enrolment_notifies_in_app_and_the_inbox_is_private(infra: Arc<Infra>) -> Result<()> {
-    let options = Options { catalog_replicas: 1, enrollment_replicas: 1, ..options(2) };
-    let p = Platform::start(&infra, options).await?;
+    let p = options(2).with(Service::Catalog, 1).with(Service::Enrollment, 1).start(&infra).await?;
     let (_, teacher) = instructor(&p, &address("teacher")).await?;
     let mut courses = Vec::new();
     for title in ["Rust for Humans", "Async in Depth"] {
@@ -270,7 +269,7 @@ pub async fn enrolment_notifies_in_app_and_the_inbox_is_private(infra: Arc<Infra
 }
 
 pub async fn a_duplicate_job_sends_one_email(infra: Arc<Infra>) -> Result<()> {
-    let p = Platform::start(&infra, options(2)).await?;
+    let p = options(2).start(&infra).await?;
     let email = address("dup");
     let (user_id, _) = user(&p, &email).await?;
     wait_emails(&infra.smtp, &email, 1).await?;
@@ -323,7 +322,7 @@ pub async fn smtp_down_is_retried_and_delivered_once_it_is_back(infra: Arc<Infra
     let mut smtp = tokio::task::block_in_place(|| {
         Smtp::start(&infra.tools, &dir.path().join("maildir"), 0, &dir.path().join("smtp.log"))
     })?;
-    let mut p = Platform::start(&infra, options(0)).await?;
+    let mut p = options(0).start(&infra).await?;
     let mut config = p.notifications_config();
     config.smtp_url = smtp.url().into();
     config.smtp_timeout = Duration::from_secs(2);
@@ -357,8 +356,7 @@ pub async fn smtp_down_is_retried_and_delivered_once_it_is_back(infra: Arc<Infra
 }
 
 pub async fn preferences_turn_channels_off(infra: Arc<Infra>) -> Result<()> {
-    let options = Options { catalog_replicas: 1, enrollment_replicas: 1, ..options(1) };
-    let p = Platform::start(&infra, options).await?;
+    let p = options(1).with(Service::Catalog, 1).with(Service::Enrollment, 1).start(&infra).await?;
     let (_, teacher) = instructor(&p, &address("teacher")).await?;
     let course = create_course(&p, &teacher, "Quiet Course", json!({})).await?;
     let course = publish_with_lessons(&p, &teacher, &course, 1).await?;
@@ -453,8 +451,7 @@ async fn next_push(socket: &mut Socket, wait: Duration) -> Result<Option<Value>>
 }
 
 pub async fn a_websocket_gets_its_own_pushes_only(infra: Arc<Infra>) -> Result<()> {
-    let options = Options { catalog_replicas: 1, enrollment_replicas: 1, ..options(2) };
-    let p = Platform::start(&infra, options).await?;
+    let p = options(2).with(Service::Catalog, 1).with(Service::Enrollment, 1).start(&infra).await?;
     let (_, teacher) = instructor(&p, &address("teacher")).await?;
     let course = create_course(&p, &teacher, "Live Course", json!({})).await?;
     let course = publish_with_lessons(&p, &teacher, &course, 1).await?;
@@ -510,8 +507,7 @@ fn unsubscribe_token(raw: &str) -> Option<String> {
 }
 
 pub async fn unsubscribe_link_works_once_and_a_tampered_one_is_rejected(infra: Arc<Infra>) -> Result<()> {
-    let options = Options { catalog_replicas: 1, enrollment_replicas: 1, ..options(1) };
-    let p = Platform::start(&infra, options).await?;
+    let p = options(1).with(Service::Catalog, 1).with(Service::Enrollment, 1).start(&infra).await?;
     let (_, teacher) = instructor(&p, &address("teacher")).await?;
     let course = create_course(&p, &teacher, "Unsubscribable", json!({})).await?;
     let course = publish_with_lessons(&p, &teacher, &course, 1).await?;
@@ -558,8 +554,7 @@ async fn enrol(p: &Platform, token: &str, course: &Value) -> Result<()> {
 }
 
 pub async fn an_announcement_reaches_every_learner_once(infra: Arc<Infra>) -> Result<()> {
-    let options = Options { catalog_replicas: 1, enrollment_replicas: 1, ..options(0) };
-    let mut p = Platform::start(&infra, options).await?;
+    let mut p = options(0).with(Service::Catalog, 1).with(Service::Enrollment, 1).start(&infra).await?;
     // Two replicas, pages of 2 learners: the fan-out walks several pages.
     for _ in 0..2 {
         let mut config = p.notifications_config();
@@ -674,8 +669,7 @@ pub async fn texts_go_to_twilio_rejections_fail_and_outages_retry(infra: Arc<Inf
         .mount(&twilio)
         .await;
 
-    let options = Options { catalog_replicas: 1, enrollment_replicas: 1, ..options(0) };
-    let mut p = Platform::start(&infra, options).await?;
+    let mut p = options(0).with(Service::Catalog, 1).with(Service::Enrollment, 1).start(&infra).await?;
     let mut config = p.notifications_config();
     config.twilio = Some(coursebus_worker_notifications::sms::TwilioConfig {
         base_url: twilio.uri(),
@@ -809,8 +803,7 @@ async fn tick(p: &Platform, subject: String) -> Result<()> {
 }
 
 pub async fn a_digest_gathers_emails_into_one(infra: Arc<Infra>) -> Result<()> {
-    let options = Options { catalog_replicas: 1, enrollment_replicas: 1, ..options(1) };
-    let p = Platform::start(&infra, options).await?;
+    let p = options(1).with(Service::Catalog, 1).with(Service::Enrollment, 1).start(&infra).await?;
     let (_, teacher) = instructor(&p, &address("teacher")).await?;
     let mut courses = Vec::new();
     for title in ["Digest Course One", "Digest Course Two"] {
@@ -863,8 +856,7 @@ pub async fn a_digest_gathers_emails_into_one(infra: Arc<Infra>) -> Result<()> {
 }
 
 pub async fn quiet_hours_hold_emails_until_they_end(infra: Arc<Infra>) -> Result<()> {
-    let options = Options { catalog_replicas: 1, enrollment_replicas: 1, ..options(1) };
-    let p = Platform::start(&infra, options).await?;
+    let p = options(1).with(Service::Catalog, 1).with(Service::Enrollment, 1).start(&infra).await?;
     let (_, teacher) = instructor(&p, &address("teacher")).await?;
     let course = create_course(&p, &teacher, "Night Course", json!({})).await?;
     let course = publish_with_lessons(&p, &teacher, &course, 1).await?;
@@ -943,7 +935,7 @@ fn dlq_header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str
 
 pub async fn poison_jobs_land_in_the_dlq_never_looping(infra: Arc<Infra>) -> Result<()> {
     use coursebus_contracts::subjects::dlq;
-    let mut p = Platform::start(&infra, options(0)).await?;
+    let mut p = options(0).start(&infra).await?;
     let mut config = p.notifications_config();
     config.max_deliver = 3;
     config.retry = RetryPolicy { first: Duration::from_millis(50), cap: Duration::from_millis(50) };
@@ -1001,7 +993,7 @@ pub async fn poison_jobs_land_in_the_dlq_never_looping(infra: Arc<Infra>) -> Res
 
 pub async fn a_new_deployment_does_not_greet_old_accounts(infra: Arc<Infra>) -> Result<()> {
     // Accounts from before notifications was deployed.
-    let mut p = Platform::start(&infra, options(0)).await?;
+    let mut p = options(0).start(&infra).await?;
     let old = address("veteran");
     let (old_id, _) = user(&p, &old).await?;
     let nats = p.nats_client().await?;
@@ -1037,8 +1029,7 @@ pub async fn a_new_deployment_does_not_greet_old_accounts(infra: Arc<Infra>) -> 
 }
 
 pub async fn a_republished_course_tells_its_learners(infra: Arc<Infra>) -> Result<()> {
-    let options = Options { catalog_replicas: 1, enrollment_replicas: 1, ..options(1) };
-    let p = Platform::start(&infra, options).await?;
+    let p = options(1).with(Service::Catalog, 1).with(Service::Enrollment, 1).start(&infra).await?;
     let (_, teacher) = instructor(&p, &address("teacher")).await?;
     let course = create_course(&p, &teacher, "Evolving Course", json!({})).await?;
     let course = publish_with_lessons(&p, &teacher, &course, 1).await?;
@@ -1071,8 +1062,7 @@ pub async fn a_republished_course_tells_its_learners(infra: Arc<Infra>) -> Resul
 
 pub async fn an_event_given_up_on_is_kept_in_the_dlq(infra: Arc<Infra>) -> Result<()> {
     use coursebus_contracts::subjects::{dlq, enrollment};
-    let options = Options { catalog_replicas: 1, enrollment_replicas: 1, ..options(0) };
-    let mut p = Platform::start(&infra, options).await?;
+    let mut p = options(0).with(Service::Catalog, 1).with(Service::Enrollment, 1).start(&infra).await?;
     let (_, teacher) = instructor(&p, &address("teacher")).await?;
     let course = create_course(&p, &teacher, "Unreachable Catalog", json!({})).await?;
     let course = publish_with_lessons(&p, &teacher, &course, 1).await?;

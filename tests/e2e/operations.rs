@@ -5,14 +5,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use coursebus_contracts::subjects::{identity, srv};
-use coursebus_tests::{Infra, Options, Platform, collect_replies, eventually};
+use coursebus_tests::{Infra, Platform, Service, collect_replies, eventually};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
 use crate::support::{PASSWORD, call, login, user};
 
 pub async fn replicas_share_requests_and_answer_the_micro_protocol(infra: Arc<Infra>) -> Result<()> {
-    let p = Platform::start(&infra, Options::default()).await?;
+    let p = Platform::builder().start(&infra).await?;
     for _ in 0..40 {
         let reply = call(&p, Method::GET, "/.well-known/jwks.json", None, None).await?;
         assert_eq!(reply.status, StatusCode::OK);
@@ -65,7 +65,7 @@ pub async fn replicas_share_requests_and_answer_the_micro_protocol(infra: Arc<In
 }
 
 pub async fn no_identity_replica_means_503_within_a_second(infra: Arc<Infra>) -> Result<()> {
-    let mut p = Platform::start(&infra, Options::default()).await?;
+    let mut p = Platform::builder().start(&infra).await?;
     let (_, token) = user(&p, "patient@example.com").await?;
     p.stop_replicas("identity").await;
 
@@ -125,7 +125,7 @@ pub(crate) async fn registered_events(nats: &async_nats::Client, user_id: &str) 
 }
 
 pub async fn registration_event_reaches_the_stream_once_across_a_relay_restart(infra: Arc<Infra>) -> Result<()> {
-    let mut p = Platform::start(&infra, Options::default()).await?;
+    let mut p = Platform::builder().start(&infra).await?;
     let nats = p.nats_client().await?;
     // The client's request id and trace travel gateway → identity → outbox → the event.
     let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -194,7 +194,7 @@ pub async fn registration_event_reaches_the_stream_once_across_a_relay_restart(i
 }
 
 pub async fn health_metrics_openapi_jwks_and_errors(infra: Arc<Infra>) -> Result<()> {
-    let p = Platform::start(&infra, Options::default()).await?;
+    let p = Platform::builder().start(&infra).await?;
     let health = call(&p, Method::GET, "/healthz", None, None).await?;
     assert_eq!((health.status, &health.body["status"]), (StatusCode::OK, &json!("ok")));
     let ready = call(&p, Method::GET, "/readyz", None, None).await?;
@@ -280,20 +280,19 @@ pub async fn nats_configurations_are_valid(infra: Arc<Infra>) -> Result<()> {
 /// uploaded, transcoded and played, a broken one parked in the DLQ. The gateway's user cannot
 /// reach internal endpoints.
 pub async fn every_service_works_within_its_nats_permissions(infra: Arc<Infra>) -> Result<()> {
-    let options = Options {
-        identity_replicas: 1,
-        catalog_replicas: 1,
-        search_replicas: 1,
-        enrollment_replicas: 1,
-        notifications_replicas: 1,
-        content_replicas: 1,
-        media_replicas: 1,
-        payments_replicas: 1,
-        assessment_replicas: 1,
-        secured: true,
-        ..Options::default()
-    };
-    let p = Platform::start(&infra, options).await?;
+    let p = Platform::builder()
+        .with(Service::Identity, 1)
+        .with(Service::Catalog, 1)
+        .with(Service::Search, 1)
+        .with(Service::Enrollment, 1)
+        .with(Service::Notifications, 1)
+        .with(Service::Content, 1)
+        .with(Service::Media, 1)
+        .with(Service::Payments, 1)
+        .with(Service::Assessment, 1)
+        .secured()
+        .start(&infra)
+        .await?;
     let outcome = secured_journey(&infra, &p).await;
     // What the server refused, to name a missing permission when the journey fails.
     let log = std::fs::read_to_string(&p.nats.server.log).unwrap_or_default();
@@ -436,7 +435,7 @@ async fn secured_journey(infra: &Infra, p: &Platform) -> Result<()> {
 pub async fn a_trace_continues_across_an_event(infra: Arc<Infra>) -> Result<()> {
     use coursebus_contracts::subjects::notifications as notify;
 
-    let p = Platform::start(&infra, Options { notifications_replicas: 1, ..Default::default() }).await?;
+    let p = Platform::builder().with(Service::Notifications, 1).start(&infra).await?;
     let trace_id = uuid::Uuid::new_v4().simple().to_string();
     let traceparent = format!("00-{trace_id}-00f067aa0ba902b7-01");
     let email = format!("traced-{}@example.com", uuid::Uuid::new_v4().simple());

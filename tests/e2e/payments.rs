@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use coursebus_tests::{Infra, Options, Platform, eventually};
+use coursebus_tests::{Infra, Platform, Service, eventually};
 use hmac::{Hmac, Mac};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -16,17 +16,13 @@ use crate::support::{ADMIN, Reply, access_token, call, create_course, instructor
 const SAGA: Duration = Duration::from_secs(30);
 
 pub(crate) async fn platform(infra: &Infra) -> Result<Platform> {
-    Platform::start(
-        infra,
-        Options {
-            catalog_replicas: 1,
-            enrollment_replicas: 1,
-            payments_replicas: 1,
-            notifications_replicas: 1,
-            ..Default::default()
-        },
-    )
-    .await
+    Platform::builder()
+        .with(Service::Catalog, 1)
+        .with(Service::Enrollment, 1)
+        .with(Service::Payments, 1)
+        .with(Service::Notifications, 1)
+        .start(infra)
+        .await
 }
 
 /// A published course at EUR 49.00 (also USD 55.00) with two required lessons; its JSON.

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use coursebus_contracts::catalog::{Course, CoursePublished};
 use coursebus_contracts::{Actor, Event as _};
-use coursebus_tests::{Infra, Options, Platform, eventually};
+use coursebus_tests::{Builder, Infra, Platform, Service, eventually};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -17,8 +17,8 @@ use crate::support::{Reply, call, create_course, instructor, publish_outline};
 /// How long an event may take to reach every search replica's index.
 const INDEXED_WITHIN: Duration = Duration::from_secs(10);
 
-fn with_search(replicas: usize) -> Options {
-    Options { catalog_replicas: 1, search_replicas: replicas, ..Options::default() }
+fn with_search(replicas: usize) -> Builder {
+    Platform::builder().with(Service::Catalog, 1).with(Service::Search, replicas)
 }
 
 /// `GET /v1/search/courses` with `params` (URL-encoded here), anonymously.
@@ -101,7 +101,7 @@ async fn archive(p: &Platform, token: &str, course: &Value) -> Result<()> {
 }
 
 pub async fn published_courses_become_searchable_and_drafts_never_do(infra: Arc<Infra>) -> Result<()> {
-    let p = Platform::start(&infra, with_search(2)).await?;
+    let p = with_search(2).start(&infra).await?;
     let (teacher_id, teacher) = instructor(&p, "teacher@example.com").await?;
 
     // Nothing yet: an empty result, not an error.
@@ -198,7 +198,7 @@ async fn three_courses(p: &Platform) -> Result<(Value, Value, Value)> {
 }
 
 pub async fn a_typo_finds_the_course_and_title_matches_rank_first(infra: Arc<Infra>) -> Result<()> {
-    let p = Platform::start(&infra, with_search(2)).await?;
+    let p = with_search(2).start(&infra).await?;
     three_courses(&p).await?;
 
     // "rust" is in one title and in another course's description: the title match comes first.
@@ -222,7 +222,7 @@ pub async fn a_typo_finds_the_course_and_title_matches_rank_first(infra: Arc<Inf
 }
 
 pub async fn facets_count_matches_and_filters_narrow_them(infra: Arc<Infra>) -> Result<()> {
-    let p = Platform::start(&infra, with_search(2)).await?;
+    let p = with_search(2).start(&infra).await?;
     three_courses(&p).await?;
 
     let all = found(&p, &[]).await?;
@@ -262,7 +262,7 @@ pub async fn facets_count_matches_and_filters_narrow_them(infra: Arc<Infra>) -> 
 }
 
 pub async fn archiving_removes_a_course_from_search(infra: Arc<Infra>) -> Result<()> {
-    let p = Platform::start(&infra, with_search(2)).await?;
+    let p = with_search(2).start(&infra).await?;
     let (_, teacher) = instructor(&p, "teacher@example.com").await?;
     let keep = publish(&p, &teacher, "Rust Fundamentals", json!({"tags": ["rust"]}), &["Ownership"]).await?;
     let gone = publish(&p, &teacher, "Rust Macros", json!({"tags": ["rust", "macros"]}), &["macro_rules"]).await?;
@@ -303,7 +303,7 @@ async fn publish_backlog(p: &Platform, n: usize) -> Result<()> {
 
 pub async fn a_replica_started_later_catches_up_by_itself(infra: Arc<Infra>) -> Result<()> {
     const BACKLOG: usize = 1_500;
-    let mut p = Platform::start(&infra, with_search(1)).await?;
+    let mut p = with_search(1).start(&infra).await?;
     let (_, teacher) = instructor(&p, "teacher@example.com").await?;
     publish_backlog(&p, BACKLOG).await?;
     publish(&p, &teacher, "Rust Fundamentals", json!({"tags": ["rust"]}), &["Ownership"]).await?;
@@ -338,7 +338,7 @@ pub async fn a_replica_started_later_catches_up_by_itself(infra: Arc<Infra>) -> 
 }
 
 pub async fn bad_input_is_400_invalid_input(infra: Arc<Infra>) -> Result<()> {
-    let p = Platform::start(&infra, with_search(1)).await?;
+    let p = with_search(1).start(&infra).await?;
     let long = "a".repeat(201);
     for (params, field) in [
         (vec![("q", long.as_str())], Some("q")),
