@@ -70,8 +70,13 @@ impl Idempotency {
     }
 
     /// The stored response of an earlier request with this key, if any. The same key with a
-    /// different request is a `conflict`.
-    pub async fn replay<T: DeserializeOwned>(&self, pool: &PgPool) -> Result<Option<T>, ErrorBody> {
+    /// different request is a `conflict`. `executor` is the pool, or the write's own transaction
+    /// when it looks again after taking a lock (a second connection from the pool there could
+    /// wait for a pool its own request already drained).
+    pub async fn replay<'e, T: DeserializeOwned>(
+        &self,
+        executor: impl sqlx::PgExecutor<'e>,
+    ) -> Result<Option<T>, ErrorBody> {
         let row: Option<(Vec<u8>, serde_json::Value)> = sqlx::query_as(
             "SELECT fingerprint, response FROM cb_idempotency \
              WHERE scope = $1 AND key = $2 AND created_at > now() - make_interval(hours => $3)",
@@ -79,7 +84,7 @@ impl Idempotency {
         .bind(&self.scope)
         .bind(&self.key)
         .bind(RETENTION_HOURS)
-        .fetch_optional(pool)
+        .fetch_optional(executor)
         .await
         .map_err(db)?;
         match row {

@@ -99,7 +99,7 @@ impl Assessments {
         };
         let mut tx = self.pool.begin().await.map_err(db)?;
         if let Some(key) = &key
-            && let Some(first) = key.claim(&mut tx, &self.pool).await?
+            && let Some(first) = key.claim(&mut tx).await?
         {
             return Ok(first);
         }

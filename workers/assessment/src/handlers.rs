@@ -95,9 +95,11 @@ impl<R: Rpc> Keyed<R> {
 
     /// Hold the key until `tx` ends and look again: the answer of a request with the same key
     /// that committed since [`Self::replay`] (a concurrent retry) instead of a second creation.
-    pub(crate) async fn claim(&self, tx: &mut PgConnection, pool: &PgPool) -> Result<Option<R::Reply>, ErrorBody> {
+    pub(crate) async fn claim(&self, tx: &mut PgConnection) -> Result<Option<R::Reply>, ErrorBody> {
         store::lock_key(tx, &self.lock).await.map_err(db)?;
-        self.idem.replay(pool).await
+        // In the same transaction: under READ COMMITTED it sees what the holder committed, and
+        // it needs no second connection from a pool the concurrent retries may have drained.
+        self.idem.replay(&mut *tx).await
     }
 
     /// Store `reply` in `tx`, the transaction of the write.
@@ -229,7 +231,7 @@ impl Assessments {
         };
         let mut tx = self.pool.begin().await.map_err(db)?;
         if let Some(key) = &key
-            && let Some(first) = key.claim(&mut tx, &self.pool).await?
+            && let Some(first) = key.claim(&mut tx).await?
         {
             return Ok(first);
         }
@@ -254,7 +256,7 @@ impl Assessments {
         self.require_author(&ctx, &me, req.course_id).await?;
         let mut tx = self.pool.begin().await.map_err(db)?;
         if let Some(key) = &key
-            && let Some(first) = key.claim(&mut tx, &self.pool).await?
+            && let Some(first) = key.claim(&mut tx).await?
         {
             return Ok(first);
         }
