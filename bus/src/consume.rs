@@ -254,48 +254,6 @@ where
     running.wait().await;
 }
 
-/// Transitional (until every worker declares its consumers on `bus::worker`): the old shape.
-pub fn event_consumer(durable: &str, filter_subjects: &[&str]) -> consumer::pull::Config {
-    Consumer::events("", durable, filter_subjects).config
-}
-
-/// Transitional: [`consume`] one message at a time with a `(subject, payload)` handler.
-pub async fn run<F, Fut>(
-    js: jetstream::Context,
-    stream: &str,
-    config: consumer::pull::Config,
-    shutdown: CancellationToken,
-    handle: F,
-) where
-    F: Fn(String, Bytes) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Handled> + Send + 'static,
-{
-    run_many(js, stream, config, shutdown, 1, handle).await;
-}
-
-/// Transitional: [`consume`] with up to `in_flight` messages at once.
-pub async fn run_many<F, Fut>(
-    js: jetstream::Context,
-    stream: &str,
-    config: consumer::pull::Config,
-    shutdown: CancellationToken,
-    in_flight: usize,
-    handle: F,
-) where
-    F: Fn(String, Bytes) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Handled> + Send + 'static,
-{
-    let spec = Consumer {
-        stream: stream.to_owned(),
-        config,
-        in_flight: in_flight.max(1),
-        retry: RetryPolicy::default(),
-        pull_expires: Duration::from_secs(5),
-    };
-    let handle = Arc::new(handle);
-    consume(js, spec, shutdown, move |d: Delivery| handle(d.subject, d.payload)).await;
-}
-
 /// One second, unless `shutdown` fires first (then `false`).
 async fn pause(shutdown: &CancellationToken) -> bool {
     tokio::select! {

@@ -97,24 +97,3 @@ pub async fn durable(
         }
     }
 }
-
-/// The messages of [`durable`] consumer `config` (a continuous pull); `None` once `shutdown` is
-/// cancelled.
-pub async fn pull_durable(
-    js: &jetstream::Context,
-    stream: &str,
-    config: &consumer::pull::Config,
-    shutdown: &CancellationToken,
-) -> Option<consumer::pull::Stream> {
-    loop {
-        let consumer = durable(js, stream, config, shutdown).await?;
-        match consumer.messages().await {
-            Ok(messages) => return Some(messages),
-            Err(err) => tracing::debug!(error = %err, stream, "cannot pull yet; retrying"),
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => return None,
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-        }
-    }
-}

@@ -320,35 +320,3 @@ macro_rules! endpoints {
         })+
     }};
 }
-
-/// Transitional (until every worker runs on [`Worker`]): what `start_pg` returns.
-#[derive(Debug, Clone)]
-pub struct Started {
-    pub pool: PgPool,
-    pub client: async_nats::Client,
-    pub js: jetstream::Context,
-}
-
-/// Transitional: how `start_pg` starts.
-#[derive(Debug, Clone)]
-pub struct Spec<'a> {
-    pub service: &'a str,
-    pub nats_url: &'a str,
-    pub database_url: &'a str,
-    pub max_connections: u32,
-    pub streams: Vec<stream::Config>,
-}
-
-/// Transitional: the old start-up of PostgreSQL workers.
-pub async fn start_pg(spec: Spec<'_>, migrations: &Migrator) -> Result<Started, StartError> {
-    let pool = pool_options(spec.max_connections).connect(spec.database_url).await?;
-    migrations.run(&pool).await?;
-    outbox::install(&pool).await?;
-    idempotency::install(&pool).await?;
-    let client = crate::connect(spec.nats_url, spec.service, Duration::from_secs(30)).await?;
-    let js = jetstream::new(client.clone());
-    for config in spec.streams {
-        streams::ensure_stream(&js, config).await?;
-    }
-    Ok(Started { pool, client, js })
-}
